@@ -1,0 +1,258 @@
+"""The task tree: thin doors into the library. `tasks.py` and the `labctl` script share it.
+
+Exit status: 0 all well; 1 labctl could not do its job (lab, environment); 2 bad input or a
+host failed; 4 a host was unreachable (Ansible's meanings).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from invoke import Collection, Context, Exit, Program, task
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from labctl import __version__
+from labctl.errors import InputError, LabctlError
+from labctl.inventory import Inventory, load_inventory
+
+if TYPE_CHECKING:
+    from labctl.lab import LocalLab
+
+EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE = 1, 2, 4
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_inventory() -> str:
+    """hosts/local.yml of this checkout (the local lab), else of the current directory."""
+    candidate = PROJECT_DIR / "hosts" / "local.yml"
+    return str(candidate if candidate.exists() else Path("hosts") / "local.yml")
+
+
+def _errors_as_exit(fn: F) -> F:
+    """labctl's errors end the task with one line on stderr and the right exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
+        except LabctlError as exc:
+            raise Exit(f"labctl: {exc}", code=EXIT_ERROR) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _inventory(path: str | None) -> Inventory:
+    return load_inventory(path or default_inventory())
+
+
+# ---------------------------------------------------------------------------- lab
+
+
+def _lab(inventory: str | None, hosts: int, progress: bool = True) -> LocalLab:
+    from labctl.lab import LabSpec, LocalLab
+
+    spec = LabSpec.from_inventory(_inventory(inventory))
+    if hosts:
+        spec = LabSpec.generated(spec.name, str(spec.subnet), hosts, spec.state_dir)
+    console = _console()
+    return LocalLab(spec, progress=(lambda msg: console.print(f"  {msg}")) if progress else None)
+
+
+@task(
+    help={
+        "inventory": "lab inventory (default: hosts/local.yml)",
+        "hosts": "make N hosts (srv1, cli1..) instead of the inventory's, for scale tests; "
+        "writes their inventory into the lab's state directory",
+    }
+)
+@_errors_as_exit
+def up(c: Context, inventory: str | None = None, hosts: int = 0) -> None:
+    """Bring the local namespace lab up (idempotent: a second run changes nothing)."""
+    lab = _lab(inventory, hosts)
+    report = lab.up()
+    console = _console()
+    if hosts:
+        path = lab.spec.state_dir / "inventory.yml"
+        path.write_text(lab.spec.inventory_yaml())
+        console.print(f"inventory: {path}")
+    n = len(lab.spec.hosts)
+    if report.changed:
+        kinds = Counter(ch.what.split()[0] for ch in report.changes if ch.changed)
+        made = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+        console.print(f"lab {lab.spec.name}: {n} hosts up ({made})")
+    else:
+        console.print(f"lab {lab.spec.name}: {n} hosts already up, nothing changed")
+
+
+@task(
+    help={
+        "inventory": "lab inventory (default: hosts/local.yml)",
+        "purge": "also delete the lab's state directory (keys, host homes)",
+    }
+)
+@_errors_as_exit
+def down(c: Context, inventory: str | None = None, purge: bool = False) -> None:
+    """Take the local lab down: exactly the namespaces, links and sshd PIDs `up` made."""
+    lab = _lab(inventory, 0)
+    report = lab.down(purge=purge)
+    kinds = Counter(ch.what.split()[0] for ch in report.changes)
+    what = ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "nothing was up"
+    _console().print(f"lab {lab.spec.name} down: removed {what}")
+
+
+@task(help={"inventory": "lab inventory (default: hosts/local.yml)", "json": "print JSON"})
+@_errors_as_exit
+def status(c: Context, inventory: str | None = None, json: bool = False) -> None:
+    """Show the local lab's hosts: namespace, sshd PID, SSH port."""
+    import dataclasses
+
+    lab = _lab(inventory, 0, progress=False)
+    rows = lab.status()
+    if json:
+        print(_json_dumps([dataclasses.asdict(r) for r in rows]))
+        return
+    table = Table(title=f"lab {lab.spec.name} ({lab.spec.subnet}, bridge {lab.spec.bridge})")
+    for col in ("host", "address", "namespace", "sshd pid", "ssh"):
+        table.add_column(col)
+    for r in rows:
+        ssh = "[green]open[/]" if r.ssh_port_open else "[red]down[/]"
+        ns = r.netns if r.netns_exists else f"[red]{r.netns} (missing)[/]"
+        table.add_row(r.name, r.address, ns, str(r.sshd_pid or "-"), ssh)
+    _console().print(table)
+    if not all(r.ssh_port_open for r in rows):
+        raise Exit(code=EXIT_ERROR)
+
+
+# ---------------------------------------------------------------------------- facts
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False)
+
+
+@task(
+    help={
+        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "limit": "host pattern: all, a group, a host, a,b, !group",
+        "json": "print one JSON document instead of tables",
+        "forks": "hosts reached at once (default 32)",
+    }
+)
+@_errors_as_exit
+def facts(
+    c: Context,
+    inventory: str | None = None,
+    limit: str = "all",
+    json: bool = False,
+    forks: int = 32,
+) -> None:
+    """Gather facts from every host over SSH: kernel, NICs, drivers, qdiscs, module support."""
+    from labctl.facts import gather_facts
+    from labctl.remote import Connections
+
+    hosts = _inventory(inventory).select(limit)
+    with Connections(hosts) as conns:
+        outcomes = conns.run_on_hosts(gather_facts, pool_size=forks)
+    if json:
+        doc = {
+            "hosts": {
+                o.host: o.value.to_dict()
+                if o.value is not None
+                else {"unreachable" if o.unreachable else "failed": True, "error": str(o.error)}
+                for o in outcomes
+            }
+        }
+        print(_json_dumps(doc))
+    else:
+        _print_facts(outcomes)
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        print(f"labctl: {o.error}", file=sys.stderr)
+    if failed:
+        code = EXIT_UNREACHABLE if any(o.unreachable for o in failed) else EXIT_FAILED
+        raise Exit(code=code)
+
+
+def _print_facts(outcomes: list[Any]) -> None:
+    from labctl.facts import HostFacts
+
+    console = _console()
+    hosts = Table(
+        title="hosts", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True
+    )
+    for col in ("host", "kernel", "os", "cpu/mem", "ssh", "modules", "somaxconn", "qdisc"):
+        hosts.add_column(col, no_wrap=True)
+    nics = Table(
+        title="interfaces",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("host", "interface", "driver", "state", "addresses", "root qdisc"):
+        nics.add_column(col)
+    for o in outcomes:
+        f: HostFacts | None = o.value
+        if f is None:
+            status = "unreachable" if o.unreachable else "failed"
+            hosts.add_row(o.host, f"[red]{status}[/]", str(o.error).split(": ", 2)[-1])
+            continue
+        modules = "yes" if f.modules_supported else "[yellow]no[/]"
+        os_name = " ".join(x for x in (f.distro_id, f.distro_version) if x) or "-"
+        mem = f"{f.mem_total_mib / 1024:.1f}G" if f.mem_total_mib else "-"
+        name = f.host if f.hostname == f.host else f"{f.host} ({f.hostname})"
+        hosts.add_row(
+            name,
+            f.kernel_release or "-",
+            os_name,
+            f"{f.cpus or '-'}/{mem}",
+            f.ssh_interface or "-",
+            modules,
+            str(f.somaxconn or "-"),
+            f.default_qdisc or "-",
+        )
+        for i in f.interfaces:
+            if i.name == "lo":
+                continue
+            nics.add_row(
+                f.host,
+                i.name,
+                i.driver or "-",
+                i.state or "-",
+                " ".join(i.addresses) or "-",
+                i.root_qdisc or "-",
+            )
+    console.print(hosts)
+    console.print(nics)
+
+
+# ---------------------------------------------------------------------------- tree
+
+lab = Collection("lab")
+lab.add_task(up)
+lab.add_task(down)
+lab.add_task(status)
+
+ns = Collection()
+ns.add_collection(lab)
+ns.add_task(facts)
+
+
+def main() -> None:
+    Program(namespace=ns, version=__version__, name="labctl", binary="labctl").run()

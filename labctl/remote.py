@@ -1,0 +1,298 @@
+"""How labctl talks to a host: one persistent SSH connection, results as values.
+
+One `HostConnection` per host wraps one fabric `Connection` (one paramiko transport), reused by
+every step of a run. Commands are argument lists, quoted here and nowhere else; `ShellScript`
+is the one escape hatch for shell text that the caller composed from quoted pieces.
+`run_on_hosts` runs a step on many hosts in a bounded thread pool: one host's failure is a
+value in its `HostOutcome`, never a crash of the others (fabric's ThreadingGroup has no bound
+and no join timeout, so it is not used).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from labctl.errors import CommandTimeout, HostUnreachable, LabctlError
+from labctl.inventory import Host
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_COMMAND_TIMEOUT = 300.0
+DEFAULT_POOL_SIZE = 32
+KILL_GRACE = 2.0  # seconds between TERM and KILL when a command times out
+
+
+@dataclass(frozen=True)
+class ShellScript:
+    """Shell text run as is. Build it from `quote()`d pieces; never from raw user input."""
+
+    text: str
+
+
+Command = Sequence[str] | ShellScript
+
+
+def quote(arg: str) -> str:
+    return shlex.quote(arg)
+
+
+def command_text(command: Command) -> str:
+    """The exact text the remote shell receives."""
+    if isinstance(command, ShellScript):
+        return command.text
+    if isinstance(command, str):
+        # A bare string would be split by the remote shell unquoted: make the caller choose.
+        raise TypeError("pass an argument list or a ShellScript, not a str")
+    return shlex.join(command)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    host: str
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def first_error_line(self) -> str:
+        for stream in (self.stderr, self.stdout):
+            for line in stream.splitlines():
+                if line.strip():
+                    return line.strip()
+        return f"exit status {self.exit_status}"
+
+
+class CommandFailed(LabctlError):
+    """A command exited non-zero where success was required; `result` is the CommandResult."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(
+            f"{result.host}: `{result.command}` exited {result.exit_status}: "
+            f"{result.first_error_line()}",
+            result,
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    """A connect error as one readable line (paramiko's messages vary by class)."""
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return f"host key mismatch for {exc.hostname} (known_hosts says otherwise)"
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return f"host key unknown: {exc} (strict host key checking)"
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"authentication refused ({exc})"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {os.strerror(e.errno) if e.errno else str(e) for e in exc.errors.values()}
+        return "connection refused" if reasons == {"Connection refused"} else "; ".join(reasons)
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "connect timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class HostConnection:
+    """One persistent SSH connection to one inventory host."""
+
+    def __init__(self, host: Host, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+        self.host = host
+        connect_kwargs: dict[str, object] = {
+            "look_for_keys": False,
+            "allow_agent": False,
+            "banner_timeout": connect_timeout,
+            "auth_timeout": connect_timeout,
+        }
+        if host.key_file:
+            connect_kwargs["key_filename"] = [host.key_file]
+        # An explicit SSHConfig keeps the user's ~/.ssh/config out of labctl's connections.
+        config = Config(ssh_config=paramiko.SSHConfig())
+        self._conn = Connection(
+            host.address,
+            user=host.user,
+            port=host.port,
+            config=config,
+            connect_timeout=int(max(1, connect_timeout)),
+            connect_kwargs=connect_kwargs,
+        )
+        # Strict host key checking: fabric defaults to AutoAddPolicy, which trusts anyone.
+        client = self._conn.client
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        known_hosts = host.known_hosts_file or os.path.expanduser("~/.ssh/known_hosts")
+        if os.path.exists(known_hosts):
+            client.load_host_keys(known_hosts)
+
+    def open(self) -> None:
+        """Connect now; raises HostUnreachable with a one-line reason."""
+        if self._conn.is_connected:
+            return
+        try:
+            self._conn.open()
+        except Exception as exc:  # paramiko raises many unrelated classes
+            self._conn.close()
+            raise HostUnreachable(f"{self.host.name}: unreachable: {_one_line(exc)}") from exc
+
+    def run(
+        self,
+        command: Command,
+        *,
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        check: bool = False,
+        become: bool | None = None,
+    ) -> CommandResult:
+        """Run a command; a non-zero exit is a value unless `check` is set."""
+        text = command_text(command)
+        wire = text
+        if timeout is not None:
+            # Enforced on the host: coreutils timeout signals its whole process group, so
+            # nothing the command started outlives it (closing the channel would not: without
+            # a pty nothing sends SIGHUP). fabric's own timeout below is the backstop.
+            wire = f"timeout -k {KILL_GRACE:g} {timeout:g} sh -c {quote(wire)}"
+        if (self.host.become if become is None else become) and self.host.user != "root":
+            wire = "sudo -n -- sh -c " + quote(wire)
+        self.open()
+        started = time.monotonic()
+
+        def timed_out(stdout: str, stderr: str) -> CommandTimeout:
+            return CommandTimeout(
+                f"{self.host.name}: `{text}` timed out after {timeout:g} s",
+                CommandResult(self.host.name, text, -1, stdout, stderr, time.monotonic() - started),
+            )
+
+        try:
+            res = self._conn.run(
+                wire,
+                hide=True,
+                warn=True,
+                in_stream=False,
+                pty=False,
+                timeout=None if timeout is None else timeout + KILL_GRACE + 5,
+            )
+        except CommandTimedOut as exc:
+            raise timed_out(exc.result.stdout, exc.result.stderr) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(f"{self.host.name}: connection lost: {_one_line(exc)}") from exc
+        if (
+            timeout is not None
+            and res.exited in (124, 137)
+            and time.monotonic() - started >= timeout
+        ):
+            raise timed_out(res.stdout, res.stderr)
+        result = CommandResult(
+            host=self.host.name,
+            command=text,
+            exit_status=res.exited,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            duration=time.monotonic() - started,
+        )
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def put(self, local: str, remote: str) -> None:
+        self.open()
+        self._conn.put(local, remote)
+
+    def get(self, remote: str, local: str) -> None:
+        self.open()
+        self._conn.get(remote, local)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> HostConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostOutcome(Generic[T]):
+    """What one step did on one host: a value, or the error that stopped it."""
+
+    host: str
+    value: T | None = None
+    error: LabctlError | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def unreachable(self) -> bool:
+        return isinstance(self.error, HostUnreachable)
+
+
+class Connections:
+    """The run's connections, one per host, opened on first use and reused after."""
+
+    def __init__(self, hosts: Iterable[Host], connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
+        self._by_name = {h.name: HostConnection(h, connect_timeout) for h in hosts}
+
+    def __getitem__(self, name: str) -> HostConnection:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterable[HostConnection]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def close(self) -> None:
+        for conn in self._by_name.values():
+            conn.close()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_on_hosts(
+        self,
+        step: Callable[[HostConnection], T],
+        *,
+        names: Iterable[str] | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> list[HostOutcome[T]]:
+        """Run `step` on each host (at most `pool_size` at once); outcomes in host order."""
+        conns = (
+            [self._by_name[n] for n in names] if names is not None else list(self._by_name.values())
+        )
+
+        def attempt(conn: HostConnection) -> HostOutcome[T]:
+            started = time.monotonic()
+            try:
+                value = step(conn)
+            except LabctlError as exc:
+                return HostOutcome(conn.host.name, error=exc, duration=time.monotonic() - started)
+            except Exception as exc:  # a bug in a step must not take the other hosts down
+                err = LabctlError(f"{conn.host.name}: {type(exc).__name__}: {exc}")
+                return HostOutcome(conn.host.name, error=err, duration=time.monotonic() - started)
+            return HostOutcome(conn.host.name, value=value, duration=time.monotonic() - started)
+
+        if not conns:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(pool_size, len(conns)))) as pool:
+            return list(pool.map(attempt, conns))

@@ -1,0 +1,5 @@
+"""invoke's entry point: the same task tree as the `labctl` command (see labctl/cli.py)."""
+
+from labctl.cli import ns
+
+__all__ = ["ns"]
