@@ -242,6 +242,94 @@ def _print_facts(outcomes: list[Any]) -> None:
     console.print(nics)
 
 
+# ---------------------------------------------------------------------------- play
+
+
+def find_playbook(name: str) -> str:
+    """A path, or a name under playbooks/ (`provision` → playbooks/provision.yml)."""
+    for candidate in (
+        Path(name),
+        PROJECT_DIR / "playbooks" / name,
+        PROJECT_DIR / "playbooks" / f"{name}.yml",
+    ):
+        if candidate.is_file():
+            return str(candidate)
+    raise InputError(f"playbook {name!r} not found (a path, or a name under playbooks/)")
+
+
+def parse_extra_vars(items: list[str]) -> dict[str, Any]:
+    """`-e key=value` (a string) or `-e '{"key": 1}'` (JSON, typed values)."""
+    extra: dict[str, Any] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):
+            try:
+                value = json.loads(item)
+            except ValueError as exc:
+                raise InputError(f"-e {item!r}: invalid JSON: {exc}") from exc
+            if not isinstance(value, dict):
+                raise InputError(f"-e {item!r}: JSON must be an object")
+            extra.update(value)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputError(f"-e {item!r}: expected key=value")
+        extra[key.strip()] = value
+    return extra
+
+
+@task(
+    iterable=["extra"],
+    help={
+        "playbook": "playbook file, or its name under playbooks/",
+        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "check": "plan every task from the hosts' real state and change nothing",
+        "diff": "show content changes of files and templates",
+        "limit": "further limit the hosts: a pattern (all, group, host, a,b, !group)",
+        "tags": "run only tasks with one of these tags (comma-separated)",
+        "extra": "extra variable key=value or a JSON object; repeatable; wins over all",
+        "json": "print every task result as JSON instead of lines",
+        "forks": "hosts worked on at once (default 32)",
+    },
+)
+@_errors_as_exit
+def play(
+    c: Context,
+    playbook: str,
+    inventory: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    tags: str = "",
+    extra: list[str] | None = None,
+    json: bool = False,
+    forks: int = 32,
+) -> None:
+    """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
+    from labctl.playbook import load_playbook
+    from labctl.report import QuietReporter, TerminalReporter, run_as_json
+    from labctl.runner import RunOptions, run_playbook
+
+    book = load_playbook(find_playbook(playbook))
+    inv = _inventory(inventory)
+    options = RunOptions(
+        check=check,
+        diff=diff,
+        limit=limit,
+        tags=frozenset(t.strip() for t in tags.split(",") if t.strip()),
+        extra_vars=parse_extra_vars(extra or []),
+        forks=forks,
+    )
+    if json:
+        run = run_playbook(book, inv, options, QuietReporter())
+        print(run_as_json(run))
+    else:
+        reporter = TerminalReporter(show_diff=diff, check=check)
+        run = run_playbook(book, inv, options, reporter)
+        reporter.recap(run)
+    if run.exit_status:
+        raise Exit(code=run.exit_status)
+
+
 # ---------------------------------------------------------------------------- tree
 
 lab = Collection("lab")
@@ -252,6 +340,7 @@ lab.add_task(status)
 ns = Collection()
 ns.add_collection(lab)
 ns.add_task(facts)
+ns.add_task(play)
 
 
 def main() -> None:

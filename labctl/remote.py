@@ -112,6 +112,8 @@ class HostConnection:
 
     def __init__(self, host: Host, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         self.host = host
+        # sudo for commands when the user is not root; a play's `become` overrides it.
+        self.become_default = host.become
         connect_kwargs: dict[str, object] = {
             "look_for_keys": False,
             "allow_agent": False,
@@ -163,7 +165,7 @@ class HostConnection:
             # nothing the command started outlives it (closing the channel would not: without
             # a pty nothing sends SIGHUP). fabric's own timeout below is the backstop.
             wire = f"timeout -k {KILL_GRACE:g} {timeout:g} sh -c {quote(wire)}"
-        if (self.host.become if become is None else become) and self.host.user != "root":
+        if (self.become_default if become is None else become) and self.host.user != "root":
             wire = "sudo -n -- sh -c " + quote(wire)
         self.open()
         started = time.monotonic()

@@ -1,0 +1,22 @@
+"""The actions a task can name, one module each (see labctl/actions/base.py)."""
+
+from __future__ import annotations
+
+from labctl.actions.base import Action
+from labctl.actions.command import CommandAction, ShellAction
+from labctl.actions.files import CopyAction, FileAction, TemplateAction
+from labctl.actions.packages import PackagesAction
+from labctl.actions.sysctl import SysctlAction
+
+ACTIONS: dict[str, type[Action]] = {
+    a.name: a
+    for a in (
+        CommandAction,
+        ShellAction,
+        FileAction,
+        CopyAction,
+        TemplateAction,
+        PackagesAction,
+        SysctlAction,
+    )
+}

@@ -1,0 +1,323 @@
+"""What every action is: typed arguments, a plan made from facts, steps that apply it.
+
+An action reads the host (read-only commands only) and returns a `Plan`: the steps that
+would bring the host to the wanted state, and a line per change. An empty plan means "ok,
+nothing to do" — that is where idempotency and check mode come from (pyinfra's habit):
+check mode shows the plan, apply runs its steps. Nothing is faked in check mode: the plan
+comes from the real state of the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from labctl.errors import LabctlError
+from labctl.remote import (
+    DEFAULT_COMMAND_TIMEOUT,
+    Command,
+    CommandResult,
+    HostConnection,
+    ShellScript,
+    command_text,
+)
+
+
+class ArgsError(LabctlError):
+    """An action's arguments are wrong (unknown, missing or of the wrong type)."""
+
+
+class ActionFailed(LabctlError):
+    """The action could not reach the wanted state on this host; `result` may hold output."""
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a command that changes the host; a non-zero exit fails the task."""
+
+    command: Command
+    timeout: float | None = DEFAULT_COMMAND_TIMEOUT
+
+    def describe(self) -> str:
+        return command_text(self.command)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Write `content` to `dest` atomically (temp file + rename), then set mode/owner."""
+
+    content: bytes
+    dest: str
+    mode: str | None = None
+    owner: str | None = None
+    group: str | None = None
+
+    def describe(self) -> str:
+        return f"write {self.dest} ({len(self.content)} bytes)"
+
+
+Step = Run | Upload
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # what would change, one line each
+    diff: str | None = None
+    skipped: str | None = None  # why nothing needs doing although steps were expected
+    # (e.g. a `creates` path exists): reported as ok with this message, like Ansible
+    output: dict[str, Any] = field(default_factory=dict)  # values to `register` when unchanged
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """One task's outcome on one host; `output` is what `register` stores."""
+
+    changed: bool = False
+    failed: bool = False
+    skipped: bool = False
+    msg: str = ""
+    changes: tuple[str, ...] = ()
+    diff: str | None = None
+    output: Mapping[str, Any] = field(default_factory=dict)
+
+    def registered(self) -> dict[str, Any]:
+        return {
+            **self.output,
+            "changed": self.changed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "msg": self.msg,
+        }
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What an action may use on one host: its connection, its variables, where files live."""
+
+    conn: HostConnection
+    vars: Mapping[str, Any]
+    base_dir: Path  # the playbook's directory: templates/ and files are looked up from here
+    want_diff: bool = False
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+class Action(ABC):
+    """One kind of task. Subclasses set `name`, `Args` (a dataclass) and write `plan`."""
+
+    name: ClassVar[str]
+    Args: ClassVar[type[Any]]
+    # Arguments whose string value is the action's "free form" (`command: ls -l`).
+    free_form: ClassVar[str | None] = None
+
+    @abstractmethod
+    def plan(self, ctx: TaskContext, args: Any) -> Plan:
+        """Read the host (read-only) and say what would change."""
+
+    def apply(self, ctx: TaskContext, args: Any, plan: Plan) -> ActionResult:
+        """Run the plan's steps in order; stop at the first that fails."""
+        last: CommandResult | None = None
+        for step in plan.steps:
+            if isinstance(step, Upload):
+                upload(ctx.conn, step)
+            else:
+                last = ctx.conn.run(step.command, timeout=step.timeout)
+                if not last.ok:
+                    return ActionResult(
+                        changed=True,
+                        failed=True,
+                        msg=last.first_error_line(),
+                        changes=tuple(plan.changes),
+                        output={**plan.output, **result_output(last)},
+                    )
+        output = result_output(last) if last is not None else {}
+        return ActionResult(
+            changed=plan.changed,
+            changes=tuple(plan.changes),
+            diff=plan.diff,
+            output={**plan.output, **output},
+        )
+
+
+def result_output(res: CommandResult) -> dict[str, Any]:
+    return {
+        "rc": res.exit_status,
+        "stdout": res.stdout,
+        "stderr": res.stderr,
+        "stdout_lines": res.stdout.splitlines(),
+        "cmd": res.command,
+    }
+
+
+def upload(conn: HostConnection, step: Upload) -> None:
+    """Atomic write: the file is whole or untouched, never half-written.
+
+    Without an explicit mode a file keeps its mode and owner (a new one gets 0644): the
+    temp file fabric uploads is 0600, which must not leak into the result. The temp name
+    is unique per write because lab hosts share one filesystem.
+    """
+    import tempfile
+    import uuid
+
+    tmp_remote = f"{step.dest}.labctl-{uuid.uuid4().hex[:12]}"
+    with tempfile.NamedTemporaryFile() as local:
+        local.write(step.content)
+        local.flush()
+        conn.put(local.name, tmp_remote)
+    dest, tmp = shlex.quote(step.dest), shlex.quote(tmp_remote)
+    script = []
+    if step.mode:
+        script.append(f"chmod {shlex.quote(step.mode)} {tmp}")
+    else:
+        script.append(f"if [ -e {dest} ]; then chmod --reference={dest} {tmp}; "
+                      f"else chmod 644 {tmp}; fi")
+    if step.owner or step.group:
+        script.append(shlex.join(["chown", f"{step.owner or ''}:{step.group or ''}", tmp_remote]))
+    else:
+        script.append(f"if [ -e {dest} ]; then chown --reference={dest} {tmp}; fi")
+    script.append(f"mv -f {tmp} {dest}")
+    res = conn.run(ShellScript(" && ".join(script)))
+    if not res.ok:
+        conn.run(["rm", "-f", tmp_remote])
+        raise ActionFailed(f"{conn.host.name}: writing {step.dest}: {res.first_error_line()}", res)
+
+
+# ---------------------------------------------------------------------------- arguments
+
+
+def arg_fields(args_type: type[Any]) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(args_type)}
+
+
+def required_args(args_type: type[Any]) -> set[str]:
+    return {
+        f.name
+        for f in dataclasses.fields(args_type)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
+def check_arg_names(action: type[Action], raw: Mapping[str, Any]) -> None:
+    """Unknown or missing argument names: checked before anything is rendered or run."""
+    known = arg_fields(action.Args)
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ArgsError(
+            f"{action.name}: unknown argument {', '.join(map(repr, unknown))} "
+            f"(takes {', '.join(sorted(known))})"
+        )
+    missing = sorted(required_args(action.Args) - set(raw))
+    if missing:
+        raise ArgsError(f"{action.name}: missing argument {', '.join(map(repr, missing))}")
+
+
+def build_args(action: type[Action], raw: Mapping[str, Any]) -> Any:
+    """Rendered raw values → the action's Args dataclass, each value checked against its type."""
+    check_arg_names(action, raw)
+    hints = typing.get_type_hints(action.Args)
+    values = {name: _coerce(action.name, name, value, hints[name]) for name, value in raw.items()}
+    try:
+        return action.Args(**values)
+    except (TypeError, ValueError) as exc:
+        raise ArgsError(f"{action.name}: {exc}") from exc
+
+
+def _coerce(action: str, name: str, value: Any, hint: Any) -> Any:
+    where = f"{action}: argument {name!r}"
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(action, name, value, option)
+            except ArgsError as exc:
+                errors.append(str(exc))
+        raise ArgsError(errors[0])
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "yes",
+            "true",
+            "on",
+            "1",
+            "no",
+            "false",
+            "off",
+            "0",
+        ):
+            return value.lower() in ("yes", "true", "on", "1")
+        raise ArgsError(f"{where} must be true or false, not {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ArgsError(f"{where} must be an integer, not {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ArgsError(f"{where} must be a number, not {value!r}") from None
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ArgsError(f"{where} must be a string, not {type(value).__name__}")
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        inner = options[0] if options else Any
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ArgsError(f"{where} must be a list, not {type(value).__name__}")
+        items = [_coerce(action, name, v, inner) for v in value]
+        return tuple(items)
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ArgsError(f"{where} must be a mapping, not {type(value).__name__}")
+        inner = options[1] if len(options) == 2 else Any
+        return {str(k): _coerce(action, name, v, inner) for k, v in value.items()}
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in options:
+            raise ArgsError(f"{where} must be one of {', '.join(map(str, options))}, not {value!r}")
+        return value
+    raise ArgsError(f"{where}: unsupported type {hint}")
+
+
+def run_action(
+    action: Action, ctx: TaskContext, raw_args: Mapping[str, Any], check: bool = False
+) -> ActionResult:
+    """Plan, then apply unless in check mode. The one path every task takes."""
+    args = build_args(type(action), raw_args)
+    plan = action.plan(ctx, args)
+    if plan.skipped:
+        return ActionResult(msg=plan.skipped, output=plan.output)
+    if check or not plan.changed:
+        return ActionResult(
+            changed=plan.changed, changes=tuple(plan.changes), diff=plan.diff, output=plan.output
+        )
+    return action.apply(ctx, args, plan)

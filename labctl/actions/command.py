@@ -1,0 +1,84 @@
+"""command and shell: run a program; `creates`/`removes` make them idempotent.
+
+`command` takes an argument list (or a string split like a shell would, with no shell
+features): every value reaches the program literally. `shell` runs shell text on purpose;
+use the `quote` filter for values interpolated into it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from labctl.actions.base import Action, Plan, Run, TaskContext
+from labctl.remote import ShellScript
+
+
+@dataclass(frozen=True)
+class CommandArgs:
+    cmd: str | None = None
+    argv: tuple[str, ...] | None = None
+    creates: str | None = None  # skip if this path exists
+    removes: str | None = None  # skip unless this path exists
+    chdir: str | None = None
+
+
+def _guard(ctx: TaskContext, args: CommandArgs) -> str | None:
+    """Why the command need not run, or None. One round trip for both checks."""
+    if not args.creates and not args.removes:
+        return None
+    tests = []
+    if args.creates:
+        tests.append(f"if [ -e {shlex.quote(args.creates)} ]; then echo creates; fi")
+    if args.removes:
+        tests.append(f"if [ ! -e {shlex.quote(args.removes)} ]; then echo removes; fi")
+    found = ctx.conn.run(ShellScript("; ".join(tests)), check=True).stdout.split()
+    if "creates" in found:
+        return f"{args.creates} exists"
+    if "removes" in found:
+        return f"{args.removes} does not exist"
+    return None
+
+
+def _in_dir(chdir: str | None, text: str) -> str:
+    return f"cd {shlex.quote(chdir)} && {text}" if chdir else text
+
+
+class CommandAction(Action):
+    name = "command"
+    Args = CommandArgs
+    free_form = "cmd"
+
+    def plan(self, ctx: TaskContext, args: CommandArgs) -> Plan:
+        if (args.cmd is None) == (args.argv is None):
+            raise ValueError("command: give exactly one of 'cmd' or 'argv'")
+        skipped = _guard(ctx, args)
+        if skipped:
+            return Plan(skipped=skipped)
+        argv = list(args.argv) if args.argv is not None else shlex.split(args.cmd or "")
+        if not argv:
+            raise ValueError("command: empty command")
+        text = _in_dir(args.chdir, shlex.join(argv))
+        return Plan(steps=[Run(ShellScript(text))], changes=[f"run {shlex.join(argv)}"])
+
+
+@dataclass(frozen=True)
+class ShellArgs:
+    cmd: str
+    creates: str | None = None
+    removes: str | None = None
+    chdir: str | None = None
+
+
+class ShellAction(Action):
+    name = "shell"
+    Args = ShellArgs
+    free_form = "cmd"
+
+    def plan(self, ctx: TaskContext, args: ShellArgs) -> Plan:
+        skipped = _guard(ctx, CommandArgs(creates=args.creates, removes=args.removes))
+        if skipped:
+            return Plan(skipped=skipped)
+        # The script runs in its own sh so `chdir` and the script's own syntax cannot mix.
+        text = _in_dir(args.chdir, "sh -c " + shlex.quote(args.cmd))
+        return Plan(steps=[Run(ShellScript(text))], changes=[f"run {args.cmd}"])

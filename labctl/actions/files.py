@@ -1,0 +1,221 @@
+"""file, copy and template: paths, contents, modes and owners, changed only where they differ.
+
+One read-only command per task tells what is there (type, mode, owner, group, sha256);
+content is fetched only to show a diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labctl.actions.base import Action, Plan, Run, Step, TaskContext, Upload
+from labctl.remote import ShellScript
+from labctl.templating import render_file
+
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
+MAX_DIFF_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class PathState:
+    kind: str  # "absent", "file", "directory", "link", "other"
+    mode: str | None = None  # octal, no leading zero: "644"
+    owner: str | None = None
+    group: str | None = None
+    sha256: str | None = None
+
+
+def parse_path_state(text: str) -> PathState:
+    """Output of `_stat_script`: `absent`, or `TYPE|MODE|OWNER|GROUP` then a sha256 line."""
+    lines = text.strip().splitlines()
+    if not lines or lines[0] == "absent":
+        return PathState("absent")
+    kind_text, mode, owner, group = lines[0].split("|")
+    kind = {
+        "regular file": "file",
+        "regular empty file": "file",
+        "directory": "directory",
+        "symbolic link": "link",
+    }.get(kind_text, "other")
+    digest = lines[1].split()[0] if len(lines) > 1 and kind == "file" else None
+    return PathState(kind, mode, owner, group, digest)
+
+
+def _stat_script(path: str) -> ShellScript:
+    p = shlex.quote(path)
+    return ShellScript(
+        f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%a|%U|%G' {p}; "
+        f"if [ -f {p} ] && [ ! -L {p} ]; then sha256sum {p}; fi; else echo absent; fi"
+    )
+
+
+def normalize_mode(mode: Any) -> str | None:
+    if mode is None:
+        return None
+    if not isinstance(mode, str):
+        # YAML reads 0644 as the integer 420: refuse rather than guess.
+        raise ValueError(f"mode must be a quoted octal string like '0644', not {mode!r}")
+    if not _MODE.match(mode):
+        raise ValueError(f"mode {mode!r} is not an octal mode like '0644'")
+    return format(int(mode, 8), "o")
+
+
+def attribute_changes(
+    path: str, state: PathState, mode: str | None, owner: str | None, group: str | None
+) -> tuple[list[str], list[Run]]:
+    changes, steps = [], []
+    if mode and state.mode != mode:
+        changes.append(f"{path}: mode {state.mode or '-'} -> {mode}")
+        steps.append(Run(["chmod", mode, path]))
+    if (owner and state.owner != owner) or (group and state.group != group):
+        was = f"{state.owner}:{state.group}"
+        changes.append(f"{path}: owner {was} -> {owner or state.owner}:{group or state.group}")
+        steps.append(Run(["chown", f"{owner or ''}:{group or ''}", path]))
+    return changes, steps
+
+
+def _require_absolute(path: str) -> None:
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} must be absolute")
+
+
+# ---------------------------------------------------------------------------- file
+
+
+@dataclass(frozen=True)
+class FileArgs:
+    path: str
+    state: str = "file"  # file | directory | absent | touch
+    mode: Any = None
+    owner: str | None = None
+    group: str | None = None
+
+
+class FileAction(Action):
+    name = "file"
+    Args = FileArgs
+
+    def plan(self, ctx: TaskContext, args: FileArgs) -> Plan:
+        if args.state not in ("file", "directory", "absent", "touch"):
+            raise ValueError(f"state must be file, directory, absent or touch, not {args.state!r}")
+        _require_absolute(args.path)
+        mode = normalize_mode(args.mode)
+        state = parse_path_state(ctx.conn.run(_stat_script(args.path), check=True).stdout)
+        out = {"path": args.path, "state": state.kind}
+        if args.state == "absent":
+            if state.kind == "absent":
+                return Plan(output=out)
+            return Plan([Run(["rm", "-rf", "--", args.path])], [f"remove {args.path}"], output=out)
+        steps: list[Step] = []
+        changes: list[str] = []
+        if state.kind == "absent":
+            if args.state == "file":
+                raise ValueError(f"{args.path} does not exist (state=file only changes attributes)")
+            create = ["mkdir", "-p", "--"] if args.state == "directory" else ["touch", "--"]
+            steps.append(Run([*create, args.path]))
+            changes.append(f"create {args.state} {args.path}")
+            state = PathState(args.state if args.state == "directory" else "file")
+        elif args.state == "directory" and state.kind != "directory":
+            raise ValueError(f"{args.path} exists and is a {state.kind}, not a directory")
+        more_changes, more_steps = attribute_changes(args.path, state, mode, args.owner, args.group)
+        return Plan([*steps, *more_steps], changes + more_changes, output=out)
+
+
+# ---------------------------------------------------------------------------- copy / template
+
+
+def content_plan(
+    ctx: TaskContext, dest: str, content: bytes, mode: Any, owner: str | None, group: str | None
+) -> Plan:
+    """Plan for a file whose whole content is known on the controller."""
+    _require_absolute(dest)
+    mode = normalize_mode(mode)
+    state = parse_path_state(ctx.conn.run(_stat_script(dest), check=True).stdout)
+    digest = hashlib.sha256(content).hexdigest()
+    out = {"dest": dest, "checksum": digest}
+    if state.kind not in ("absent", "file"):
+        raise ValueError(f"{dest} exists and is a {state.kind}, not a file")
+    if state.sha256 != digest:
+        diff = _diff(ctx, dest, state, content) if ctx.want_diff else None
+        what = "create" if state.kind == "absent" else "update"
+        upload = Upload(content, dest, mode=mode, owner=owner, group=group)
+        return Plan([upload], [f"{what} {dest} ({len(content)} bytes)"], diff=diff, output=out)
+    changes, steps = attribute_changes(dest, state, mode, owner, group)
+    return Plan(list(steps), changes, output=out)
+
+
+def _diff(ctx: TaskContext, dest: str, state: PathState, content: bytes) -> str:
+    before = ""
+    if state.kind == "file":
+        res = ctx.conn.run(["head", "-c", str(MAX_DIFF_BYTES), dest], check=True)
+        before = res.stdout
+    after = content.decode(errors="replace")
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        f"{dest} (before)",
+        f"{dest} (after)",
+    )
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class CopyArgs:
+    dest: str
+    content: str | None = None
+    src: str | None = None  # a file on the controller, relative to the playbook's directory
+    mode: Any = None
+    owner: str | None = None
+    group: str | None = None
+
+
+class CopyAction(Action):
+    name = "copy"
+    Args = CopyArgs
+
+    def plan(self, ctx: TaskContext, args: CopyArgs) -> Plan:
+        if (args.content is None) == (args.src is None):
+            raise ValueError("copy: give exactly one of 'content' or 'src'")
+        if args.content is not None:
+            data = args.content.encode()
+        else:
+            data = (ctx.base_dir / str(args.src)).read_bytes()
+        return content_plan(ctx, args.dest, data, args.mode, args.owner, args.group)
+
+
+@dataclass(frozen=True)
+class TemplateArgs:
+    src: str  # under templates/ (next to the playbook, or the project's), or a path
+    dest: str
+    mode: Any = None
+    owner: str | None = None
+    group: str | None = None
+
+
+def find_template(base_dir: Path, src: str) -> Path:
+    for candidate in (
+        base_dir / "templates" / src,
+        base_dir.parent / "templates" / src,
+        base_dir / src,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(
+        f"template {src!r} not found under {base_dir / 'templates'} "
+        f"or {base_dir.parent / 'templates'}"
+    )
+
+
+class TemplateAction(Action):
+    name = "template"
+    Args = TemplateArgs
+
+    def plan(self, ctx: TaskContext, args: TemplateArgs) -> Plan:
+        text = render_file(find_template(ctx.base_dir, args.src), ctx.vars)
+        return content_plan(ctx, args.dest, text.encode(), args.mode, args.owner, args.group)

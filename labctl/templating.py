@@ -1,0 +1,120 @@
+"""Jinja2 for playbooks and templates: StrictUndefined always, native values for `{{ x }}`.
+
+A string that is exactly one `{{ expression }}` renders to the expression's value (a list
+stays a list, an int an int), like Ansible; any other string renders to text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import jinja2.nativetypes
+
+from labctl.errors import LabctlError
+
+_SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.S)
+
+
+class TemplateError(LabctlError):
+    """A template or expression that cannot be rendered (syntax, undefined variable)."""
+
+
+def _env_options() -> dict[str, Any]:
+    return {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True, "autoescape": False}
+
+
+def make_env(search_dirs: list[Path] | None = None) -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader([str(d) for d in search_dirs]) if search_dirs else None
+    env = jinja2.Environment(loader=loader, **_env_options())
+    env.filters["quote"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+_TEXT = make_env()
+_NATIVE = jinja2.nativetypes.NativeEnvironment(**_env_options())
+_NATIVE.filters["quote"] = _TEXT.filters["quote"]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined variable: {exc.message}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"template syntax error: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _defined(value: Any) -> Any:
+    """A bare `{{ missing }}` yields an Undefined object without raising: make it raise."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError here
+    return value
+
+
+def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Render every string inside `value` (recursively through lists and mappings)."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        try:
+            match = _SINGLE_EXPR.match(value.strip())
+            if match:
+                value = _NATIVE.compile_expression(match["expr"].strip(), undefined_to_none=False)(
+                    **variables
+                )
+                return _defined(value)
+            return _TEXT.from_string(value).render(**variables)
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise TemplateError(f"{_describe(exc)} in {value!r}") from exc
+    if isinstance(value, Mapping):
+        return {k: render_value(v, variables) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, variables) for v in value]
+    return value
+
+
+def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
+    """A bare expression, as in `when:` (no braces)."""
+    try:
+        return _defined(_TEXT.compile_expression(expression, undefined_to_none=False)(**variables))
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"{_describe(exc)} in {expression!r}") from exc
+
+
+def render_file(path: Path, variables: Mapping[str, Any]) -> str:
+    env = make_env([path.parent])
+    try:
+        return env.get_template(path.name).render(**variables)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        raise TemplateError(f"{where}: {_describe(exc)}") from exc
+
+
+def names_used(value: Any, expression: bool = False) -> set[str]:
+    """Top-level variable names a value's templates read (for checks before any host runs)."""
+    if isinstance(value, str):
+        if expression:
+            source = "{{ " + value + " }}"
+        elif "{{" in value or "{%" in value:
+            source = value
+        else:
+            return set()
+        try:
+            return set(jinja2.meta.find_undeclared_variables(_TEXT.parse(source)))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(_describe(exc) + f" in {value!r}") from exc
+    if isinstance(value, Mapping):
+        return set().union(*(names_used(v) for v in value.values())) if value else set()
+    if isinstance(value, list | tuple):
+        return set().union(*(names_used(v) for v in value)) if value else set()
+    return set()
+
+
+def builtin_names() -> set[str]:
+    return set(_TEXT.globals)
