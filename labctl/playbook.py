@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.actions import ACTIONS
-from labctl.actions.base import ArgsError, check_arg_names
+from labctl.actions.base import ArgsError, build_args, check_arg_names
 from labctl.errors import InputError
 from labctl.inventory import Host
 from labctl.templating import TemplateError, builtin_names, names_used
@@ -159,8 +159,13 @@ def _task(path: str, raw: Any, play_tags: frozenset[str]) -> Task:
         raise _fail(path, line, f"{action}: arguments must be a mapping", name)
     try:
         check_arg_names(ACTIONS[action], args)
-    except ArgsError as exc:
+        if not names_used(args):
+            # Nothing to render: the typed arguments and their checks can run right now.
+            build_args(ACTIONS[action], args)
+    except (ArgsError, ValueError) as exc:
         raise _fail(path, line, str(exc), name) from exc
+    except TemplateError:
+        pass  # reported below with the other template errors
     when = raw.get("when")
     register = raw.get("register")
     if register is not None and (not isinstance(register, str) or not register.isidentifier()):

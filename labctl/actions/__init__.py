@@ -6,6 +6,8 @@ from labctl.actions.base import Action
 from labctl.actions.command import CommandAction, ShellAction
 from labctl.actions.files import CopyAction, FileAction, TemplateAction
 from labctl.actions.packages import PackagesAction
+from labctl.actions.process import ProcessAction
+from labctl.actions.source import SourceAction
 from labctl.actions.sysctl import SysctlAction
 
 ACTIONS: dict[str, type[Action]] = {
@@ -18,5 +20,7 @@ ACTIONS: dict[str, type[Action]] = {
         TemplateAction,
         PackagesAction,
         SysctlAction,
+        SourceAction,
+        ProcessAction,
     )
 }

@@ -22,21 +22,25 @@ class CommandArgs:
     removes: str | None = None  # skip unless this path exists
     chdir: str | None = None
 
+    def __post_init__(self) -> None:
+        if (self.cmd is None) == (self.argv is None):
+            raise ValueError("command: give exactly one of 'cmd' or 'argv'")
 
-def _guard(ctx: TaskContext, args: CommandArgs) -> str | None:
+
+def _guard(ctx: TaskContext, creates: str | None, removes: str | None) -> str | None:
     """Why the command need not run, or None. One round trip for both checks."""
-    if not args.creates and not args.removes:
+    if not creates and not removes:
         return None
     tests = []
-    if args.creates:
-        tests.append(f"if [ -e {shlex.quote(args.creates)} ]; then echo creates; fi")
-    if args.removes:
-        tests.append(f"if [ ! -e {shlex.quote(args.removes)} ]; then echo removes; fi")
+    if creates:
+        tests.append(f"if [ -e {shlex.quote(creates)} ]; then echo creates; fi")
+    if removes:
+        tests.append(f"if [ ! -e {shlex.quote(removes)} ]; then echo removes; fi")
     found = ctx.conn.run(ShellScript("; ".join(tests)), check=True).stdout.split()
     if "creates" in found:
-        return f"{args.creates} exists"
+        return f"{creates} exists"
     if "removes" in found:
-        return f"{args.removes} does not exist"
+        return f"{removes} does not exist"
     return None
 
 
@@ -50,9 +54,7 @@ class CommandAction(Action):
     free_form = "cmd"
 
     def plan(self, ctx: TaskContext, args: CommandArgs) -> Plan:
-        if (args.cmd is None) == (args.argv is None):
-            raise ValueError("command: give exactly one of 'cmd' or 'argv'")
-        skipped = _guard(ctx, args)
+        skipped = _guard(ctx, args.creates, args.removes)
         if skipped:
             return Plan(skipped=skipped)
         argv = list(args.argv) if args.argv is not None else shlex.split(args.cmd or "")
@@ -76,7 +78,7 @@ class ShellAction(Action):
     free_form = "cmd"
 
     def plan(self, ctx: TaskContext, args: ShellArgs) -> Plan:
-        skipped = _guard(ctx, CommandArgs(creates=args.creates, removes=args.removes))
+        skipped = _guard(ctx, args.creates, args.removes)
         if skipped:
             return Plan(skipped=skipped)
         # The script runs in its own sh so `chdir` and the script's own syntax cannot mix.

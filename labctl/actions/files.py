@@ -96,15 +96,18 @@ class FileArgs:
     owner: str | None = None
     group: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.state not in ("file", "directory", "absent", "touch"):
+            raise ValueError(f"state must be file, directory, absent or touch, not {self.state!r}")
+        _require_absolute(self.path)
+        normalize_mode(self.mode)
+
 
 class FileAction(Action):
     name = "file"
     Args = FileArgs
 
     def plan(self, ctx: TaskContext, args: FileArgs) -> Plan:
-        if args.state not in ("file", "directory", "absent", "touch"):
-            raise ValueError(f"state must be file, directory, absent or touch, not {args.state!r}")
-        _require_absolute(args.path)
         mode = normalize_mode(args.mode)
         state = parse_path_state(ctx.conn.run(_stat_script(args.path), check=True).stdout)
         out = {"path": args.path, "state": state.kind}
@@ -174,14 +177,18 @@ class CopyArgs:
     owner: str | None = None
     group: str | None = None
 
+    def __post_init__(self) -> None:
+        if (self.content is None) == (self.src is None):
+            raise ValueError("copy: give exactly one of 'content' or 'src'")
+        _require_absolute(self.dest)
+        normalize_mode(self.mode)
+
 
 class CopyAction(Action):
     name = "copy"
     Args = CopyArgs
 
     def plan(self, ctx: TaskContext, args: CopyArgs) -> Plan:
-        if (args.content is None) == (args.src is None):
-            raise ValueError("copy: give exactly one of 'content' or 'src'")
         if args.content is not None:
             data = args.content.encode()
         else:
@@ -196,6 +203,10 @@ class TemplateArgs:
     mode: Any = None
     owner: str | None = None
     group: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_absolute(self.dest)
+        normalize_mode(self.mode)
 
 
 def find_template(base_dir: Path, src: str) -> Path:

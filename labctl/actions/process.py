@@ -1,0 +1,295 @@
+"""process: start, stop or restart a background program on a host, tracked by a pidfile.
+
+The program runs in a session of its own (`setsid`), stdin from /dev/null and output to
+`<run_dir>/<name>.log`, so it outlives the SSH channel and can be stopped as a group. The
+pidfile holds one line of JSON: the PID, its start time (field 22 of /proc/PID/stat) and the
+argv. PIDs are reused, so a PID counts as ours only while its start time matches; nothing is
+signalled otherwise. A zombie counts as dead: on hosts whose PID 1 does not reap (this
+machine's does not), a stopped program stays a zombie for good.
+
+Plan and apply are one round trip each: a small sh script made from quoted pieces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from labctl.actions.base import Action, ActionResult, Plan, Run, TaskContext
+from labctl.remote import ShellScript
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STATES = ("started", "stopped", "restarted")
+STOP_GRACE_TICKS = 50  # x 0.1 s between SIGTERM and SIGKILL
+LOG_TAIL_LINES = 10
+
+
+@dataclass(frozen=True)
+class ProcessArgs:
+    name: str
+    argv: tuple[str, ...] | None = None
+    state: str = "started"
+    chdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    run_dir: str = "/root/labctl/run"
+    startup_wait: float = 0.3
+
+
+def check_args(args: ProcessArgs) -> None:
+    """Everything that can be wrong before the host is asked (ValueError, like other actions)."""
+    if not _NAME.match(args.name):
+        raise ValueError(f"process: name {args.name!r} must match [A-Za-z0-9_.-]+")
+    if args.state not in STATES:
+        raise ValueError(f"process: state must be one of {', '.join(STATES)}, not {args.state!r}")
+    if args.state != "stopped" and not args.argv:
+        raise ValueError(f"process {args.name}: state {args.state} needs `argv`")
+    if not args.run_dir.startswith("/"):
+        raise ValueError(f"process {args.name}: run_dir must be absolute, not {args.run_dir!r}")
+    if args.chdir is not None and not args.chdir:
+        raise ValueError(f"process {args.name}: chdir is empty")
+    bad = sorted(k for k in args.env if not _ENV_NAME.match(k))
+    if bad:
+        raise ValueError(f"process {args.name}: bad environment variable name(s) {bad}")
+    if not 0 <= args.startup_wait <= 600:
+        raise ValueError(f"process {args.name}: startup_wait must be 0..600 s")
+
+
+# ---------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    start: int  # clock ticks after boot, field 22 of /proc/PID/stat
+    argv: tuple[str, ...]
+
+
+def parse_pidfile(text: str) -> PidRecord | None:
+    """The pidfile's one JSON line, or None if it is not one we wrote."""
+    try:
+        doc = json.loads(text.strip().splitlines()[0] if text.strip() else "")
+    except (ValueError, IndexError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    pid, start, argv = doc.get("pid"), doc.get("start"), doc.get("argv")
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 1):
+        return None
+    if not (isinstance(start, int) and not isinstance(start, bool) and start >= 0):
+        return None
+    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        return None
+    return PidRecord(pid, start, tuple(argv))
+
+
+def format_pidfile(record: PidRecord) -> str:
+    """The exact layout the start script writes (pid first: the shell finds it with sed)."""
+    return (f'{{"pid": {record.pid}, "start": {record.start}, '
+            f'"argv": {json.dumps(list(record.argv))}}}\n')
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    state: str  # R, S, D, Z, …
+    pgrp: int
+    start: int
+
+
+def parse_proc_stat(text: str) -> ProcStat | None:
+    """/proc/PID/stat; the command name (field 2) may hold spaces, ')' or newlines, so the
+    fields are counted from the last ')'."""
+    head, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or not head or len(fields) < 20:
+        return None
+    try:
+        return ProcStat(fields[0], int(fields[2]), int(fields[19]))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    record: PidRecord | None
+    pidfile: bool  # a pidfile exists (maybe unreadable or stale)
+    stat: ProcStat | None  # of the recorded PID, if that PID exists
+
+    @property
+    def running(self) -> bool:
+        return (self.record is not None and self.stat is not None
+                and self.stat.state not in ("Z", "X") and self.stat.start == self.record.start)
+
+    def gone_reason(self) -> str:
+        """Why a pidfile does not describe a running program of ours."""
+        if self.record is None:
+            return "the pidfile was unreadable"
+        if self.stat is None or self.stat.state in ("Z", "X"):
+            return f"pid {self.record.pid} had exited"
+        return f"pid {self.record.pid} now belongs to another process"
+
+
+def parse_probe(text: str) -> ProcessState:
+    """Output of `_probe_script`: `nopidfile`, or `pidfile`, its JSON line, then optionally
+    `stat` and the raw /proc/PID/stat."""
+    first, _, rest = text.partition("\n")
+    if first.strip() != "pidfile":
+        return ProcessState(None, False, None)
+    line, _, rest = rest.partition("\n")
+    record = parse_pidfile(line)
+    marker, _, raw_stat = rest.partition("\n")
+    stat = parse_proc_stat(raw_stat) if marker.strip() == "stat" and record else None
+    return ProcessState(record, True, stat)
+
+
+# ---------------------------------------------------------------------------- scripts
+
+# `s=$(cat …)` and not `read`: the command name in /proc/PID/stat may contain a newline.
+_ALIVE = (
+    'alive() { s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1; r=${s##*)}; '
+    'set -- $r; [ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$start" ]; }'
+)
+
+
+def _probe_script(pidfile: str) -> str:
+    f = shlex.quote(pidfile)
+    return (
+        f"if [ -f {f} ]; then echo pidfile; head -n 1 {f}; "
+        f"pid=$(sed -n 's/^{{\"pid\": *\\([0-9][0-9]*\\),.*/\\1/p' {f} | head -n 1); "
+        'if [ -n "$pid" ] && [ -e "/proc/$pid/stat" ]; then echo stat; '
+        'cat "/proc/$pid/stat" 2>/dev/null; fi; '
+        "else echo nopidfile; fi"
+    )
+
+
+def _stop_script(record: PidRecord, pidfile: str) -> str:
+    """SIGTERM the group, up to ~5 s, then SIGKILL; only if the PID is still ours.
+    Prints `stopped term|kill`, or nothing if it had already gone."""
+    return "\n".join([
+        "set -f",
+        f"pid={record.pid}; start={record.start}",
+        _ALIVE,
+        "if alive; then",
+        # setsid made the program its group's leader: the group is the program and its children.
+        '  kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid"; how=term; i=0',
+        f'  while alive && [ $i -lt {STOP_GRACE_TICKS} ]; do sleep 0.1; i=$((i+1)); done',
+        '  if alive; then how=kill; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"',
+        '    i=0; while alive && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi',
+        '  if alive; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi',
+        '  echo "stopped $how"',
+        "fi",
+        f"rm -f {shlex.quote(pidfile)}",
+    ])
+
+
+def _start_script(args: ProcessArgs, pidfile: str, log: str) -> str:
+    """Start detached, record the pidfile, watch `startup_wait` seconds. Prints
+    `started PID START`, or `died STATUS` and the log's last lines (exit 1)."""
+    q = shlex.quote
+    inner = [f"cd {q(args.chdir)}"] if args.chdir else []
+    inner += [f"export {k}={q(v)}" for k, v in sorted(args.env.items())]
+    inner.append("exec " + shlex.join(["setsid", "--", *(args.argv or ())]))
+    argv_json = json.dumps(list(args.argv or ()))
+    return "\n".join([
+        "set -f",
+        f"f={q(pidfile)}; l={q(log)}",
+        f"mkdir -p {q(args.run_dir)} || exit 1",
+        'if [ -e "$l" ]; then mv -f "$l" "$l.1"; fi',
+        # A background job of a non-interactive sh is no group leader, so setsid does not fork:
+        # $! is the program's own PID, and after setsid also its group and session id.
+        f"( {' && '.join(inner)} ) </dev/null >>\"$l\" 2>&1 &",
+        "pid=$!",
+        _ALIVE,
+        # Until it is waited for, our dead child is a zombie whose stat is still readable.
+        's=$(cat "/proc/$pid/stat" 2>/dev/null); r=${s##*)}; set -- $r; start=${20:-0}',
+        f"printf '{{\"pid\": %s, \"start\": %s, \"argv\": %s}}\\n' \"$pid\" \"$start\" "
+        f'{q(argv_json)} > "$f.tmp" && mv -f "$f.tmp" "$f"',
+        f"sleep {args.startup_wait:g}",
+        'if alive; then echo "started $pid $start"; exit 0; fi',
+        'wait "$pid"; rc=$?',
+        'rm -f "$f"',
+        'echo "died $rc"',
+        f'tail -n {LOG_TAIL_LINES} "$l"',
+        "exit 1",
+    ])
+
+
+def _exit_reason(status: int) -> str:
+    if status > 128:
+        return f"was killed by signal {status - 128}"
+    return f"exited with status {status}"
+
+
+# ---------------------------------------------------------------------------- the action
+
+
+class ProcessAction(Action):
+    name = "process"
+    Args = ProcessArgs
+
+    @staticmethod
+    def _paths(args: ProcessArgs) -> tuple[str, str]:
+        base = args.run_dir.rstrip("/") or "/"
+        return f"{base}/{args.name}.pid", f"{base}/{args.name}.log"
+
+    def plan(self, ctx: TaskContext, args: ProcessArgs) -> Plan:
+        check_args(args)
+        pidfile, log = self._paths(args)
+        state = parse_probe(ctx.conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
+        record = state.record
+        running = state.running
+        output = {"pid": record.pid if running and record else None, "log": log,
+                  "running": running}
+        argv = tuple(args.argv or ())
+        script: list[str] = []
+        change = ""
+        if args.state == "stopped":
+            if running and record:
+                script = [_stop_script(record, pidfile)]
+                change = f"stop {args.name} (pid {record.pid})"
+            elif state.pidfile:
+                script = [shlex.join(["rm", "-f", pidfile])]
+                change = f"remove {args.name}'s stale pidfile: {state.gone_reason()}"
+        elif running and record and args.state == "started" and record.argv == argv:
+            pass
+        else:
+            if running and record:
+                script.append(_stop_script(record, pidfile))
+                why = ("restart" if args.state == "restarted"
+                       else f"argv changed from {shlex.join(record.argv)}")
+                change = f"restart {args.name} (pid {record.pid}, {why}): {shlex.join(argv)}"
+            else:
+                change = f"start {args.name}: {shlex.join(argv)}"
+                if state.pidfile:
+                    change += f" (the old one was gone: {state.gone_reason()})"
+            script.append(_start_script(args, pidfile, log))
+        if not script:
+            return Plan(output=output)
+        # One script, one round trip; each part is a complete sh snippet.
+        return Plan(steps=[Run(ShellScript("\n".join(script)))], changes=[change], output=output)
+
+    def apply(self, ctx: TaskContext, args: ProcessArgs, plan: Plan) -> ActionResult:
+        step = plan.steps[0]
+        assert isinstance(step, Run)
+        res = ctx.conn.run(step.command, timeout=args.startup_wait + 60)
+        lines = res.stdout.splitlines()
+        output = dict(plan.output)
+        died = next((i for i, line in enumerate(lines) if line.startswith("died ")), None)
+        if died is not None:
+            tail = lines[died + 1:]
+            reason = _exit_reason(int(lines[died].split()[1]))
+            msg = (f"{args.name} {reason} within {args.startup_wait:g} s; "
+                   f"the last lines of {output['log']}:\n" + "\n".join(tail))
+            return ActionResult(changed=True, failed=True, msg=msg, changes=tuple(plan.changes),
+                                output={**output, "pid": None, "running": False, "log_tail": tail})
+        if not res.ok:
+            return ActionResult(changed=True, failed=True, msg=res.first_error_line(),
+                                changes=tuple(plan.changes), output=output)
+        started = next((line.split() for line in lines if line.startswith("started ")), None)
+        if started:
+            output.update(pid=int(started[1]), running=True)
+        else:
+            output.update(pid=None, running=False)
+        return ActionResult(changed=True, changes=tuple(plan.changes), output=output)
