@@ -185,8 +185,9 @@ def upload(conn: HostConnection, step: Upload) -> None:
     if step.mode:
         script.append(f"chmod {shlex.quote(step.mode)} {tmp}")
     else:
-        script.append(f"if [ -e {dest} ]; then chmod --reference={dest} {tmp}; "
-                      f"else chmod 644 {tmp}; fi")
+        script.append(
+            f"if [ -e {dest} ]; then chmod --reference={dest} {tmp}; else chmod 644 {tmp}; fi"
+        )
     if step.owner or step.group:
         script.append(shlex.join(["chown", f"{step.owner or ''}:{step.group or ''}", tmp_remote]))
     else:

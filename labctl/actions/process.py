@@ -87,8 +87,10 @@ def parse_pidfile(text: str) -> PidRecord | None:
 
 def format_pidfile(record: PidRecord) -> str:
     """The exact layout the start script writes (pid first: the shell finds it with sed)."""
-    return (f'{{"pid": {record.pid}, "start": {record.start}, '
-            f'"argv": {json.dumps(list(record.argv))}}}\n')
+    return (
+        f'{{"pid": {record.pid}, "start": {record.start}, '
+        f'"argv": {json.dumps(list(record.argv))}}}\n'
+    )
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,12 @@ class ProcessState:
 
     @property
     def running(self) -> bool:
-        return (self.record is not None and self.stat is not None
-                and self.stat.state not in ("Z", "X") and self.stat.start == self.record.start)
+        return (
+            self.record is not None
+            and self.stat is not None
+            and self.stat.state not in ("Z", "X")
+            and self.stat.start == self.record.start
+        )
 
     def gone_reason(self) -> str:
         """Why a pidfile does not describe a running program of ours."""
@@ -167,21 +173,23 @@ def _probe_script(pidfile: str) -> str:
 def _stop_script(record: PidRecord, pidfile: str) -> str:
     """SIGTERM the group, up to ~5 s, then SIGKILL; only if the PID is still ours.
     Prints `stopped term|kill`, or nothing if it had already gone."""
-    return "\n".join([
-        "set -f",
-        f"pid={record.pid}; start={record.start}",
-        _ALIVE,
-        "if alive; then",
-        # setsid made the program its group's leader: the group is the program and its children.
-        '  kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid"; how=term; i=0',
-        f'  while alive && [ $i -lt {STOP_GRACE_TICKS} ]; do sleep 0.1; i=$((i+1)); done',
-        '  if alive; then how=kill; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"',
-        '    i=0; while alive && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi',
-        '  if alive; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi',
-        '  echo "stopped $how"',
-        "fi",
-        f"rm -f {shlex.quote(pidfile)}",
-    ])
+    return "\n".join(
+        [
+            "set -f",
+            f"pid={record.pid}; start={record.start}",
+            _ALIVE,
+            "if alive; then",
+            # setsid made the program its group's leader: the group is the program and its children.
+            '  kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid"; how=term; i=0',
+            f"  while alive && [ $i -lt {STOP_GRACE_TICKS} ]; do sleep 0.1; i=$((i+1)); done",
+            '  if alive; then how=kill; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"',
+            "    i=0; while alive && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi",
+            '  if alive; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi',
+            '  echo "stopped $how"',
+            "fi",
+            f"rm -f {shlex.quote(pidfile)}",
+        ]
+    )
 
 
 def _start_script(args: ProcessArgs, pidfile: str, log: str) -> str:
@@ -192,28 +200,30 @@ def _start_script(args: ProcessArgs, pidfile: str, log: str) -> str:
     inner += [f"export {k}={q(v)}" for k, v in sorted(args.env.items())]
     inner.append("exec " + shlex.join(["setsid", "--", *(args.argv or ())]))
     argv_json = json.dumps(list(args.argv or ()))
-    return "\n".join([
-        "set -f",
-        f"f={q(pidfile)}; l={q(log)}",
-        f"mkdir -p {q(args.run_dir)} || exit 1",
-        'if [ -e "$l" ]; then mv -f "$l" "$l.1"; fi',
-        # A background job of a non-interactive sh is no group leader, so setsid does not fork:
-        # $! is the program's own PID, and after setsid also its group and session id.
-        f"( {' && '.join(inner)} ) </dev/null >>\"$l\" 2>&1 &",
-        "pid=$!",
-        _ALIVE,
-        # Until it is waited for, our dead child is a zombie whose stat is still readable.
-        's=$(cat "/proc/$pid/stat" 2>/dev/null); r=${s##*)}; set -- $r; start=${20:-0}',
-        f"printf '{{\"pid\": %s, \"start\": %s, \"argv\": %s}}\\n' \"$pid\" \"$start\" "
-        f'{q(argv_json)} > "$f.tmp" && mv -f "$f.tmp" "$f"',
-        f"sleep {args.startup_wait:g}",
-        'if alive; then echo "started $pid $start"; exit 0; fi',
-        'wait "$pid"; rc=$?',
-        'rm -f "$f"',
-        'echo "died $rc"',
-        f'tail -n {LOG_TAIL_LINES} "$l"',
-        "exit 1",
-    ])
+    return "\n".join(
+        [
+            "set -f",
+            f"f={q(pidfile)}; l={q(log)}",
+            f"mkdir -p {q(args.run_dir)} || exit 1",
+            'if [ -e "$l" ]; then mv -f "$l" "$l.1"; fi',
+            # A background job of a non-interactive sh is no group leader, so setsid does not fork:
+            # $! is the program's own PID, and after setsid also its group and session id.
+            f'( {" && ".join(inner)} ) </dev/null >>"$l" 2>&1 &',
+            "pid=$!",
+            _ALIVE,
+            # Until it is waited for, our dead child is a zombie whose stat is still readable.
+            's=$(cat "/proc/$pid/stat" 2>/dev/null); r=${s##*)}; set -- $r; start=${20:-0}',
+            f'printf \'{{"pid": %s, "start": %s, "argv": %s}}\\n\' "$pid" "$start" '
+            f'{q(argv_json)} > "$f.tmp" && mv -f "$f.tmp" "$f"',
+            f"sleep {args.startup_wait:g}",
+            'if alive; then echo "started $pid $start"; exit 0; fi',
+            'wait "$pid"; rc=$?',
+            'rm -f "$f"',
+            'echo "died $rc"',
+            f'tail -n {LOG_TAIL_LINES} "$l"',
+            "exit 1",
+        ]
+    )
 
 
 def _exit_reason(status: int) -> str:
@@ -240,8 +250,7 @@ class ProcessAction(Action):
         state = parse_probe(ctx.conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
         record = state.record
         running = state.running
-        output = {"pid": record.pid if running and record else None, "log": log,
-                  "running": running}
+        output = {"pid": record.pid if running and record else None, "log": log, "running": running}
         argv = tuple(args.argv or ())
         script: list[str] = []
         change = ""
@@ -257,8 +266,11 @@ class ProcessAction(Action):
         else:
             if running and record:
                 script.append(_stop_script(record, pidfile))
-                why = ("restart" if args.state == "restarted"
-                       else f"argv changed from {shlex.join(record.argv)}")
+                why = (
+                    "restart"
+                    if args.state == "restarted"
+                    else f"argv changed from {shlex.join(record.argv)}"
+                )
                 change = f"restart {args.name} (pid {record.pid}, {why}): {shlex.join(argv)}"
             else:
                 change = f"start {args.name}: {shlex.join(argv)}"
@@ -278,15 +290,27 @@ class ProcessAction(Action):
         output = dict(plan.output)
         died = next((i for i, line in enumerate(lines) if line.startswith("died ")), None)
         if died is not None:
-            tail = lines[died + 1:]
+            tail = lines[died + 1 :]
             reason = _exit_reason(int(lines[died].split()[1]))
-            msg = (f"{args.name} {reason} within {args.startup_wait:g} s; "
-                   f"the last lines of {output['log']}:\n" + "\n".join(tail))
-            return ActionResult(changed=True, failed=True, msg=msg, changes=tuple(plan.changes),
-                                output={**output, "pid": None, "running": False, "log_tail": tail})
+            msg = (
+                f"{args.name} {reason} within {args.startup_wait:g} s; "
+                f"the last lines of {output['log']}:\n" + "\n".join(tail)
+            )
+            return ActionResult(
+                changed=True,
+                failed=True,
+                msg=msg,
+                changes=tuple(plan.changes),
+                output={**output, "pid": None, "running": False, "log_tail": tail},
+            )
         if not res.ok:
-            return ActionResult(changed=True, failed=True, msg=res.first_error_line(),
-                                changes=tuple(plan.changes), output=output)
+            return ActionResult(
+                changed=True,
+                failed=True,
+                msg=res.first_error_line(),
+                changes=tuple(plan.changes),
+                output=output,
+            )
         started = next((line.split() for line in lines if line.startswith("started ")), None)
         if started:
             output.update(pid=int(started[1]), running=True)

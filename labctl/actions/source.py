@@ -115,8 +115,7 @@ def scan_tree(root: Path, exclude: Sequence[str] = ()) -> Tree:
                 continue
             st = child.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                entries.append(TreeEntry(rel, "link", 0, Path(child.path),
-                                         os.readlink(child.path)))
+                entries.append(TreeEntry(rel, "link", 0, Path(child.path), os.readlink(child.path)))
             elif stat.S_ISDIR(st.st_mode):
                 entries.append(TreeEntry(rel, "dir", stat.S_IMODE(st.st_mode), Path(child.path)))
                 walk(Path(child.path), rel + "/")
@@ -217,7 +216,7 @@ def _state_script(dest: str) -> str:
     return (
         f"if [ -f {s} ]; then printf 'stamped '; head -n 1 {s}; echo; "
         f"elif [ ! -e {d} ] && [ ! -L {d} ]; then echo absent; "
-        f"elif [ -d {d} ] && [ -z \"$(ls -A {d})\" ]; then echo empty; "
+        f'elif [ -d {d} ] && [ -z "$(ls -A {d})" ]; then echo empty; '
         "else echo foreign; fi"
     )
 
@@ -225,7 +224,7 @@ def _state_script(dest: str) -> str:
 def parse_dest_state(line: str) -> DestState:
     line = line.strip()
     if line.startswith("stamped "):
-        return DestState("stamped", line[len("stamped "):].strip())
+        return DestState("stamped", line[len("stamped ") :].strip())
     if line in ("absent", "empty"):
         return DestState(line)
     return DestState("foreign")
@@ -262,41 +261,45 @@ def _foreign(ctx: TaskContext, dest: str) -> ActionFailed:
 def _git_script(url: str, dest: str, target: str) -> str:
     """Checkout `target` (a commit, or an abbreviated one) at dest; prints the new stamp."""
     q = shlex.quote
-    return "\n".join([
-        "set -e",
-        "command -v git >/dev/null 2>&1 || { echo 'git is not installed' >&2; exit 127; }",
-        f"d={q(dest)}; n={q(dest + '.labctl-new')}; url={q(url)}; target={q(target)}",
-        "trap 'rm -rf \"$n\"' EXIT",
-        "if [ -d \"$d/.git\" ]; then fresh=; cd \"$d\"; git remote set-url origin \"$url\"",
-        "else fresh=1; rm -rf \"$n\"; mkdir -p \"$(dirname \"$d\")\"",
-        "  git clone -q --no-checkout -- \"$url\" \"$n\"; cd \"$n\"; fi",
-        "if ! git cat-file -e \"$target^{commit}\" 2>/dev/null; then",
-        "  git fetch -q --force --tags origin",
-        "  git cat-file -e \"$target^{commit}\" 2>/dev/null || git fetch -q origin \"$target\"",
-        "fi",
-        "git -c advice.detachedHead=false checkout -q --force --detach \"$target^{commit}\"",
-        f"grep -qx {q(STAMP_NAME)} .git/info/exclude 2>/dev/null"
-        f" || echo {q(STAMP_NAME)} >> .git/info/exclude",
-        f"printf 'git %s %s\\n' \"$url\" \"$(git rev-parse HEAD)\" > {q(STAMP_NAME)}",
-        "if [ -n \"$fresh\" ]; then cd /; rm -rf \"$d\"; mv \"$n\" \"$d\"; fi",
-        f"cat \"$d\"/{q(STAMP_NAME)}",
-    ])
+    return "\n".join(
+        [
+            "set -e",
+            "command -v git >/dev/null 2>&1 || { echo 'git is not installed' >&2; exit 127; }",
+            f"d={q(dest)}; n={q(dest + '.labctl-new')}; url={q(url)}; target={q(target)}",
+            "trap 'rm -rf \"$n\"' EXIT",
+            'if [ -d "$d/.git" ]; then fresh=; cd "$d"; git remote set-url origin "$url"',
+            'else fresh=1; rm -rf "$n"; mkdir -p "$(dirname "$d")"',
+            '  git clone -q --no-checkout -- "$url" "$n"; cd "$n"; fi',
+            'if ! git cat-file -e "$target^{commit}" 2>/dev/null; then',
+            "  git fetch -q --force --tags origin",
+            '  git cat-file -e "$target^{commit}" 2>/dev/null || git fetch -q origin "$target"',
+            "fi",
+            'git -c advice.detachedHead=false checkout -q --force --detach "$target^{commit}"',
+            f"grep -qx {q(STAMP_NAME)} .git/info/exclude 2>/dev/null"
+            f" || echo {q(STAMP_NAME)} >> .git/info/exclude",
+            f'printf \'git %s %s\\n\' "$url" "$(git rev-parse HEAD)" > {q(STAMP_NAME)}',
+            'if [ -n "$fresh" ]; then cd /; rm -rf "$d"; mv "$n" "$d"; fi',
+            f'cat "$d"/{q(STAMP_NAME)}',
+        ]
+    )
 
 
 def _extract_script(upload: str, dest: str, tar_flag: str, stamp: str) -> str:
     """Unpack the upload into a fresh dir beside dest, stamp it, swap it in; prints the stamp."""
     q = shlex.quote
     flags = " ".join(f for f in ("--no-same-owner", "-p", tar_flag) if f)
-    return "\n".join([
-        "set -e",
-        f"u={q(upload)}; n={q(dest + '.labctl-new')}; d={q(dest)}",
-        "trap 'rm -rf \"$n\" \"$u\"' EXIT",
-        "rm -rf \"$n\"; mkdir \"$n\"",
-        f"tar -x {flags} -f \"$u\" -C \"$n\"",
-        f"printf '%s\\n' {q(stamp)} > \"$n\"/{q(STAMP_NAME)}",
-        "rm -rf \"$d\"; mv \"$n\" \"$d\"",
-        f"cat \"$d\"/{q(STAMP_NAME)}",
-    ])
+    return "\n".join(
+        [
+            "set -e",
+            f"u={q(upload)}; n={q(dest + '.labctl-new')}; d={q(dest)}",
+            'trap \'rm -rf "$n" "$u"\' EXIT',
+            'rm -rf "$n"; mkdir "$n"',
+            f'tar -x {flags} -f "$u" -C "$n"',
+            f"printf '%s\\n' {q(stamp)} > \"$n\"/{q(STAMP_NAME)}",
+            'rm -rf "$d"; mv "$n" "$d"',
+            f'cat "$d"/{q(STAMP_NAME)}',
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- the action
@@ -313,7 +316,7 @@ class _LocalSource:
 def _short(stamp: str) -> str:
     """A stamp for a change line: `sha256:abcd1234abcd…`, or a git stamp's commit."""
     if stamp.startswith("sha256:"):
-        digest = stamp[len("sha256:"):]
+        digest = stamp[len("sha256:") :]
         return f"sha256:{digest[:12]}…" if len(digest) > 12 else stamp
     if stamp.startswith("git "):
         return f"git {stamp.rsplit(' ', 1)[-1][:12]}"
@@ -340,8 +343,10 @@ class SourceAction(Action):
     def _plan_git(self, ctx: TaskContext, args: SourceArgs, dest: str) -> Plan:
         url, ref = args.src, args.ref
         if not ref:
-            raise ValueError(f"source: {url} is a git url: give `ref` (branch, tag or commit) "
-                             "so the checkout is pinned")
+            raise ValueError(
+                f"source: {url} is a git url: give `ref` (branch, tag or commit) "
+                "so the checkout is pinned"
+            )
         if args.exclude:
             raise ValueError("source: `exclude` applies to a directory src only")
         _check_git_words(url, ref)
@@ -353,8 +358,9 @@ class SourceAction(Action):
             script += f"\ngit ls-remote -- {shlex.join([url, ref, ref + '^{}'])}"
         res = ctx.conn.run(ShellScript(script), timeout=120)
         if not res.ok:
-            raise ActionFailed(f"{ctx.conn.host.name}: git ls-remote {url}: "
-                               f"{res.first_error_line()}", res)
+            raise ActionFailed(
+                f"{ctx.conn.host.name}: git ls-remote {url}: {res.first_error_line()}", res
+            )
         first, _, rest = res.stdout.partition("\n")
         state = parse_dest_state(first)
         if state.kind == "foreign":
@@ -366,7 +372,8 @@ class SourceAction(Action):
         have = state.stamp or ""
         want = f"git {url} {commit}" if commit else None
         if have == want or (
-            want is None and have.startswith(f"git {url} ")
+            want is None
+            and have.startswith(f"git {url} ")
             and have.rsplit(" ", 1)[-1].startswith(target)
         ):
             return Plan(output={"dest": dest, "version": have})
@@ -381,24 +388,28 @@ class SourceAction(Action):
 
     # -- directory or tarball on the controller
 
-    def _local_source(self, ctx: TaskContext, args: SourceArgs, digest: bool = True
-                      ) -> _LocalSource:
+    def _local_source(
+        self, ctx: TaskContext, args: SourceArgs, digest: bool = True
+    ) -> _LocalSource:
         """The controller's side; `digest=False` skips hashing a tree (apply hashes as it packs)."""
         path = Path(args.src).expanduser()
         if not path.is_absolute():
             path = ctx.base_dir / path
         if path.is_dir():
             tree = scan_tree(path, args.exclude)
-            return _LocalSource(path, f"sha256:{tree_digest(tree)}" if digest else "", tree,
-                                ".tar.gz")
+            return _LocalSource(
+                path, f"sha256:{tree_digest(tree)}" if digest else "", tree, ".tar.gz"
+            )
         if args.exclude:
             raise ValueError("source: `exclude` applies to a directory src only")
         suffix = tarball_suffix(path.name)
         if path.is_file() and suffix:
             return _LocalSource(path, f"sha256:{_file_sha256(path)}", None, suffix)
         if path.exists():
-            raise ValueError(f"source: {path} is neither a directory nor a tarball "
-                             f"({', '.join(TARBALL_SUFFIXES)})")
+            raise ValueError(
+                f"source: {path} is neither a directory nor a tarball "
+                f"({', '.join(TARBALL_SUFFIXES)})"
+            )
         raise ValueError(f"source: {path} does not exist on the controller")
 
     def _plan_local(self, ctx: TaskContext, args: SourceArgs, dest: str) -> Plan:
@@ -416,8 +427,10 @@ class SourceAction(Action):
             change += f", was {_short(state.stamp)}"
         if local.tree is not None and local.tree.special:
             n = len(local.tree.special)
-            change += (f", leaving out {n} special file{'s' if n > 1 else ''} "
-                       f"({', '.join(local.tree.special[:3])}{', …' if n > 3 else ''})")
+            change += (
+                f", leaving out {n} special file{'s' if n > 1 else ''} "
+                f"({', '.join(local.tree.special[:3])}{', …' if n > 3 else ''})"
+            )
         upload = f"{dest}.labctl-upload{local.tar_suffix}"
         script = _extract_script(upload, dest, TARBALL_SUFFIXES[local.tar_suffix], local.stamp)
         return Plan(steps=[Run(ShellScript(script))], changes=[change], output=output)
@@ -456,9 +469,15 @@ class SourceAction(Action):
     @staticmethod
     def _result(plan: Plan, res: CommandResult) -> ActionResult:
         if not res.ok:
-            return ActionResult(changed=True, failed=True, msg=res.first_error_line(),
-                                changes=tuple(plan.changes), output=dict(plan.output))
+            return ActionResult(
+                changed=True,
+                failed=True,
+                msg=res.first_error_line(),
+                changes=tuple(plan.changes),
+                output=dict(plan.output),
+            )
         lines = res.stdout.strip().splitlines()
         version = lines[-1] if lines else plan.output.get("version")
-        return ActionResult(changed=True, changes=tuple(plan.changes),
-                            output={**plan.output, "version": version})
+        return ActionResult(
+            changed=True, changes=tuple(plan.changes), output={**plan.output, "version": version}
+        )

@@ -52,9 +52,10 @@ def dest(srv: HostConnection, request: pytest.FixtureRequest) -> Iterator[str]:
 
 def host_ls(srv: HostConnection, path: str) -> list[str]:
     """Everything under path (relative), with type and mode: what a tree looks like there."""
-    res = srv.run(ShellScript(
-        f"cd {shlex.quote(path)} && find . -mindepth 1 -printf '%P %y %m\\n' | sort"
-    ), check=True)
+    res = srv.run(
+        ShellScript(f"cd {shlex.quote(path)} && find . -mindepth 1 -printf '%P %y %m\\n' | sort"),
+        check=True,
+    )
     return res.stdout.splitlines()
 
 
@@ -208,16 +209,27 @@ class Upstream:
 
     def __init__(self, tmp: Path) -> None:
         self.bare, self.work = tmp / "upstream.git", tmp / "work"
-        self.env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-                    "GIT_CONFIG_NOSYSTEM": "1"}
+        self.env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.invalid",
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
         self.git("init", "-q", "--bare", "-b", "main", str(self.bare), cwd=tmp)
         self.git("clone", "-q", str(self.bare), str(self.work), cwd=tmp)
         self.url = f"file://{self.bare}"
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        proc = subprocess.run(["git", *args], cwd=cwd or self.work, env=self.env,
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return proc.stdout.strip()
 
     def commit(self, version: str, tag: str | None = None) -> str:
@@ -362,8 +374,9 @@ def test_process_start_twice_stop_twice(procs: Procs, srv: HostConnection) -> No
 
 def test_chdir_env_and_log(procs: Procs, srv: HostConnection) -> None:
     script = 'pwd; echo "FOO=$FOO"; echo to-stderr >&2; exec sleep 300'
-    res = procs.run(name="envy", argv=["sh", "-c", script], chdir="/tmp",
-                    env={"FOO": "a b 'c' $HOME"})
+    res = procs.run(
+        name="envy", argv=["sh", "-c", script], chdir="/tmp", env={"FOO": "a b 'c' $HOME"}
+    )
     assert res.changed and not res.failed, res.msg
     log = host_cat(srv, f"{RUN_DIR}/envy.log")
     assert log == "/tmp\nFOO=a b 'c' $HOME\nto-stderr\n"

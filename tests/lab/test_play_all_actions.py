@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -35,9 +34,13 @@ BOOK = f"""\
     - name: source from a controller directory
       source: {{src: tree, dest: "{{{{ work }}}}/tree"}}
     - name: command
-      command: {{argv: [cp, "{{{{ work }}}}/copied", "{{{{ work }}}}/cmd"], creates: "{{{{ work }}}}/cmd"}}
+      command:
+        argv: [cp, "{{{{ work }}}}/copied", "{{{{ work }}}}/cmd"]
+        creates: "{{{{ work }}}}/cmd"
     - name: shell
-      shell: {{cmd: "wc -l < {{{{ work }}}}/tree/a.txt > {{{{ work }}}}/lines", creates: "{{{{ work }}}}/lines"}}
+      shell:
+        cmd: "wc -l < {{{{ work }}}}/tree/a.txt > {{{{ work }}}}/lines"
+        creates: "{{{{ work }}}}/lines"
     - name: a background program
       process: {{name: sleeper, argv: [sleep, "300"], run_dir: "{{{{ work }}}}/run"}}
 """
@@ -58,8 +61,11 @@ UNDO = f"""\
 def test_a_playbook_with_every_action_runs_then_changes_nothing(
     lab: NamespaceLab, tmp_path: Path
 ) -> None:
-    used = {line.split(":")[0].strip() for line in BOOK.splitlines()
-            if line.startswith("      ") and ":" in line and not line.strip().startswith("-")}
+    used = {
+        line.split(":")[0].strip()
+        for line in BOOK.splitlines()
+        if line.startswith("      ") and ":" in line and not line.strip().startswith("-")
+    }
     assert set(ACTIONS) <= used, set(ACTIONS) - used
 
     (tmp_path / "templates").mkdir()
@@ -75,8 +81,9 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
     wanted = "1" if tw_before != "1" else "0"
 
     def run(path: Path, tw: str) -> dict:
-        proc = lab.labctl("play", str(path), "-i", str(lab.inventory_path), "--json",
-                          "-e", f"tw_reuse={tw}")
+        proc = lab.labctl(
+            "play", str(path), "-i", str(lab.inventory_path), "--json", "-e", f"tw_reuse={tw}"
+        )
         assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
         return json.loads(proc.stdout)
 
@@ -84,10 +91,16 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
         first = run(book, wanted)
         # everything but the packages (already there) changed on every host
         assert {h: r["changed"] for h, r in first["recap"].items()} == {
-            "srv1": 8, "cli1": 8, "cli2": 8}
+            "srv1": 8,
+            "cli1": 8,
+            "cli2": 8,
+        }
         second = run(book, wanted)
         assert {h: r["changed"] for h, r in second["recap"].items()} == {
-            "srv1": 0, "cli1": 0, "cli2": 0}
+            "srv1": 0,
+            "cli1": 0,
+            "cli2": 0,
+        }
         assert srv1.run(["cat", f"{WORK}/lines"]).stdout.strip() == "2"
         assert srv1.run(["cat", f"{WORK}/host.conf"]).stdout == "name = srv1\n"
         assert srv1.run(["cat", "/proc/sys/net/ipv4/tcp_tw_reuse"]).stdout.strip() == wanted

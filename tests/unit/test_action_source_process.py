@@ -122,8 +122,14 @@ def test_pack_tree_sends_what_it_hashes(tree: Path) -> None:
     buf.seek(0)
     with tarfile.open(fileobj=buf, mode="r:gz") as tar:
         members = {m.name: m for m in tar.getmembers()}
-        assert sorted(members) == ["LINUX", "LINUX/configure", "LINUX/dkms",
-                                   "LINUX/dkms/dkms.conf", "README", "link"]
+        assert sorted(members) == [
+            "LINUX",
+            "LINUX/configure",
+            "LINUX/dkms",
+            "LINUX/dkms/dkms.conf",
+            "README",
+            "link",
+        ]
         assert members["LINUX/configure"].mode == 0o755
         assert members["link"].issym() and members["link"].linkname == "LINUX/configure"
         assert (members["README"].uid, members["README"].uname) == (0, "")
@@ -155,8 +161,14 @@ def test_git_url_or_controller_path(src: str, git: bool) -> None:
 
 @pytest.mark.parametrize(
     ("name", "suffix"),
-    [("a.tar", ".tar"), ("a.tar.gz", ".tar.gz"), ("a.tgz", ".tgz"), ("a.tar.xz", ".tar.xz"),
-     ("a.zip", None), ("a.gz", None)],
+    [
+        ("a.tar", ".tar"),
+        ("a.tar.gz", ".tar.gz"),
+        ("a.tgz", ".tgz"),
+        ("a.tar.xz", ".tar.xz"),
+        ("a.zip", None),
+        ("a.gz", None),
+    ],
 )
 def test_tarball_suffix(name: str, suffix: str | None) -> None:
     assert tarball_suffix(name) == suffix
@@ -233,7 +245,7 @@ def test_source_other_stamp_plans_one_swap(tree: Path) -> None:
     [step] = plan.steps
     assert isinstance(step, Run)
     text = command_text(step.command)
-    assert "tar -x --no-same-owner -p -z -f \"$u\" -C \"$n\"" in text
+    assert 'tar -x --no-same-owner -p -z -f "$u" -C "$n"' in text
     assert "u=/root/netmap.labctl-upload.tar.gz" in text
 
 
@@ -263,15 +275,17 @@ def test_source_bad_args(args: SourceArgs, message: str, tmp_path: Path) -> None
 def test_git_pinned_to_a_full_commit_needs_no_ls_remote(tmp_path: Path) -> None:
     sha = "ab" * 20
     conn = FakeConn(f"stamped git file:///r.git {sha}\n")
-    plan = SourceAction().plan(ctx_with(conn, tmp_path),
-                               SourceArgs("file:///r.git", "/root/r", ref=sha.upper()))
+    plan = SourceAction().plan(
+        ctx_with(conn, tmp_path), SourceArgs("file:///r.git", "/root/r", ref=sha.upper())
+    )
     assert plan.steps == [] and "ls-remote" not in conn.asked[0]
 
 
 def test_git_branch_that_moved_is_a_change(tmp_path: Path) -> None:
     conn = FakeConn(f"stamped git file:///r.git {'2' * 40}\n\n{LS_REMOTE}")
-    plan = SourceAction().plan(ctx_with(conn, tmp_path),
-                               SourceArgs("file:///r.git", "/root/r", ref="main"))
+    plan = SourceAction().plan(
+        ctx_with(conn, tmp_path), SourceArgs("file:///r.git", "/root/r", ref="main")
+    )
     assert "git ls-remote -- file:///r.git main 'main^{}'" in conn.asked[0]
     assert plan.changes == ["checkout main (111111111111) at /root/r, was 222222222222"]
     assert plan.output["version"] == f"git file:///r.git {'1' * 40}"
@@ -316,10 +330,17 @@ def test_pidfile_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "4242\n", "[]", '{"pid": "4242", "start": 1, "argv": []}',
-     '{"pid": 4242, "argv": []}', '{"pid": 1, "start": 1, "argv": []}',
-     '{"pid": 4242, "start": true, "argv": []}', '{"pid": 4242, "start": 1, "argv": [1]}',
-     '{"pid": 4242, "start": 1, "argv": []'],
+    [
+        "",
+        "4242\n",
+        "[]",
+        '{"pid": "4242", "start": 1, "argv": []}',
+        '{"pid": 4242, "argv": []}',
+        '{"pid": 1, "start": 1, "argv": []}',
+        '{"pid": 4242, "start": true, "argv": []}',
+        '{"pid": 4242, "start": 1, "argv": [1]}',
+        '{"pid": 4242, "start": 1, "argv": []',
+    ],
 )
 def test_pidfile_garbage_is_none(text: str) -> None:
     assert parse_pidfile(text) is None
@@ -376,13 +397,17 @@ def test_process_plans(proc_ctx: Any) -> None:
     conn, ctx = proc_ctx(running)
     plan = act.plan(ctx, want)
     assert plan.steps == [] and plan.output == {
-        "pid": 777, "log": "/root/labctl/run/svc.log", "running": True}
+        "pid": 777,
+        "log": "/root/labctl/run/svc.log",
+        "running": True,
+    }
     assert len(conn.asked) == 1
 
     _, ctx = proc_ctx(reused)
     plan = act.plan(ctx, want)
-    assert plan.changes == ["start svc: sleep 300 (the old one was gone: pid 777 now belongs "
-                            "to another process)"]
+    assert plan.changes == [
+        "start svc: sleep 300 (the old one was gone: pid 777 now belongs to another process)"
+    ]
     assert "kill" not in command_text(plan.steps[0].command)  # type: ignore[union-attr]
 
     _, ctx = proc_ctx(running)
