@@ -10,6 +10,7 @@ import pytest
 from labctl.actions import ACTIONS
 
 from .conftest import NamespaceLab
+from .test_play import host_snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -86,6 +87,14 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
         )
         assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
         return json.loads(proc.stdout)
+
+    before = host_snapshot(lab)
+    proc = lab.labctl("play", str(book), "-i", str(lab.inventory_path), "--check", "--json",
+                      "-e", f"tw_reuse={wanted}")
+    assert proc.returncode == 0, proc.stderr
+    planned = json.loads(proc.stdout)["recap"]
+    assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 8, "cli1": 8, "cli2": 8}
+    assert host_snapshot(lab) == before  # check mode touched nothing
 
     try:
         first = run(book, wanted)
