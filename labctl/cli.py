@@ -90,7 +90,7 @@ def up(c: Context, inventory: str | None = None, hosts: int = 0) -> None:
     if hosts:
         path = lab.spec.state_dir / "inventory.yml"
         path.write_text(lab.spec.inventory_yaml())
-        console.print(f"inventory: {path}")
+        console.print(f"inventory: {path} (pass it with -i)")
     n = len(lab.spec.hosts)
     if report.changed:
         kinds = Counter(ch.what.split()[0] for ch in report.changes if ch.changed)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labctl.remote import HostConnection, ShellScript
+from labctl.remote import CommandFailed, HostConnection, ShellScript
 
 MARK = "@@labctl"
 
@@ -278,5 +278,9 @@ def parse_host_facts(host: str, stdout: str) -> HostFacts:
 
 def gather_facts(conn: HostConnection, timeout: float = 30.0) -> HostFacts:
     """Gather every fact of one host in one SSH exec."""
-    result = conn.run(ShellScript(facts_script()), timeout=timeout)
-    return parse_host_facts(conn.host.name, result.stdout)
+    # Facts need no root; without sudo, $SSH_CONNECTION (the SSH interface) stays visible.
+    result = conn.run(ShellScript(facts_script()), timeout=timeout, become=False)
+    facts = parse_host_facts(conn.host.name, result.stdout)
+    if not result.ok or facts.kernel_release is None:
+        raise CommandFailed(result)
+    return facts

@@ -11,6 +11,7 @@ so `down` removes exactly those, even after an `up` that failed half-way.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -33,6 +34,7 @@ from labctl.inventory import Inventory
 
 SSHD = "/usr/sbin/sshd"
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # prefixes of 15-char interface names
+HOST_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # goes into netns names, paths, hostname
 DEFAULT_STATE_ROOT = Path("/var/lib/labctl")
 LAB_VAR = "labctl_lab"  # inventory var naming the lab a host belongs to
 
@@ -57,7 +59,12 @@ class LabSpec:
             raise LabError(f"lab name {self.name!r}: use 1-8 lowercase letters and digits")
         seen: set[str] = set()
         for h in self.hosts:
-            addr = ipaddress.ip_address(h.address)
+            if not HOST_NAME_RE.match(h.name):
+                raise LabError(f"lab host {h.name!r}: use lowercase letters, digits and '-'")
+            try:
+                addr = ipaddress.ip_address(h.address)
+            except ValueError:
+                raise LabError(f"lab host {h.name}: {h.address!r} is not an IP address") from None
             if addr not in self.subnet or addr in (
                 self.subnet.network_address,
                 self.subnet.broadcast_address,
@@ -208,9 +215,12 @@ class LabHostStatus:
 
 
 def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-    )
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"`{' '.join(argv)}` did not finish within 60 s") from exc
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise LabError(f"`{' '.join(argv)}` failed: {detail[0] if detail else proc.returncode}")
@@ -279,6 +289,19 @@ class _ignore_gone:
 def _netns_pids(netns: str) -> list[int]:
     out = _run(["ip", "netns", "pids", netns], check=False).stdout
     return [int(p) for p in out.split()]
+
+
+def _remove(kind: str, name: str, present_netns: set[str]) -> bool:
+    """Delete a namespace or link; False if it was already gone."""
+    if kind == "netns" and name not in present_netns:
+        return False
+    argv = ["ip", "netns", "del", name] if kind == "netns" else ["ip", "link", "del", name]
+    proc = _run(argv, check=False)
+    if proc.returncode == 0:
+        return True
+    if "Cannot find device" in proc.stderr or "No such file" in proc.stderr:
+        return False
+    raise LabError(f"removing {kind} {name}: {proc.stderr.strip()}")
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -359,7 +382,9 @@ class LocalLab:
         spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._record = self._load_record()
         self._check_same_lab()
-        self._record.update(name=spec.name, subnet=str(spec.subnet))
+        self._record.update(
+            name=spec.name, subnet=str(spec.subnet), hosts={h.name: h.address for h in spec.hosts}
+        )
         self._save_record()
 
         report.changes.append(self._ensure_key(spec.key_file, f"labctl@{spec.name}"))
@@ -378,12 +403,18 @@ class LocalLab:
         return report
 
     def _check_same_lab(self) -> None:
-        rec_hosts = set(self._record.get("sshd", {}))
-        want = {h.name for h in self.spec.hosts}
-        if rec_hosts and rec_hosts != want:
+        """A state directory holds one lab: refuse to reshape a lab that is up."""
+        rec = self._record
+        hosts = {h.name: h.address for h in self.spec.hosts}
+        if rec.get("hosts") and (
+            rec.get("name") != self.spec.name
+            or rec.get("subnet") != str(self.spec.subnet)
+            or rec.get("hosts") != hosts
+        ):
             raise LabError(
-                f"lab {self.spec.name!r} is up with hosts {', '.join(sorted(rec_hosts))}; "
-                f"run lab.down first to change its hosts"
+                f"{self.spec.record_file} holds lab {rec.get('name')!r} ({rec.get('subnet')}, "
+                f"hosts {', '.join(rec['hosts'])}) and it differs from the one asked for; "
+                f"run lab.down first to change it"
             )
         self._check_subnet_free()
 
@@ -417,8 +448,8 @@ class LocalLab:
             if br not in self._record.get("bridge", {}):
                 raise LabError(f"a link named {br} exists and this lab did not make it")
             return LabChange(f"bridge {br}", False)
+        self._note("bridge", br)  # recorded first: an interrupted up is still undone by down
         _run(["ip", "link", "add", br, "type", "bridge"])
-        self._note("bridge", br)
         prefix = self.spec.subnet.prefixlen
         _run(["ip", "addr", "add", f"{self.spec.gateway}/{prefix}", "dev", br])
         _run(["ip", "link", "set", br, "up"])
@@ -429,23 +460,36 @@ class LocalLab:
         ns, veth = spec.netns(host.name), spec.veth(index)
         changes = []
         if ns not in _netns_list():
-            _run(["ip", "netns", "add", ns])
             self._note("netns", ns)
+            _run(["ip", "netns", "add", ns])
             changes.append(LabChange(f"netns {ns}", True))
         elif ns not in self._record.get("netns", {}):
             raise LabError(f"a namespace named {ns} exists and this lab did not make it")
         if not _link_exists(veth):
+            self._note("veth", veth)
             # The namespace end is created inside it, named eth0 like a container's.
             _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-            self._note("veth", veth)
-            _run(["ip", "link", "set", veth, "master", spec.bridge, "up"])
-            prefix = spec.subnet.prefixlen
-            _run(["ip", "-n", ns, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0"])
-            _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             changes.append(LabChange(f"veth {veth}", True))
+        elif veth not in self._record.get("veth", {}):
+            raise LabError(f"a link named {veth} exists and this lab did not make it")
+        if self._configure_veth(ns, veth, host.address):
+            changes.append(LabChange(f"address {host.address}", True))
         changes.append(self._ensure_sshd(host))
         return changes
+
+    def _configure_veth(self, ns: str, veth: str, address: str) -> bool:
+        """Address and links up; also repairs what an interrupted `up` left half-done."""
+        out = _run(["ip", "-j", "-n", ns, "addr", "show", "dev", "eth0"]).stdout
+        info = (json.loads(out) or [{}])[0]
+        has_addr = any(a.get("local") == address for a in info.get("addr_info", []))
+        if has_addr and "UP" in info.get("flags", []):
+            return False
+        prefix = self.spec.subnet.prefixlen
+        _run(["ip", "link", "set", veth, "master", self.spec.bridge, "up"])
+        _run(["ip", "-n", ns, "addr", "replace", f"{address}/{prefix}", "dev", "eth0"])
+        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        return True
 
     def _write_host_files(self, host: LabHostSpec) -> Path:
         hdir = self.spec.host_dir(host.name)
@@ -536,7 +580,7 @@ class LocalLab:
 
     # -- down
     def down(self, purge: bool = False) -> LabReport:
-        """Remove exactly what `up` recorded; with `purge`, also the state directory."""
+        """Remove exactly what `up` recorded; with `purge`, also the files `up` wrote."""
         self._require_root("down")
         self._record = self._load_record()
         report = LabReport(self.spec.name)
@@ -547,29 +591,45 @@ class LocalLab:
             del self._record["sshd"][host]
             self._save_record()
         present = _netns_list()
-        for ns in list(self._record.get("netns", {})):
-            if ns in present:
-                # Sessions and programs started over SSH live in the namespace: stop them by PID.
-                leftovers = _netns_pids(ns)
-                if leftovers:
-                    _terminate(leftovers)
-                    report.changes.append(LabChange(f"{len(leftovers)} processes in {ns}", True))
-                _run(["ip", "netns", "del", ns])
-                report.changes.append(LabChange(f"netns {ns}", True))
-            del self._record["netns"][ns]
-            self._save_record()
-        for kind in ("veth", "bridge"):
-            for link in list(self._record.get(kind, {})):
-                if _link_exists(link):  # a veth usually went with its namespace
-                    _run(["ip", "link", "del", link])
-                    report.changes.append(LabChange(f"{kind} {link}", True))
-                del self._record[kind][link]
+        for ns in self._record.get("netns", {}):
+            # Sessions and programs started over SSH live in the namespace: stop them by PID.
+            leftovers = _netns_pids(ns) if ns in present else []
+            if leftovers:
+                _terminate(leftovers)
+                report.changes.append(LabChange(f"{len(leftovers)} processes in {ns}", True))
+        # Deleting a veth's root end removes both ends at once; a namespace's own teardown is
+        # asynchronous, so veths go first and then nothing races the kernel.
+        for kind in ("veth", "netns", "bridge"):
+            for name in list(self._record.get(kind, {})):
+                if _remove(kind, name, present):
+                    report.changes.append(LabChange(f"{kind} {name}", True))
+                del self._record[kind][name]
                 self._save_record()
+        self.spec.record_file.unlink(missing_ok=True)
         if purge:
-            shutil.rmtree(self.spec.state_dir, ignore_errors=True)
-        else:
-            self.spec.record_file.unlink(missing_ok=True)
+            self._purge_files()
         return report
+
+    def _purge_files(self) -> None:
+        """Delete only what `up` writes, then the directory if that left it empty: a wrong
+        `labctl_lab_state_dir` must never cost anything else."""
+        state = self.spec.state_dir
+        for name in (
+            "id_ed25519",
+            "id_ed25519.pub",
+            "known_hosts",
+            "inventory.yml",
+            "lab.json.tmp",
+            "known_hosts.tmp",
+        ):
+            (state / name).unlink(missing_ok=True)
+        for host in self.spec.hosts:
+            hdir = self.spec.host_dir(host.name)
+            if (hdir / "sshd_config").exists():  # a directory this lab made
+                shutil.rmtree(hdir)
+        for empty in (state / "hosts", state):
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                empty.rmdir()
 
     # -- status
     def status(self) -> list[LabHostStatus]:

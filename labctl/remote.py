@@ -119,6 +119,8 @@ class HostConnection:
             "allow_agent": False,
             "banner_timeout": connect_timeout,
             "auth_timeout": connect_timeout,
+            # paramiko waits an hour for a channel by default: a frozen host would stall the run.
+            "channel_timeout": connect_timeout,
         }
         if host.key_file:
             connect_kwargs["key_filename"] = [host.key_file]
@@ -186,9 +188,17 @@ class HostConnection:
                 timeout=None if timeout is None else timeout + KILL_GRACE + 5,
             )
         except CommandTimedOut as exc:
+            # The host-side timeout should have fired first: the connection itself is stuck.
+            # Close it, so the next command reconnects (or finds the host unreachable).
+            self._conn.close()
             raise timed_out(exc.result.stdout, exc.result.stderr) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._conn.close()
             raise HostUnreachable(f"{self.host.name}: connection lost: {_one_line(exc)}") from exc
+        if res.exited == -1:
+            # The channel closed without an exit status: the session died, not the command.
+            self._conn.close()
+            raise HostUnreachable(f"{self.host.name}: connection lost during `{text}`")
         if (
             timeout is not None
             and res.exited in (124, 137)
@@ -290,7 +300,7 @@ class Connections:
             except LabctlError as exc:
                 return HostOutcome(conn.host.name, error=exc, duration=time.monotonic() - started)
             except Exception as exc:  # a bug in a step must not take the other hosts down
-                err = LabctlError(f"{conn.host.name}: {type(exc).__name__}: {exc}")
+                err = LabctlError(f"{conn.host.name}: {type(exc).__name__}: {_one_line(exc)}")
                 return HostOutcome(conn.host.name, error=err, duration=time.monotonic() - started)
             return HostOutcome(conn.host.name, value=value, duration=time.monotonic() - started)
 

@@ -27,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap '[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # ...nor at the next boot, if this script is what installed it.
+    if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null; then
+        systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
+    fi
 fi
 
 python=/usr/bin/python3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,8 +20,6 @@ from labctl.inventory import Host, Inventory, load_inventory
 from labctl.lab import LabSpec, LocalLab
 from labctl.remote import Connections, HostConnection
 
-pytestmark = pytest.mark.lab
-
 
 def _require_lab_prerequisites() -> None:
     if os.geteuid() != 0:
@@ -29,12 +28,40 @@ def _require_lab_prerequisites() -> None:
         pytest.fail("the namespace lab needs openssh-server and iproute2: run scripts/setup.sh")
 
 
-def unique_spec(tmp: Path, hosts: int, tag: int) -> LabSpec:
-    """Names and a subnet of this test run's own, so a user's lab is never touched."""
+TEST_LABS = Path("/tmp/labctl-test-labs")  # outside pytest's rotated temp dirs, on purpose
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def unique_spec(hosts: int, tag: int) -> LabSpec:
+    """Names and a subnet of this test run's own, so a user's lab is never touched.
+
+    The name carries the owning pytest's PID, so a later session can tell a lab whose owner
+    was killed (SIGKILL skips every finally) from one still in use, and sweep it.
+    """
     pid = os.getpid()
-    return LabSpec.generated(
-        f"lt{tag}{pid % 10000}", f"10.{200 + tag}.{pid % 250}.0/24", hosts, tmp
-    )
+    name = f"t{tag}{_base36(pid)}"
+    return LabSpec.generated(name, f"10.{200 + tag}.{pid % 250}.0/24", hosts, TEST_LABS / name)
+
+
+def sweep_orphan_labs() -> list[str]:
+    """Take down test labs whose pytest is gone, each by its own record (by PID, by name)."""
+    swept = []
+    for state in sorted(TEST_LABS.glob("t[0-9]*")) if TEST_LABS.exists() else []:
+        owner = int(state.name[2:], 36)
+        if Path(f"/proc/{owner}").exists() or not (state / "inventory.yml").exists():
+            continue
+        LocalLab(LabSpec.from_inventory(load_inventory(state / "inventory.yml"))).down(purge=True)
+        swept.append(state.name)
+    return swept
 
 
 @dataclass
@@ -58,17 +85,32 @@ class NamespaceLab:
         )
 
 
+def _sigterm_runs_teardown(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every fixture's finally
+
+
+def make_lab(spec: LabSpec) -> LocalLab:
+    """Up, with its inventory written first so that a sweep can always find it."""
+    spec.state_dir.mkdir(parents=True, exist_ok=True)
+    (spec.state_dir / "inventory.yml").write_text(spec.inventory_yaml())
+    local = LocalLab(spec)
+    local.up()
+    return local
+
+
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespaceLab]:
+def lab() -> Iterator[NamespaceLab]:
     _require_lab_prerequisites()
-    spec = unique_spec(tmp_path_factory.mktemp("lab"), hosts=3, tag=1)
+    sweep_orphan_labs()
+    previous = signal.signal(signal.SIGTERM, _sigterm_runs_teardown)
+    spec = unique_spec(hosts=3, tag=1)
     local = LocalLab(spec)
     try:
-        local.up()
+        local = make_lab(spec)
         path = spec.state_dir / "inventory.yml"
-        path.write_text(spec.inventory_yaml())
         inventory = load_inventory(path)
         with Connections(inventory.hosts.values()) as conns:
             yield NamespaceLab(local, path, inventory, conns)
     finally:
         local.down(purge=True)
+        signal.signal(signal.SIGTERM, previous)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from labctl.errors import LabError
 from labctl.facts import gather_facts
-from labctl.lab import LocalLab
+from labctl.inventory import load_inventory
+from labctl.lab import LabSpec, LocalLab
 from labctl.remote import Connections, ShellScript
 
-from .conftest import NamespaceLab, unique_spec
+from .conftest import TEST_LABS, NamespaceLab, make_lab, unique_spec
 
 pytestmark = pytest.mark.lab
 
@@ -86,22 +88,36 @@ def _netns() -> set[str]:
     return {n["name"] for n in json.loads(out)} if out.strip() else set()
 
 
-def test_down_leaves_no_namespace_link_or_process(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the namespace lab needs root")
-    spec = unique_spec(tmp_path, hosts=2, tag=2)
-    lab = LocalLab(spec)
-    links_before, netns_before = _links(), _netns()
+def _procs_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
     try:
-        lab.up()
+        return not stat.read_text().rsplit(") ", 1)[1].startswith("Z")
+    except OSError:
+        return False
+
+
+def test_down_leaves_no_namespace_link_or_process() -> None:
+    spec = unique_spec(hosts=2, tag=2)
+    links_before, netns_before = _links(), _netns()
+    lab = None
+    try:
+        lab = make_lab(spec)
         assert _netns() - netns_before == {spec.netns("srv1"), spec.netns("cli1")}
         assert {spec.bridge, spec.veth(1), spec.veth(2)} <= _links()
         sshd_pids = [lab.sshd_pid("srv1"), lab.sshd_pid("cli1")]
-        inventory = tmp_path / "inventory.yml"
-        inventory.write_text(spec.inventory_yaml())
-        from labctl.inventory import load_inventory
-
-        host = load_inventory(inventory).host("srv1")
+        host = load_inventory(spec.state_dir / "inventory.yml").host("srv1")
         with Connections([host]) as conns:
             # A program left running on the host, detached from the SSH session.
             out = (
@@ -112,14 +128,78 @@ def test_down_leaves_no_namespace_link_or_process(tmp_path: Path) -> None:
                 .stdout
             )
         stray = int(out)
-        assert Path(f"/proc/{stray}").exists()
+        assert _alive(stray)
     finally:
-        report = lab.down(purge=True)
+        report = (lab or LocalLab(spec)).down(purge=True)
     assert _netns() == netns_before
     assert _links() == links_before
-    for pid in [*sshd_pids, stray]:
-        assert pid is not None
-        stat = Path(f"/proc/{pid}/stat")
-        assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"), pid
+    assert not any(_alive(pid) for pid in [*sshd_pids, stray] if pid)
+    assert not [p for p in _procs_mentioning(str(spec.state_dir)) if _alive(p)]
     assert not spec.state_dir.exists()
     assert any("processes in" in c.what for c in report.changes)
+
+
+def test_up_refuses_what_it_did_not_make_and_down_undoes_a_failed_up() -> None:
+    spec = unique_spec(hosts=2, tag=3)
+    foreign = spec.netns("cli1")  # the second host's namespace, made by someone else
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    links_before, netns_before = _links(), _netns()
+    try:
+        with pytest.raises(LabError, match=f"a namespace named {foreign} exists and this lab did"):
+            make_lab(spec)
+        # srv1 was made before the refusal: down removes it all, and leaves the foreign one.
+        LocalLab(spec).down(purge=True)
+        assert _netns() == netns_before and foreign in _netns()
+        assert _links() == links_before
+    finally:
+        subprocess.run(["ip", "netns", "del", foreign], check=False)
+        LocalLab(spec).down(purge=True)
+
+
+def test_a_subnet_already_routed_elsewhere_is_refused(lab: NamespaceLab) -> None:
+    other = LabSpec.generated("t9x", str(lab.lab.spec.subnet), 1, TEST_LABS / "t9x")
+    with pytest.raises(
+        LabError,
+        match=f"lab subnet {other.subnet} overlaps .* on {lab.lab.spec.bridge}: choose another",
+    ):
+        LocalLab(other).up()
+    assert other.bridge not in _links()
+    LocalLab(other).down(purge=True)
+
+
+def test_down_kills_only_a_pid_that_is_still_its_sshd() -> None:
+    spec = unique_spec(hosts=1, tag=4)
+    bystander = subprocess.Popen(["sleep", "60"])  # ours, outside the lab
+    try:
+        lab = make_lab(spec)
+        record = json.loads(spec.record_file.read_text())
+        record["sshd"]["srv1"]["pid"] = bystander.pid  # as if the PID had been reused
+        spec.record_file.write_text(json.dumps(record))
+        lab.down(purge=True)
+        assert bystander.poll() is None  # not a lab process: untouched
+        assert spec.netns("srv1") not in _netns()
+    finally:
+        bystander.kill()
+        bystander.wait()
+        LocalLab(spec).down(purge=True)
+
+
+def test_lab_commands_as_a_user_runs_them(lab: NamespaceLab) -> None:
+    spec = unique_spec(hosts=2, tag=5)
+    inventory = spec.state_dir / "inventory.yml"
+    spec.state_dir.mkdir(parents=True, exist_ok=True)
+    inventory.write_text(spec.inventory_yaml())
+    try:
+        up = lab.labctl("lab.up", "-i", str(inventory))
+        assert up.returncode == 0, up.stderr
+        assert f"lab {spec.name}: 2 hosts up (" in up.stdout
+        again = lab.labctl("lab.up", "-i", str(inventory))
+        expected = f"lab {spec.name}: 2 hosts already up, nothing changed"
+        assert again.stdout.strip().endswith(expected)
+        status = lab.labctl("lab.status", "-i", str(inventory), "--json")
+        assert [r["ssh_port_open"] for r in json.loads(status.stdout)] == [True, True]
+    finally:
+        down = lab.labctl("lab.down", "-i", str(inventory), "--purge")
+    assert down.returncode == 0, down.stderr
+    assert f"lab {spec.name} down: removed 2 sshd" in down.stdout
+    assert not spec.state_dir.exists()

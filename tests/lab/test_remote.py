@@ -45,12 +45,54 @@ def test_one_connection_is_reused_by_every_command(lab: NamespaceLab) -> None:
 def test_timeout_stops_the_command(lab: NamespaceLab) -> None:
     conn = lab.host("cli1")
     started = time.monotonic()
-    with pytest.raises(CommandTimeout, match=r"cli1: `sleep 30` timed out after 0.5 s"):
-        conn.run(["sleep", "30"], timeout=0.5)
+    with pytest.raises(CommandTimeout, match=r"cli1: `sleep 30.25` timed out after 0.5 s"):
+        conn.run(["sleep", "30.25"], timeout=0.5)
     assert time.monotonic() - started < 5
-    # No orphan: the remote command is gone after the timeout.
-    left = conn.run(ShellScript("pgrep -x sleep -a || true")).stdout
-    assert "sleep 30" not in left
+    # No orphan: the remote command is gone after the timeout (a duration nobody else uses).
+    left = conn.run(ShellScript("pgrep -f 'slee[p] 30.25' || true")).stdout
+    assert left == ""
+
+
+def _session_sshds(lab: NamespaceLab, host: str) -> list[int]:
+    """The per-connection sshd processes of a lab host (not its listener)."""
+    import os
+    import subprocess
+
+    listener = lab.lab.sshd_pid(host)
+    pids = subprocess.run(
+        ["ip", "netns", "pids", lab.lab.spec.netns(host)], capture_output=True, text=True
+    ).stdout.split()
+    out = []
+    for pid in map(int, pids):
+        try:
+            if pid != listener and os.readlink(f"/proc/{pid}/exe") == "/usr/sbin/sshd":
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def test_a_frozen_host_fails_in_bounded_time(lab: NamespaceLab) -> None:
+    import os
+    import signal
+
+    conn = HostConnection(lab.inventory_host("cli2"), connect_timeout=2)
+    frozen: list[int] = []
+    try:
+        conn.run(["true"], check=True)
+        frozen = _session_sshds(lab, "cli2")
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises((HostUnreachable, CommandTimeout)):
+            conn.run(["true"], timeout=2)
+        assert time.monotonic() - started < 15
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        conn.close()
+    assert lab.host("cli2").run(["true"]).ok  # the host itself is fine
 
 
 def test_put_and_get_files(lab: NamespaceLab, tmp_path: Path) -> None:

@@ -29,13 +29,16 @@ def test_yaml_error_is_one_line_with_file_and_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"labctl: {bad}:4: ")
 
 
-def test_unknown_group_in_pattern_is_refused_before_any_connection() -> None:
-    # The example lab's addresses must never be contacted: the pattern error comes first.
-    proc = labctl("facts", "-i", "hosts/example-lab.yml", "--limit", "servers,webservers")
+def test_unknown_group_in_pattern_is_refused_before_any_connection(tmp_path: Path) -> None:
+    # TEST-NET-1 addresses (RFC 5737): nothing is there even if the check ever regressed.
+    inv = tmp_path / "inv.yml"
+    inv.write_text(
+        "all:\n  children:\n    servers:\n      hosts:\n        dut1: {ansible_host: 192.0.2.6}\n"
+    )
+    proc = labctl("facts", "-i", str(inv), "--limit", "servers,webservers")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "labctl: hosts/example-lab.yml: unknown host or group 'webservers' "
-        "in pattern 'servers,webservers'"
+        f"labctl: {inv}: unknown host or group 'webservers' in pattern 'servers,webservers'"
     )
 
 
