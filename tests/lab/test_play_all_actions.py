@@ -89,8 +89,16 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
         return json.loads(proc.stdout)
 
     before = host_snapshot(lab)
-    proc = lab.labctl("play", str(book), "-i", str(lab.inventory_path), "--check", "--json",
-                      "-e", f"tw_reuse={wanted}")
+    proc = lab.labctl(
+        "play",
+        str(book),
+        "-i",
+        str(lab.inventory_path),
+        "--check",
+        "--json",
+        "-e",
+        f"tw_reuse={wanted}",
+    )
     assert proc.returncode == 0, proc.stderr
     planned = json.loads(proc.stdout)["recap"]
     assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 8, "cli1": 8, "cli2": 8}
