@@ -330,6 +330,225 @@ def play(
         raise Exit(code=run.exit_status)
 
 
+# ---------------------------------------------------------------------------- experiments
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--{what} {text!r}: expected numbers like 1,2") from None
+
+
+@task(
+    help={
+        "name": "the experiment: reuseport",
+        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "server": "the server host (default: the first host of group `servers`)",
+        "clients": "host pattern of the load generators (default: clients)",
+        "modes": "server modes: shared,reuseport,reuseport-cbpf",
+        "workers": "server worker counts to sweep, e.g. 1,2",
+        "duration": "seconds per trial",
+        "repeat": "repeats of the whole matrix, interleaved in shuffled order",
+        "backlog": "listen backlog (capped by net.core.somaxconn)",
+        "port": "server port",
+        "threads": "client threads per client host (default: its CPU count)",
+        "inflight": "connects in flight per client thread",
+        "seed": "shuffle seed (default: random; stored with the run)",
+        "no_pktgen": "skip the netmap pkt-gen trial",
+        "no_warmup": "no warm-up trial (it is stored but never counted)",
+        "store": "results database (default: results/labctl.db)",
+        "plot": "write the plot here (default: results/run-<id>-reuseport.png)",
+        "json": "print the run's trials and summary as JSON",
+    }
+)
+@_errors_as_exit
+def experiment(
+    c: Context,
+    name: str,
+    inventory: str | None = None,
+    server: str | None = None,
+    clients: str = "clients",
+    modes: str = "shared,reuseport,reuseport-cbpf",
+    workers: str = "1,2",
+    duration: float = 5.0,
+    repeat: int = 8,
+    backlog: int = 4096,
+    port: int = 5000,
+    threads: int = 0,
+    inflight: int = 16,
+    seed: int = -1,
+    no_pktgen: bool = False,
+    no_warmup: bool = False,
+    store: str = "results/labctl.db",
+    plot: str | None = None,
+    json: bool = False,
+) -> None:
+    """Run an experiment sweep on the lab and store every trial (reuseport: accept scaling)."""
+    from labctl.experiments.reuseport import ReuseportOptions, run_reuseport
+    from labctl.results import ResultsStore
+
+    if name != "reuseport":
+        raise InputError(f"unknown experiment {name!r} (known: reuseport)")
+    try:
+        options = ReuseportOptions(
+            modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
+            workers=_ints(workers, "workers"),
+            duration=duration,
+            repeat=repeat,
+            backlog=backlog,
+            port=port,
+            threads=threads,
+            inflight=inflight,
+            pktgen=not no_pktgen,
+            warmup=not no_warmup,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    inv = _inventory(inventory)
+    console = _console()
+    with ResultsStore(store) as db:
+        progress = _TrialProgress(console, quiet=json)
+        outcome = run_reuseport(
+            inv,
+            options,
+            db,
+            server=server,
+            clients=clients,
+            seed=None if seed < 0 else seed,
+            workloads_dir=PROJECT_DIR / "workloads",
+            on_trial=progress,
+        )
+        progress.close()
+        _report_run(db, outcome.run_id, console, plot, json)
+    if outcome.status != "finished":
+        print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
+        raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
+
+
+class _TrialProgress:
+    """One line per trial: i of n, the configuration, the rate, the verdict."""
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.count = 0
+
+    def __call__(self, spec: Any, record: Any) -> None:
+        self.count += 1
+        if self.quiet:
+            return
+        what = " ".join(f"{k}={v}" for k, v in spec.params.items())
+        rate = record.metrics.get("conn_per_s")
+        shown = f"{rate / 1000:.1f}k conn/s" if rate is not None else ""
+        verdict = "[green]valid[/]" if record.valid else f"[yellow]{record.reason}[/]"
+        tag = " (warm-up)" if record.warmup else ""
+        self.console.print(f"trial {self.count}: {what}{tag} {shown} {verdict}")
+
+    def close(self) -> None:
+        pass
+
+
+def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_json: bool) -> None:
+    import dataclasses
+
+    from labctl.experiments.summary import plot_sweep, summarize_sweep
+
+    run = db.run(run_id)
+    trials = db.trials(run_id)
+    rows = summarize_sweep(trials)
+    png = None
+    if any(r.stats for r in rows):
+        png = plot_sweep(
+            rows,
+            Path(plot or f"results/run-{run_id}-{run.experiment}.png"),
+            f"run {run_id}: {run.experiment}",
+        )
+    if as_json:
+        print(
+            _json_dumps(
+                {
+                    "run": dataclasses.asdict(run),
+                    "summary": [dataclasses.asdict(r) for r in rows],
+                    "trials": [dataclasses.asdict(t) for t in trials],
+                    "plot": str(png) if png else None,
+                }
+            )
+        )
+        return
+    table = Table(
+        title=f"run {run_id} ({run.experiment}, {run.status}): conn/s of valid trials",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("workers", "mode", "n", "median", "IQR", "vs shared", "p", "invalid"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in rows:
+        s = r.stats
+        table.add_row(
+            str(r.workers),
+            r.mode,
+            str(s.n if s else 0),
+            f"{s.median:,.0f}" if s else "-",
+            f"{s.iqr:,.0f}" if s else "-",
+            f"{r.ratio_vs_baseline:.2f}x" if r.ratio_vs_baseline else "-",
+            f"{r.p_vs_baseline:.3f}" if r.p_vs_baseline is not None else "-",
+            str(r.invalid),
+        )
+    console.print(table)
+    for t in trials:
+        if t.kind != "accept" and not t.valid:
+            console.print(f"{t.kind}: {t.reason}")
+    if png:
+        console.print(f"plot: {png}")
+
+
+@task(help={"store": "results database (default: results/labctl.db)", "json": "print JSON"})
+@_errors_as_exit
+def results_list(c: Context, store: str = "results/labctl.db", json: bool = False) -> None:
+    """List the stored runs, newest first."""
+    import dataclasses
+    import time as _time
+
+    from labctl.results import ResultsStore
+
+    with ResultsStore(store) as db:
+        runs = db.runs()
+    if json:
+        print(_json_dumps([dataclasses.asdict(r) for r in runs]))
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("run", "experiment", "started", "status", "trials", "valid"):
+        table.add_column(col)
+    for r in runs:
+        when = _time.strftime("%Y-%m-%d %H:%M", _time.localtime(r.started))
+        table.add_row(str(r.id), r.experiment, when, r.status, str(r.trials), str(r.valid))
+    _console().print(table)
+
+
+@task(
+    help={
+        "run": "run id (see results.list)",
+        "store": "results database",
+        "plot": "write the plot here",
+        "json": "print JSON",
+    }
+)
+@_errors_as_exit
+def results_show(
+    c: Context,
+    run: int,
+    store: str = "results/labctl.db",
+    plot: str | None = None,
+    json: bool = False,
+) -> None:
+    """Show one stored run: summary per configuration, validity, plot."""
+    from labctl.results import ResultsStore
+
+    with ResultsStore(store) as db:
+        _report_run(db, run, _console(), plot, json)
+
+
 # ---------------------------------------------------------------------------- tree
 
 lab = Collection("lab")
@@ -341,6 +560,12 @@ ns = Collection()
 ns.add_collection(lab)
 ns.add_task(facts)
 ns.add_task(play)
+ns.add_task(experiment)
+
+results = Collection("results")
+results.add_task(results_list, name="list")
+results.add_task(results_show, name="show")
+ns.add_collection(results)
 
 
 def main() -> None:

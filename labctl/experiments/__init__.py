@@ -1,0 +1,1 @@
+"""Experiments: a parameter matrix, the steps of one trial, and what is measured."""

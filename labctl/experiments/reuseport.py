@@ -1,0 +1,630 @@
+"""The SO_REUSEPORT accept-scaling sweep (DESIGN section 5).
+
+Per trial: the port is free, the C server starts (N pinned workers, one of three modes) and
+listens, the C clients start together on every client host, run for a fixed time and stop;
+the server is stopped by PID and reports per-worker counts. Counters are read inside the
+server's network namespace before and after (nstat), with CPU time; a verdict says whether
+the trial measured the server or something else (overflows, counts that do not reconcile).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labctl.actions.base import TaskContext, run_action
+from labctl.actions.command import CommandAction
+from labctl.actions.process import ProcessAction
+from labctl.actions.source import SourceAction, directory_digest
+from labctl.experiments.base import ExperimentError, TrialSpec
+from labctl.experiments.pktgen import PktgenError, parse_pktgen, pktgen_argv
+from labctl.facts import HostFacts
+from labctl.remote import Connections, HostConnection, ShellScript
+from labctl.results import TrialRecord
+
+MODES = ("shared", "reuseport", "reuseport-cbpf")
+WORK = "/root/labctl"
+RUN_DIR = f"{WORK}/run"
+# Counters whose growth means the listen queue, not the server, limited the rate.
+OVERFLOW_COUNTERS = (
+    "TcpExtListenOverflows",
+    "TcpExtListenDrops",
+    "TcpExtTCPReqQFullDrop",
+    "TcpExtSyncookiesSent",
+)
+SYSCTLS = (
+    "net/core/somaxconn",
+    "net/ipv4/tcp_syncookies",
+    "net/ipv4/tcp_tw_reuse",
+    "net/ipv4/tcp_max_syn_backlog",
+)
+MAX_ERROR_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class ReuseportOptions:
+    modes: tuple[str, ...] = MODES
+    workers: tuple[int, ...] = (1, 2)
+    duration: float = 5.0
+    repeat: int = 8
+    backlog: int = 4096
+    port: int = 5000
+    threads: int = 0  # client threads per client host; 0: its CPU count
+    inflight: int = 16  # connects in flight per client thread
+    wait_fin: bool = True
+    pktgen: bool = True
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise ValueError(f"unknown mode {bad[0]!r}: choose from {', '.join(MODES)}")
+        if not self.workers or min(self.workers) < 1:
+            raise ValueError("workers must be at least 1")
+        if not 0.2 <= self.duration <= 3600:
+            raise ValueError("duration must be 0.2 to 3600 s")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} out of range")
+        if self.backlog < 1 or self.inflight < 1 or self.threads < 0 or self.repeat < 1:
+            raise ValueError("backlog, inflight and repeat must be positive")
+
+    def matrix(self) -> dict[str, Sequence[Any]]:
+        return {"mode": self.modes, "workers": self.workers}
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_nstat(text: str) -> dict[str, int]:
+    """`nstat -asz` lines: NAME VALUE RATE."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def parse_cpu_line(text: str) -> list[int]:
+    """The aggregate `cpu` line of /proc/stat as jiffies per state."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            return [int(x) for x in line.split()[1:]]
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def cpu_shares(before: Sequence[int], after: Sequence[int]) -> dict[str, float]:
+    """Percent of CPU time idle and in softirq between two /proc/stat samples."""
+    delta = [a - b for a, b in zip(after, before, strict=False)]
+    total = sum(delta) or 1
+    # user nice system idle iowait irq softirq steal ...
+    return {"cpu_idle_pct": 100.0 * delta[3] / total, "cpu_softirq_pct": 100.0 * delta[6] / total}
+
+
+def last_json(text: str) -> dict[str, Any]:
+    """The JSON document a workload printed last (one per run, on stdout)."""
+    start = text.rfind("\n{") + 1 if "\n{" in text else text.find("{")
+    if start < 0:
+        raise ValueError("no JSON in output")
+    doc: dict[str, Any] = json.JSONDecoder().raw_decode(text[start:])[0]
+    return doc
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    reason: str
+
+
+def judge(
+    server: Mapping[str, Any],
+    clients: Sequence[Mapping[str, Any]],
+    deltas: Mapping[str, int],
+    in_flight_max: int,
+    wait_fin: bool,
+) -> Verdict:
+    """Did this trial measure the server's accept capacity? Why not, if not."""
+    problems = []
+    grown = {k: v for k, v in deltas.items() if k in OVERFLOW_COUNTERS and v > 0}
+    if grown:
+        problems.append(
+            "listen queue overflowed: "
+            + ", ".join(f"{k.removeprefix('TcpExt')} +{v}" for k, v in grown.items())
+        )
+    accepted = int(server.get("accepts_total", 0))
+    connected = sum(int(c.get("connections", 0)) for c in clients)
+    # With --wait-fin a client counts a connection only after the server closed it, so the
+    # server's count is at least the clients'; at most the connects still in flight above it.
+    low = connected if wait_fin else max(0, connected - in_flight_max)
+    if not low <= accepted <= connected + in_flight_max:
+        problems.append(
+            f"counts do not reconcile: server accepted {accepted}, "
+            f"clients connected {connected} (in flight at most {in_flight_max})"
+        )
+    errors = sum(sum(c.get("errors", {}).values()) for c in clients)
+    if connected and errors > MAX_ERROR_SHARE * connected:
+        problems.append(f"client errors {errors} > {MAX_ERROR_SHARE:.0%} of {connected}")
+    if connected == 0:
+        problems.append("no connection completed")
+    return Verdict(not problems, "; ".join(problems))
+
+
+def trial_metrics(
+    server: Mapping[str, Any],
+    clients: Sequence[Mapping[str, Any]],
+    duration: float,
+    deltas: Mapping[str, int],
+    cpu: Mapping[str, float],
+) -> dict[str, float]:
+    workers = server.get("workers", [])
+    samples = sum(int(w.get("incoming_cpu_samples", 0)) for w in workers)
+    matches = sum(int(w.get("incoming_cpu_matches", 0)) for w in workers)
+    accepts = [int(w.get("accepts", 0)) for w in workers]
+    metrics: dict[str, float] = {
+        "conn_per_s": sum(float(c.get("rate", 0.0)) for c in clients),
+        "client_connections": sum(int(c.get("connections", 0)) for c in clients),
+        "server_accepts": int(server.get("accepts_total", 0)),
+        "accepts_per_s": int(server.get("accepts_total", 0)) / max(duration, 1e-9),
+        "client_errors": sum(sum(c.get("errors", {}).values()) for c in clients),
+        "latency_p50_us": max(
+            (float(c.get("latency_us", {}).get("p50", 0)) for c in clients), default=0.0
+        ),
+        "latency_p99_us": max(
+            (float(c.get("latency_us", {}).get("p99", 0)) for c in clients), default=0.0
+        ),
+        **{k.removeprefix("TcpExt").lower(): float(v) for k, v in deltas.items()},
+        **cpu,
+    }
+    if samples:
+        metrics["incoming_cpu_match_share"] = matches / samples
+    if accepts and max(accepts) > 0:
+        metrics["worker_balance"] = min(accepts) / max(accepts)
+    return metrics
+
+
+# ---------------------------------------------------------------------------- on the hosts
+
+
+def _state_script(port: int) -> ShellScript:
+    sysctls = " ".join(f"/proc/sys/{k}" for k in SYSCTLS)
+    return ShellScript(
+        "nstat -asz 2>/dev/null; echo @@; head -1 /proc/stat; echo @@; "
+        f'for f in {sysctls}; do printf \'%s=%s\\n\' "${{f#/proc/sys/}}" "$(cat $f)"; done; '
+        f"echo @@; ss -Hltn 'sport = :{port}'"
+    )
+
+
+@dataclass(frozen=True)
+class HostState:
+    counters: dict[str, int]
+    cpu: list[int]
+    sysctls: dict[str, str]
+    listeners: str  # `ss` lines of whatever listens on the experiment's port
+
+
+def read_state(conn: HostConnection, port: int) -> HostState:
+    """Counters, CPU time, sysctls and the port's listeners in one round trip."""
+    res = conn.run(_state_script(port), check=True, timeout=30)
+    nstat, cpu, sysctls, listeners = (res.stdout.split("@@\n") + ["", "", ""])[:4]
+    values = dict(line.split("=", 1) for line in sysctls.splitlines() if "=" in line)
+    return HostState(parse_nstat(nstat), parse_cpu_line(cpu), values, listeners.strip())
+
+
+class ReuseportExperiment:
+    """Sets the hosts up once, then runs one trial at a time."""
+
+    def __init__(
+        self,
+        conns: Connections,
+        server: str,
+        clients: Sequence[str],
+        facts: Mapping[str, HostFacts],
+        options: ReuseportOptions,
+        run_id: int,
+        workloads_dir: Path,
+    ) -> None:
+        self.conns = conns
+        self.server = server
+        self.clients = list(clients)
+        self.facts = facts
+        self.options = options
+        self.run_id = run_id
+        self.workloads_dir = workloads_dir
+        self.bin_dir = ""
+        self.address = (
+            conns[server].host.vars.get("experiment_address") or conns[server].host.address
+        )
+        self._names = {"server": f"rp-server-{run_id}", "client": f"rp-client-{run_id}"}
+
+    # -- setup
+    def build(self) -> None:
+        """Workloads are compiled on the hosts that run them (DESIGN: Python drives, C measures)."""
+        digest = directory_digest(self.workloads_dir).removeprefix("sha256:")[:12]
+        self.bin_dir = f"{WORK}/build/workloads-{digest}"
+        hosts = [self.server, *self.clients]
+
+        def build_on(conn: HostConnection) -> None:
+            ctx = TaskContext(conn, {}, self.workloads_dir.parent)
+            for action, args in (
+                (SourceAction(), {"src": str(self.workloads_dir), "dest": f"{WORK}/workloads"}),
+                (
+                    CommandAction(),
+                    {
+                        "argv": ["make", "-s", "-C", f"{WORK}/workloads", f"O={self.bin_dir}"],
+                        "creates": f"{self.bin_dir}/conn_client",
+                    },
+                ),
+            ):
+                result = run_action(action, ctx, args)
+                if result.failed:
+                    raise ExperimentError(f"{conn.host.name}: building the workloads: {result.msg}")
+
+        for outcome in self.conns.run_on_hosts(build_on, names=hosts):
+            if outcome.error:
+                raise ExperimentError(str(outcome.error))
+
+    def cpus(self, host: str) -> list[int]:
+        count = self.facts[host].cpus or 1
+        return list(range(count))
+
+    # -- one trial
+    def _out(self, role: str, seq: int, host: str) -> str:
+        return f"{RUN_DIR}/{self.run_id}-{seq}-{role}-{host}"
+
+    def _process(
+        self, conn: HostConnection, role: str, argv: list[str] | None, out: str, state: str
+    ) -> None:
+        # We wait for the server's `listening` line and the clients' results ourselves.
+        args: dict[str, Any] = {
+            "name": self._names[role],
+            "state": state,
+            "run_dir": RUN_DIR,
+            "startup_wait": 0.05,
+        }
+        if argv is not None:
+            # stdout and stderr into this trial's own files; exec keeps the PID the pidfile has
+            args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
+        result = run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
+        if result.failed:
+            raise ExperimentError(f"{conn.host.name}: {role} {state}: {result.msg}")
+
+    def _wait_for(
+        self, conn: HostConnection, path: str, needle: str, what: str, timeout: float
+    ) -> str:
+        """Poll a file until it holds `needle` (bounded); its text."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = conn.run(["cat", path]).stdout
+            if needle in text:
+                return text
+            if time.monotonic() > deadline:
+                raise ExperimentError(f"{conn.host.name}: {what} within {timeout:g} s")
+            time.sleep(0.02)
+
+    def _read(self, conn: HostConnection, path: str) -> str:
+        return conn.run(["cat", path]).stdout
+
+    def check_port_free(self, state: HostState) -> None:
+        if state.listeners:
+            listener = " ".join(state.listeners.split()[:4])
+            raise ExperimentError(
+                f"{self.server}: port {self.options.port} already has a listener ({listener}); "
+                f"a leftover SO_REUSEPORT listener would join the group: stop it or choose --port"
+            )
+
+    def run_trial(self, spec: TrialSpec) -> TrialRecord:
+        opts = self.options
+        mode, workers = str(spec.params["mode"]), int(spec.params["workers"])
+        server = self.conns[self.server]
+        cpus = self.cpus(self.server)
+        started = time.time()
+        before = read_state(server, opts.port)
+        self.check_port_free(before)
+        out = self._out("server", spec.seq, self.server)
+        self._process(
+            server,
+            "server",
+            [
+                f"{self.bin_dir}/reuseport_server",
+                "--addr",
+                self.address,
+                "--port",
+                str(opts.port),
+                "--mode",
+                mode,
+                "--workers",
+                str(workers),
+                "--cpus",
+                ",".join(map(str, cpus[:workers] if workers <= len(cpus) else cpus)),
+                "--backlog",
+                str(opts.backlog),
+            ],
+            out,
+            "started",
+        )
+        client_outs: dict[str, str] = {}
+        try:
+            self._wait_for(
+                server, f"{out}.err", "listening", "the server did not report listening", 10
+            )
+            threads: dict[str, int] = {}
+
+            def start_client(conn: HostConnection) -> None:
+                host = conn.host.name
+                n = opts.threads or len(self.cpus(host))
+                threads[host] = n
+                client_outs[host] = self._out("client", spec.seq, host)
+                argv = [
+                    f"{self.bin_dir}/conn_client",
+                    "--addr",
+                    self.address,
+                    "--port",
+                    str(opts.port),
+                    "--threads",
+                    str(n),
+                    "--cpus",
+                    ",".join(map(str, self.cpus(host))),
+                    "--inflight",
+                    str(opts.inflight),
+                    "--duration",
+                    f"{opts.duration:g}",
+                ]
+                if opts.wait_fin:
+                    argv.append("--wait-fin")
+                self._process(conn, "client", argv, client_outs[host], "started")
+
+            _raise_first(self.conns.run_on_hosts(start_client, names=self.clients))
+
+            def wait_client(conn: HostConnection) -> dict[str, Any]:
+                time.sleep(opts.duration)
+                return last_json(
+                    self._wait_for(
+                        conn,
+                        client_outs[conn.host.name] + ".out",
+                        "}",
+                        "the client did not finish",
+                        30,
+                    )
+                )
+
+            clients = [
+                o.value
+                for o in _raise_first(self.conns.run_on_hosts(wait_client, names=self.clients))
+                if o.value
+            ]
+            after = read_state(server, opts.port)
+        finally:
+            self._process(server, "server", None, out, "stopped")
+        server_doc = last_json(
+            self._wait_for(server, out + ".out", "}", "the server did not report its counts", 10)
+        )
+        deltas = {
+            k: after.counters.get(k, 0) - before.counters.get(k, 0) for k in OVERFLOW_COUNTERS
+        }
+        in_flight = sum(threads.values()) * opts.inflight
+        verdict = judge(server_doc, clients, deltas, in_flight, opts.wait_fin)
+        metrics = trial_metrics(
+            server_doc, clients, opts.duration, deltas, cpu_shares(before.cpu, after.cpu)
+        )
+        outputs = [(self.server, "server", "stdout", json.dumps(server_doc))]
+        outputs += [
+            (h, "client", "stdout", json.dumps(c))
+            for h, c in zip(self.clients, clients, strict=False)
+        ]
+        return TrialRecord(
+            seq=spec.seq,
+            kind="accept",
+            warmup=spec.warmup,
+            params={
+                "mode": mode,
+                "workers": workers,
+                "duration": opts.duration,
+                "backlog": opts.backlog,
+                "inflight": opts.inflight,
+                "client_threads": threads,
+                "wait_fin": opts.wait_fin,
+                "port": opts.port,
+            },
+            started=started,
+            duration=time.time() - started,
+            valid=verdict.valid,
+            reason=verdict.reason,
+            metrics=metrics,
+            state={
+                "sysctls": before.sysctls,
+                "counters_delta": deltas,
+                "workers": server_doc.get("workers", []),
+            },
+            outputs=tuple(outputs),
+        )
+
+    def stop_all(self) -> None:
+        """Stop this run's server and clients wherever they may still run (by pidfile PID),
+        then remove the run's output files (the store has what they held)."""
+
+        def stop(conn: HostConnection) -> None:
+            for role in ("server", "client"):
+                self._process(conn, role, None, "", "stopped")
+            conn.run(ShellScript(f"rm -f {shlex.quote(RUN_DIR)}/{self.run_id}-*"))
+
+        self.conns.run_on_hosts(stop, names=[self.server, *self.clients])
+
+    # -- netmap
+    def pktgen_trial(self, seq: int) -> TrialRecord:
+        """pkt-gen tx on the first client, rx on the server; skipped where netmap is absent."""
+        started = time.time()
+        client = self.clients[0]
+        reasons = []
+        for host in (self.server, client):
+            conn = self.conns[host]
+            facts = self.facts[host]
+            binary = str(
+                conn.host.vars.get("pktgen_path", f"{WORK}/netmap/build/build-apps/pkt-gen/pkt-gen")
+            )
+            if not facts.modules_supported:
+                reasons.append(f"{host}: kernel without module support, netmap unavailable")
+            elif not conn.run(["test", "-c", "/dev/netmap"]).ok:
+                reasons.append(f"{host}: netmap not loaded (/dev/netmap missing)")
+            elif not conn.run(["test", "-x", binary]).ok:
+                reasons.append(f"{host}: no pkt-gen at {binary}")
+        params = {"tool": "pkt-gen", "duration": self.options.duration}
+        if reasons:
+            return TrialRecord(
+                seq,
+                "pktgen",
+                False,
+                params,
+                started,
+                0.0,
+                False,
+                "skipped: " + "; ".join(reasons),
+                {},
+            )
+        return self._run_pktgen(seq, client, params, started)
+
+    def _run_pktgen(
+        self, seq: int, client: str, params: dict[str, Any], started: float
+    ) -> TrialRecord:
+        server, cli = self.conns[self.server], self.conns[client]
+        iface_of = {
+            h: str(self.conns[h].host.vars.get("experiment_interface", "eth1"))
+            for h in (self.server, client)
+        }
+        binary = {
+            h: str(
+                self.conns[h].host.vars.get(
+                    "pktgen_path", f"{WORK}/netmap/build/build-apps/pkt-gen/pkt-gen"
+                )
+            )
+            for h in (self.server, client)
+        }
+        out = self._out("pktgen", seq, self.server)
+        rx = pktgen_argv(binary[self.server], iface_of[self.server], "rx")
+        self._process(server, "server", rx, out, "started")
+        try:
+            tx = pktgen_argv(binary[client], iface_of[client], "tx", count=None, rate=None)
+            res = cli.run(
+                ["timeout", "-s", "INT", f"{self.options.duration:g}", *tx],
+                timeout=self.options.duration + 30,
+            )
+        finally:
+            self._process(server, "server", None, out, "stopped")
+        try:
+            sent = parse_pktgen(res.stdout, res.stderr)
+            received = parse_pktgen(
+                self._read(server, out + ".out"), self._read(server, out + ".err")
+            )
+        except PktgenError as exc:
+            return TrialRecord(
+                seq,
+                "pktgen",
+                False,
+                params,
+                started,
+                time.time() - started,
+                False,
+                f"pkt-gen: {exc}",
+                {},
+            )
+        metrics = {
+            "tx_pps": sent.pps,
+            "tx_bps": sent.bps,
+            "rx_pps": received.pps,
+            "rx_bps": received.bps,
+            "tx_packets": sent.packets,
+            "rx_bytes": received.bytes,
+        }
+        lost = sent.bytes - received.bytes
+        valid = sent.packets > 0 and lost >= 0
+        return TrialRecord(
+            seq,
+            "pktgen",
+            False,
+            params,
+            started,
+            time.time() - started,
+            valid,
+            "" if valid else "nothing sent or more received than sent",
+            metrics,
+        )
+
+
+def _raise_first(outcomes: list[Any]) -> list[Any]:
+    for o in outcomes:
+        if o.error is not None:
+            raise ExperimentError(str(o.error))
+    return outcomes
+
+
+# ---------------------------------------------------------------------------- the whole run
+
+
+def run_reuseport(
+    inventory: Any,
+    options: ReuseportOptions,
+    store: Any,
+    *,
+    server: str | None = None,
+    clients: str = "clients",
+    seed: int | None = None,
+    workloads_dir: Path,
+    on_trial: Any = None,
+) -> Any:
+    """Select the hosts, record their facts, build the workloads, run the sweep."""
+    import random as _random
+
+    from labctl.experiments.base import plan_trials, run_sweep
+    from labctl.facts import gather_facts
+
+    server_host = inventory.host(server) if server else next(iter(inventory.select("servers")))
+    client_hosts = [h for h in inventory.select(clients) if h.name != server_host.name]
+    if not client_hosts:
+        raise ExperimentError(f"no client host in {clients!r} besides the server")
+    seed = seed if seed is not None else _random.SystemRandom().randrange(2**31)
+    hosts = [server_host, *client_hosts]
+    with Connections(hosts) as conns:
+        facts: dict[str, HostFacts] = {}
+        for outcome in conns.run_on_hosts(gather_facts):
+            if outcome.value is None:
+                raise ExperimentError(str(outcome.error))
+            facts[outcome.host] = outcome.value
+        params = {
+            **options.__dict__,
+            "server": server_host.name,
+            "clients": [h.name for h in client_hosts],
+        }
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        run_id = store.start_run("reuseport", params, inventory.path, seed)
+        store.add_hosts(
+            run_id,
+            {
+                h.name: ("server" if h is server_host else "client", facts[h.name].to_dict())
+                for h in hosts
+            },
+        )
+        exp = ReuseportExperiment(
+            conns,
+            server_host.name,
+            [h.name for h in client_hosts],
+            facts,
+            options,
+            run_id,
+            workloads_dir,
+        )
+        trials = plan_trials(options.matrix(), options.repeat, seed, warmup=options.warmup)
+        if options.pktgen:
+            trials.append(TrialSpec(len(trials), {"kind": "pktgen"}))
+
+        def run_one(spec: TrialSpec) -> TrialRecord:
+            if not exp.bin_dir:
+                exp.build()
+            if spec.params.get("kind") == "pktgen":
+                return exp.pktgen_trial(spec.seq)
+            return exp.run_trial(spec)
+
+        return run_sweep(store, run_id, trials, run_one, exp.stop_all, on_trial=on_trial)
