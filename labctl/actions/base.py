@@ -139,13 +139,7 @@ class Action(ABC):
             else:
                 last = ctx.conn.run(step.command, timeout=step.timeout)
                 if not last.ok:
-                    return ActionResult(
-                        changed=True,
-                        failed=True,
-                        msg=last.first_error_line(),
-                        changes=tuple(plan.changes),
-                        output={**plan.output, **result_output(last)},
-                    )
+                    return step_failed(plan, last, {**plan.output, **result_output(last)})
         output = result_output(last) if last is not None else {}
         return ActionResult(
             changed=plan.changed,
@@ -153,6 +147,17 @@ class Action(ABC):
             diff=plan.diff,
             output={**plan.output, **output},
         )
+
+
+def step_failed(plan: Plan, res: CommandResult, output: Mapping[str, Any]) -> ActionResult:
+    """A plan's step exited non-zero: failed, with its first error line."""
+    return ActionResult(
+        changed=True,
+        failed=True,
+        msg=res.first_error_line(),
+        changes=tuple(plan.changes),
+        output=output,
+    )
 
 
 def result_output(res: CommandResult) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from labctl.actions.base import Action, ActionResult, Plan, Run, TaskContext
+from labctl.actions.base import Action, ActionResult, Plan, Run, TaskContext, step_failed
 from labctl.remote import ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -304,13 +304,7 @@ class ProcessAction(Action):
                 output={**output, "pid": None, "running": False, "log_tail": tail},
             )
         if not res.ok:
-            return ActionResult(
-                changed=True,
-                failed=True,
-                msg=res.first_error_line(),
-                changes=tuple(plan.changes),
-                output=output,
-            )
+            return step_failed(plan, res, output)
         started = next((line.split() for line in lines if line.startswith("started ")), None)
         if started:
             output.update(pid=int(started[1]), running=True)

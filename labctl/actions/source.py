@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
+from labctl.actions.base import (
+    Action,
+    ActionFailed,
+    ActionResult,
+    Plan,
+    Run,
+    TaskContext,
+    step_failed,
+)
 from labctl.remote import CommandResult, ShellScript
 
 STAMP_NAME = ".labctl-source"
@@ -469,13 +477,7 @@ class SourceAction(Action):
     @staticmethod
     def _result(plan: Plan, res: CommandResult) -> ActionResult:
         if not res.ok:
-            return ActionResult(
-                changed=True,
-                failed=True,
-                msg=res.first_error_line(),
-                changes=tuple(plan.changes),
-                output=dict(plan.output),
-            )
+            return step_failed(plan, res, dict(plan.output))
         lines = res.stdout.strip().splitlines()
         version = lines[-1] if lines else plan.output.get("version")
         return ActionResult(

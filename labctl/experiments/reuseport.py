@@ -514,23 +514,19 @@ class ReuseportExperiment:
             )
         finally:
             self._process(server, "server", None, out, "stopped")
+
+        def record(valid: bool, reason: str, metrics: dict[str, float]) -> TrialRecord:
+            return TrialRecord(
+                seq, "pktgen", False, params, started, time.time() - started, valid, reason, metrics
+            )
+
         try:
             sent = parse_pktgen(res.stdout, res.stderr)
             received = parse_pktgen(
                 self._read(server, out + ".out"), self._read(server, out + ".err")
             )
         except PktgenError as exc:
-            return TrialRecord(
-                seq,
-                "pktgen",
-                False,
-                params,
-                started,
-                time.time() - started,
-                False,
-                f"pkt-gen: {exc}",
-                {},
-            )
+            return record(False, f"pkt-gen: {exc}", {})
         metrics = {
             "tx_pps": sent.pps,
             "tx_bps": sent.bps,
@@ -539,19 +535,8 @@ class ReuseportExperiment:
             "tx_packets": sent.packets,
             "rx_bytes": received.bytes,
         }
-        lost = sent.bytes - received.bytes
-        valid = sent.packets > 0 and lost >= 0
-        return TrialRecord(
-            seq,
-            "pktgen",
-            False,
-            params,
-            started,
-            time.time() - started,
-            valid,
-            "" if valid else "nothing sent or more received than sent",
-            metrics,
-        )
+        valid = sent.packets > 0 and sent.bytes >= received.bytes
+        return record(valid, "" if valid else "nothing sent or more received than sent", metrics)
 
 
 def _raise_first(outcomes: list[Any]) -> list[Any]:
