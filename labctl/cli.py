@@ -242,6 +242,39 @@ def _print_facts(outcomes: list[Any]) -> None:
     console.print(nics)
 
 
+@task(
+    help={
+        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "limit": "host pattern: all, a group, a host, a,b, !group",
+        "json": "print JSON instead of a table",
+    }
+)
+@_errors_as_exit
+def qdisc_show(
+    c: Context, inventory: str | None = None, limit: str = "all", json: bool = False
+) -> None:
+    """Every interface's root qdisc with its counters: bytes, packets, drops, backlog."""
+    from labctl.qdisc_show import HostStats, qdisc_stats, render_table, to_json
+    from labctl.remote import Connections
+
+    hosts = _inventory(inventory).select(limit)
+    with Connections(hosts) as conns:
+        outcomes = conns.run_on_hosts(qdisc_stats)
+    by_host: dict[str, HostStats] = {
+        o.host: o.value if o.value is not None else (o.error or LabctlError("failed"))
+        for o in outcomes
+    }
+    if json:
+        print(to_json(by_host))
+    else:
+        _console().print(render_table(by_host))
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        print(f"labctl: {o.error}", file=sys.stderr)
+    if failed:
+        raise Exit(code=EXIT_UNREACHABLE if any(o.unreachable for o in failed) else EXIT_FAILED)
+
+
 # ---------------------------------------------------------------------------- play
 
 
@@ -566,6 +599,10 @@ results = Collection("results")
 results.add_task(results_list, name="list")
 results.add_task(results_show, name="show")
 ns.add_collection(results)
+
+qdisc = Collection("qdisc")
+qdisc.add_task(qdisc_show, name="show")
+ns.add_collection(qdisc)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from labctl.actions.command import CommandAction, ShellAction
 from labctl.actions.files import CopyAction, FileAction, TemplateAction
 from labctl.actions.packages import PackagesAction
 from labctl.actions.process import ProcessAction
+from labctl.actions.qdisc import QdiscAction
 from labctl.actions.source import SourceAction
 from labctl.actions.sysctl import SysctlAction
 
@@ -22,5 +23,6 @@ ACTIONS: dict[str, type[Action]] = {
         SysctlAction,
         SourceAction,
         ProcessAction,
+        QdiscAction,
     )
 }

@@ -42,6 +42,8 @@ BOOK = f"""\
       shell:
         cmd: "wc -l < {{{{ work }}}}/tree/a.txt > {{{{ work }}}}/lines"
         creates: "{{{{ work }}}}/lines"
+    - name: a root qdisc
+      qdisc: {{interfaces: [eth0], kind: pfifo, limit: 100}}
     - name: a background program
       process: {{name: sleeper, argv: [sleep, "300"], run_dir: "{{{{ work }}}}/run"}}
 """
@@ -52,6 +54,8 @@ UNDO = f"""\
   tasks:
     - name: stop the program
       process: {{name: sleeper, state: stopped, run_dir: {WORK}/run}}
+    - name: qdisc back
+      qdisc: {{interfaces: [eth0], kind: noqueue}}
     - name: sysctl back
       sysctl: {{name: net.ipv4.tcp_tw_reuse, value: "{{{{ tw_reuse }}}}"}}
     - name: remove
@@ -101,16 +105,16 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
     )
     assert proc.returncode == 0, proc.stderr
     planned = json.loads(proc.stdout)["recap"]
-    assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 8, "cli1": 8, "cli2": 8}
+    assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 9, "cli1": 9, "cli2": 9}
     assert host_snapshot(lab) == before  # check mode touched nothing
 
     try:
         first = run(book, wanted)
         # everything but the packages (already there) changed on every host
         assert {h: r["changed"] for h, r in first["recap"].items()} == {
-            "srv1": 8,
-            "cli1": 8,
-            "cli2": 8,
+            "srv1": 9,
+            "cli1": 9,
+            "cli2": 9,
         }
         second = run(book, wanted)
         assert {h: r["changed"] for h, r in second["recap"].items()} == {
