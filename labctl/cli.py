@@ -375,7 +375,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 @task(
     help={
-        "name": "the experiment: reuseport",
+        "name": "the experiment: reuseport (accept scaling) or qdisc (root qdiscs on veth)",
         "inventory": "inventory file (default: hosts/local.yml, the local lab)",
         "server": "the server host (default: the first host of group `servers`)",
         "clients": "host pattern of the load generators (default: clients)",
@@ -393,6 +393,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         "store": "results database (default: results/labctl.db)",
         "plot": "write the plot here (default: results/run-<id>-reuseport.png)",
         "json": "print the run's trials and summary as JSON",
+        "qdiscs": "qdisc: root qdiscs to compare (noqueue,pfifo,pfifo_fast,bfifo,fq_codel)",
+        "protos": "qdisc: tcp (iperf3 throughput), udp (64-byte packet rate), or both",
     }
 )
 @_errors_as_exit
@@ -416,13 +418,32 @@ def experiment(
     store: str = "results/labctl.db",
     plot: str | None = None,
     json: bool = False,
+    qdiscs: str = "noqueue,pfifo,pfifo_fast,bfifo",
+    protos: str = "tcp,udp",
 ) -> None:
-    """Run an experiment sweep on the lab and store every trial (reuseport: accept scaling)."""
+    """Run an experiment sweep on the lab and store every trial (reuseport, qdisc)."""
     from labctl.experiments.reuseport import ReuseportOptions, run_reuseport
     from labctl.results import ResultsStore
 
+    if name == "qdisc":
+        _experiment_qdisc(
+            inventory,
+            server,
+            clients,
+            qdiscs,
+            protos,
+            duration,
+            repeat,
+            port,
+            seed,
+            no_warmup,
+            store,
+            plot,
+            json,
+        )
+        return
     if name != "reuseport":
-        raise InputError(f"unknown experiment {name!r} (known: reuseport)")
+        raise InputError(f"unknown experiment {name!r} (known: reuseport, qdisc)")
     try:
         options = ReuseportOptions(
             modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
@@ -459,6 +480,57 @@ def experiment(
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
 
 
+def _experiment_qdisc(
+    inventory: str | None,
+    server: str | None,
+    clients: str,
+    qdiscs: str,
+    protos: str,
+    duration: float,
+    repeat: int,
+    port: int,
+    seed: int,
+    no_warmup: bool,
+    store: str,
+    plot: str | None,
+    as_json: bool,
+) -> None:
+    from labctl.experiments.qdisc import QdiscOptions, run_qdisc
+    from labctl.results import ResultsStore
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    try:
+        options = QdiscOptions(
+            qdiscs=names(qdiscs),
+            protos=names(protos),
+            duration=duration,
+            repeat=repeat,
+            port=port if port != 5000 else 5301,
+            warmup=not no_warmup,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    inv = _inventory(inventory)
+    sender = next((h.name for h in inv.select(clients) if h.name != server), None)
+    console = _console()
+    with ResultsStore(store) as db:
+        outcome = run_qdisc(
+            inv,
+            options,
+            db,
+            sender=sender,
+            receiver=server,
+            seed=None if seed < 0 else seed,
+            on_trial=_TrialProgress(console, quiet=as_json),
+        )
+        _report_run(db, outcome.run_id, console, plot, as_json)
+    if outcome.status != "finished":
+        print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
+        raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
+
+
 class _TrialProgress:
     """One line per trial: i of n, the configuration, the rate, the verdict."""
 
@@ -466,17 +538,29 @@ class _TrialProgress:
         self.console = console
         self.quiet = quiet
         self.count = 0
+        self.total = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
 
     def __call__(self, spec: Any, record: Any) -> None:
         self.count += 1
         if self.quiet:
             return
         what = " ".join(f"{k}={v}" for k, v in spec.params.items())
-        rate = record.metrics.get("conn_per_s")
-        shown = f"{rate / 1000:.1f}k conn/s" if rate is not None else ""
+        m = record.metrics
+        shown = (
+            f"{m['conn_per_s'] / 1000:.1f}k conn/s"
+            if "conn_per_s" in m
+            else f"{m['throughput_mbps']:,.0f} Mbit/s"
+            if "throughput_mbps" in m
+            else f"{m['pps'] / 1000:.1f}k pkt/s"
+            if "pps" in m
+            else ""
+        )
         verdict = "[green]valid[/]" if record.valid else f"[yellow]{record.reason}[/]"
         tag = " (warm-up)" if record.warmup else ""
-        self.console.print(f"trial {self.count}: {what}{tag} {shown} {verdict}")
+        self.console.print(f"trial {self.count} of {self.total}: {what}{tag} {shown} {verdict}")
 
     def close(self) -> None:
         pass
@@ -489,6 +573,9 @@ def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_jso
 
     run = db.run(run_id)
     trials = db.trials(run_id)
+    if run.experiment == "qdisc":
+        _report_qdisc(run, trials, console, plot, as_json)
+        return
     rows = summarize_sweep(trials)
     png = None
     if any(r.stats for r in rows):
@@ -536,6 +623,60 @@ def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_jso
         console.print(f"plot: {png}")
 
 
+def _report_qdisc(
+    run: Any, trials: list[Any], console: Console, plot: str | None, as_json: bool
+) -> None:
+    import dataclasses
+
+    from labctl.experiments.qdisc import plot_qdisc, rows_as_dicts, summarize_qdisc
+
+    rows = summarize_qdisc(trials)
+    png = None
+    if any(r.stats for r in rows):
+        png = plot_qdisc(
+            rows,
+            Path(plot or f"results/run-{run.id}-qdisc.png"),
+            f"run {run.id}: root qdisc on the sender's veth",
+        )
+    if as_json:
+        print(
+            _json_dumps(
+                {
+                    "run": dataclasses.asdict(run),
+                    "summary": rows_as_dicts(rows),
+                    "trials": [dataclasses.asdict(t) for t in trials],
+                    "plot": str(png) if png else None,
+                }
+            )
+        )
+        return
+    table = Table(
+        title=f"run {run.id} (qdisc, {run.status}): medians of valid trials",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("proto", "qdisc", "n", "median", "IQR", "drops", "requeues", "invalid"):
+        table.add_column(col, justify="left" if col in ("proto", "qdisc") else "right")
+    for r in rows:
+        s = r.stats
+        unit = " Mbit/s" if r.proto == "tcp" else " pkt/s"
+        table.add_row(
+            r.proto,
+            r.qdisc,
+            str(s.n if s else 0),
+            f"{s.median:,.0f}{unit}" if s else "-",
+            f"{s.iqr:,.0f}" if s else "-",
+            f"{r.drops:,.0f}",
+            f"{r.requeues:,.0f}",
+            str(r.invalid),
+        )
+    console.print(table)
+    for reason in dict.fromkeys(r.reason for r in rows if r.reason):
+        console.print(f"invalid or skipped: {reason}")
+    if png:
+        console.print(f"plot: {png}")
+
+
 @task(help={"store": "results database (default: results/labctl.db)", "json": "print JSON"})
 @_errors_as_exit
 def results_list(c: Context, store: str = "results/labctl.db", json: bool = False) -> None:
@@ -570,7 +711,7 @@ def results_list(c: Context, store: str = "results/labctl.db", json: bool = Fals
 @_errors_as_exit
 def results_show(
     c: Context,
-    run: int,
+    run: str,
     store: str = "results/labctl.db",
     plot: str | None = None,
     json: bool = False,
@@ -578,8 +719,10 @@ def results_show(
     """Show one stored run: summary per configuration, validity, plot."""
     from labctl.results import ResultsStore
 
+    if not run.isdigit():  # invoke hands a positional argument over as text
+        raise InputError(f"run {run!r}: expected a run id (see results.list)")
     with ResultsStore(store) as db:
-        _report_run(db, run, _console(), plot, json)
+        _report_run(db, int(run), _console(), plot, json)
 
 
 # ---------------------------------------------------------------------------- tree

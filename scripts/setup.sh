@@ -10,7 +10,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(openssh-server openssh-client iproute2 ethtool util-linux procps kmod
-          gcc make libc6-dev git python3 python3-venv)
+          gcc make libc6-dev git python3 python3-venv iperf3
+          linux-headers-amd64)  # Debian's headers: the fixture module builds against them
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

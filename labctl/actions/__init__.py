@@ -5,6 +5,7 @@ from __future__ import annotations
 from labctl.actions.base import Action
 from labctl.actions.command import CommandAction, ShellAction
 from labctl.actions.files import CopyAction, FileAction, TemplateAction
+from labctl.actions.kmod import KmodAction
 from labctl.actions.packages import PackagesAction
 from labctl.actions.process import ProcessAction
 from labctl.actions.qdisc import QdiscAction
@@ -24,5 +25,6 @@ ACTIONS: dict[str, type[Action]] = {
         SourceAction,
         ProcessAction,
         QdiscAction,
+        KmodAction,
     )
 }

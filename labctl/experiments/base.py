@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from labctl.errors import LabctlError
 from labctl.results import ResultsStore, TrialRecord
@@ -54,6 +54,14 @@ def plan_trials(
     return trials
 
 
+class SweepProgress(Protocol):
+    """Told how many trials there are, then of each trial as it is stored."""
+
+    def start(self, total: int) -> None: ...
+
+    def __call__(self, spec: TrialSpec, record: TrialRecord) -> None: ...
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived during a sweep."""
 
@@ -87,11 +95,13 @@ def run_sweep(
     trials: Sequence[TrialSpec],
     run_trial: Callable[[TrialSpec], TrialRecord],
     cleanup: Callable[[], None],
-    on_trial: Callable[[TrialSpec, TrialRecord], None] | None = None,
+    on_trial: SweepProgress | None = None,
 ) -> SweepOutcome:
     """Run the trials in order, storing each; always clean the hosts at the end."""
     done: list[TrialRecord] = []
     status, note = "finished", ""
+    if on_trial:
+        on_trial.start(len(trials))
     try:
         with interrupts_as_exception():
             for spec in trials:

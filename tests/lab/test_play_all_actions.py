@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from labctl.actions import ACTIONS
+from labctl.provision import installed_header_releases
 
 from .conftest import NamespaceLab
 from .test_play import host_snapshot
 
 pytestmark = pytest.mark.lab
 
+ROOT = Path(__file__).resolve().parents[2]
 WORK = "/root/labctl-test-all"
 
 BOOK = f"""\
@@ -42,6 +46,14 @@ BOOK = f"""\
       shell:
         cmd: "wc -l < {{{{ work }}}}/tree/a.txt > {{{{ work }}}}/lines"
         creates: "{{{{ work }}}}/lines"
+    - name: an out-of-tree module's source
+      source: {{src: hello_kmod, dest: "{{{{ work }}}}/hello_kmod"}}
+    - name: an out-of-tree module, built against the installed headers
+      kmod:
+        name: hello_kmod
+        src: "{{{{ work }}}}/hello_kmod"
+        kernel_release: "{{{{ headers_release }}}}"
+        cache_dir: "{{{{ work }}}}/kmod-cache"
     - name: a root qdisc
       qdisc: {{interfaces: [eth0], kind: pfifo, limit: 100}}
     - name: a background program
@@ -77,6 +89,10 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
     (tmp_path / "templates" / "host.j2").write_text("name = {{ inventory_hostname }}\n")
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "a.txt").write_text("one\ntwo\n")
+    shutil.copytree(ROOT / "fixtures" / "hello_kmod", tmp_path / "hello_kmod")
+    releases = installed_header_releases("\n".join(os.listdir("/usr/src")))
+    if not releases:
+        pytest.skip("no kernel headers under /usr/src: apt-get install linux-headers-amd64")
     book = tmp_path / "all.yml"
     book.write_text(BOOK)
     undo = tmp_path / "undo.yml"
@@ -87,7 +103,15 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
 
     def run(path: Path, tw: str) -> dict:
         proc = lab.labctl(
-            "play", str(path), "-i", str(lab.inventory_path), "--json", "-e", f"tw_reuse={tw}"
+            "play",
+            str(path),
+            "-i",
+            str(lab.inventory_path),
+            "--json",
+            "-e",
+            f"tw_reuse={tw}",
+            "-e",
+            f"headers_release={releases[-1]}",
         )
         assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
         return json.loads(proc.stdout)
@@ -102,19 +126,21 @@ def test_a_playbook_with_every_action_runs_then_changes_nothing(
         "--json",
         "-e",
         f"tw_reuse={wanted}",
+        "-e",
+        f"headers_release={releases[-1]}",
     )
     assert proc.returncode == 0, proc.stderr
     planned = json.loads(proc.stdout)["recap"]
-    assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 9, "cli1": 9, "cli2": 9}
+    assert {h: r["changed"] for h, r in planned.items()} == {"srv1": 11, "cli1": 11, "cli2": 11}
     assert host_snapshot(lab) == before  # check mode touched nothing
 
     try:
         first = run(book, wanted)
         # everything but the packages (already there) changed on every host
         assert {h: r["changed"] for h, r in first["recap"].items()} == {
-            "srv1": 9,
-            "cli1": 9,
-            "cli2": 9,
+            "srv1": 11,
+            "cli1": 11,
+            "cli2": 11,
         }
         second = run(book, wanted)
         assert {h: r["changed"] for h, r in second["recap"].items()} == {

@@ -140,3 +140,58 @@ def test_store_round_trip_and_one_transaction_per_trial(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 1
+
+
+def test_iperf3_parser_and_qdisc_summary() -> None:
+    import json
+
+    from labctl.experiments.qdisc import parse_iperf3, summarize_qdisc
+
+    tcp = {
+        "end": {
+            "sum_sent": {"bits_per_second": 2e10, "retransmits": 7},
+            "sum_received": {"bits_per_second": 1.9e10},
+        }
+    }
+    assert parse_iperf3(json.dumps(tcp), "tcp") == {"throughput_mbps": 19000.0, "retransmits": 7.0}
+    udp = {
+        "end": {"sum": {"seconds": 2.0, "packets": 1000, "lost_packets": 100, "lost_percent": 10.0}}
+    }
+    assert parse_iperf3(json.dumps(udp), "udp") == {
+        "pps": 450.0,
+        "sent_pps": 500.0,
+        "lost_percent": 10.0,
+    }
+    with pytest.raises(ValueError, match="iperf3: unable to connect"):
+        parse_iperf3('{"error": "unable to connect to server"}', "tcp")
+    trials = [
+        TrialRecord(
+            i,
+            "qdisc",
+            False,
+            {"qdisc": "pfifo", "proto": "udp"},
+            0,
+            1,
+            True,
+            "",
+            {"pps": 100.0 * i, "qdisc_drops": 1.0},
+        )
+        for i in (1, 2, 3)
+    ]
+    trials.append(
+        TrialRecord(
+            4,
+            "qdisc",
+            False,
+            {"qdisc": "fq_codel", "proto": "udp"},
+            0,
+            0,
+            False,
+            "skipped: no fq_codel",
+            {},
+        )
+    )
+    rows = {r.qdisc: r for r in summarize_qdisc(trials)}
+    assert rows["pfifo"].stats is not None and rows["pfifo"].stats.median == 200.0
+    assert rows["pfifo"].drops == 3.0
+    assert rows["fq_codel"].stats is None and rows["fq_codel"].reason == "skipped: no fq_codel"

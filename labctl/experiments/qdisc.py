@@ -1,0 +1,367 @@
+"""Root qdiscs on the veth path, compared: TCP throughput and UDP packet rate (iperf3).
+
+The blog tunes the qdisc of docker's veths; here each trial sets the root qdisc of the
+sender's veth with the qdisc action, runs one iperf3 test across the bridge, and stores the
+rate with the qdisc's own counters (sent, drops, requeues, overlimits, backlog) before and
+after. A kind the kernel lacks is skipped with the reason; the interface is put back to the
+kernel's default (noqueue) at the end, also after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labctl.actions.base import TaskContext, run_action
+from labctl.actions.process import ProcessAction
+from labctl.actions.qdisc import QdiscAction
+from labctl.errors import HostUnreachable, LabctlError
+from labctl.experiments.base import ExperimentError, TrialSpec, plan_trials, run_sweep
+from labctl.facts import gather_facts
+from labctl.qdisc_show import QdiscStat, qdisc_stats
+from labctl.remote import Connections, HostConnection
+from labctl.results import ResultsStore, TrialRecord
+from labctl.stats import Summary, summarize
+
+RUN_DIR = "/root/labctl/run"
+# Each kind with the arguments that make it a fair fifo of about 100 packets.
+QDISCS: dict[str, dict[str, Any]] = {
+    "noqueue": {"kind": "noqueue"},
+    "pfifo": {"kind": "pfifo", "limit": 100},
+    "pfifo_fast": {"kind": "pfifo_fast"},
+    "bfifo": {"kind": "bfifo", "limit": 150_000},
+    "fq_codel": {"kind": "fq_codel"},
+}
+COUNTERS = ("bytes", "packets", "drops", "overlimits", "requeues")
+
+
+@dataclass(frozen=True)
+class QdiscOptions:
+    qdiscs: tuple[str, ...] = ("noqueue", "pfifo", "pfifo_fast", "bfifo")
+    protos: tuple[str, ...] = ("tcp", "udp")
+    duration: float = 3.0
+    repeat: int = 3
+    port: int = 5301
+    udp_size: int = 64
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [q for q in self.qdiscs if q not in QDISCS]
+        if unknown:
+            raise ValueError(f"unknown qdisc {unknown[0]!r}: choose from {', '.join(QDISCS)}")
+        if not set(self.protos) <= {"tcp", "udp"} or not self.protos:
+            raise ValueError("protos: tcp, udp or both")
+        # iperf3 reads -t as whole seconds, and 0 means "forever"
+        if self.duration != int(self.duration) or not 1 <= self.duration <= 600:
+            raise ValueError("qdisc: duration must be whole seconds, 1 to 600")
+        if self.repeat < 1:
+            raise ValueError("repeat must be at least 1")
+
+
+def parse_iperf3(text: str, proto: str) -> dict[str, float]:
+    """iperf3 -J output → rates; raises ValueError with iperf3's own error."""
+    doc = json.loads(text)
+    if doc.get("error"):
+        raise ValueError(f"iperf3: {doc['error']}")
+    end = doc["end"]
+    if proto == "tcp":
+        sent, received = end["sum_sent"], end["sum_received"]
+        return {
+            "throughput_mbps": received["bits_per_second"] / 1e6,
+            "retransmits": float(sent.get("retransmits", 0)),
+        }
+    total = end["sum"]
+    seconds = float(total["seconds"]) or 1.0
+    delivered = int(total["packets"]) - int(total["lost_packets"])
+    return {
+        "pps": delivered / seconds,
+        "sent_pps": int(total["packets"]) / seconds,
+        "lost_percent": float(total["lost_percent"]),
+    }
+
+
+def counter_deltas(before: QdiscStat | None, after: QdiscStat | None) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    out = {f"qdisc_{c}": float(getattr(after, c) - getattr(before, c)) for c in COUNTERS}
+    out["qdisc_backlog_after"] = float(after.backlog)
+    return out
+
+
+class QdiscExperiment:
+    def __init__(
+        self,
+        conns: Connections,
+        sender: str,
+        receiver: str,
+        interface: str,
+        options: QdiscOptions,
+        run_id: int,
+        base_dir: Path,
+    ) -> None:
+        self.conns = conns
+        self.sender = sender
+        self.receiver = receiver
+        self.interface = interface
+        self.options = options
+        self.run_id = run_id
+        self.base_dir = base_dir
+        self.address = conns[receiver].host.address
+
+    def _ctx(self, conn: HostConnection) -> TaskContext:
+        return TaskContext(conn, {}, self.base_dir)
+
+    def set_qdisc(self, name: str) -> str | None:
+        """Put the wanted root qdisc on the sender's interface; why not, if it cannot."""
+        args = {"interfaces": [self.interface], **QDISCS[name]}
+        try:
+            result = run_action(QdiscAction(), self._ctx(self.conns[self.sender]), args)
+        except HostUnreachable:
+            raise
+        except (LabctlError, ValueError) as exc:  # e.g. a kind this kernel lacks
+            return str(exc)
+        return result.msg if result.failed else None
+
+    def stat(self) -> QdiscStat | None:
+        stats = qdisc_stats(self.conns[self.sender])
+        return next((s for s in stats if s.interface == self.interface), None)
+
+    def _server(self, state: str) -> None:
+        args: dict[str, Any] = {
+            "name": f"iperf3-{self.run_id}",
+            "state": state,
+            "run_dir": RUN_DIR,
+            "startup_wait": 0.2,
+        }
+        if state != "stopped":
+            # one test per server (-1): a test that went wrong cannot hold up the next
+            args["argv"] = ["iperf3", "-s", "-1", "-B", self.address, "-p",
+                            str(self.options.port)]
+        try:
+            result = run_action(ProcessAction(), self._ctx(self.conns[self.receiver]), args)
+        except ValueError as exc:
+            raise ExperimentError(f"{self.receiver}: iperf3 server {state}: {exc}") from exc
+        if result.failed:
+            raise ExperimentError(f"{self.receiver}: iperf3 server {state}: {result.msg}")
+
+    def run_trial(self, spec: TrialSpec) -> TrialRecord:
+        opts = self.options
+        name, proto = str(spec.params["qdisc"]), str(spec.params["proto"])
+        started = time.time()
+        params = {
+            "qdisc": name,
+            **QDISCS[name],
+            "proto": proto,
+            "duration": opts.duration,
+            "interface": f"{self.sender}:{self.interface}",
+        }
+        why_not = self.set_qdisc(name)
+        if why_not:
+            return TrialRecord(
+                spec.seq,
+                "qdisc",
+                spec.warmup,
+                params,
+                started,
+                0.0,
+                False,
+                f"skipped: {why_not}",
+                {},
+            )
+        before = self.stat()
+        self._server("restarted")
+        argv = [
+            "iperf3",
+            "--connect-timeout",
+            "3000",
+            "-c",
+            self.address,
+            "-p",
+            str(opts.port),
+            "-t",
+            str(int(opts.duration)),
+            "-J",
+        ]
+        if proto == "udp":
+            argv += ["-u", "-b", "0", "-l", str(opts.udp_size)]
+        res = self.conns[self.sender].run(argv, timeout=opts.duration + 15)
+        after = self.stat()
+        try:
+            metrics = parse_iperf3(res.stdout, proto)
+            valid, reason = True, ""
+        except (ValueError, KeyError) as exc:
+            metrics, valid = {}, False
+            reason = (
+                f"{exc}"
+                if res.stdout
+                else f"iperf3 exited {res.exit_status}: {res.first_error_line()}"
+            )
+        metrics.update(counter_deltas(before, after))
+        if valid and proto == "udp" and metrics["pps"] <= 0:
+            valid, reason = False, "no UDP packet arrived"
+        state = {
+            "before": before.__dict__ if before else None,
+            "after": after.__dict__ if after else None,
+        }
+        return TrialRecord(
+            spec.seq,
+            "qdisc",
+            spec.warmup,
+            params,
+            started,
+            time.time() - started,
+            valid,
+            reason,
+            metrics,
+            state,
+            ((self.sender, "client", "stdout", res.stdout),),
+        )
+
+    def cleanup(self) -> None:
+        """No iperf3 left running; the interface back at the kernel's default."""
+        try:
+            self._server("stopped")
+        finally:
+            self.set_qdisc("noqueue")
+
+
+def run_qdisc(
+    inventory: Any,
+    options: QdiscOptions,
+    store: ResultsStore,
+    *,
+    sender: str | None = None,
+    receiver: str | None = None,
+    interface: str = "eth0",
+    seed: int | None = None,
+    on_trial: Any = None,
+) -> Any:
+    receiver_host = (
+        inventory.host(receiver) if receiver else next(iter(inventory.select("servers")))
+    )
+    sender_host = (
+        inventory.host(sender)
+        if sender
+        else next(h for h in inventory.select("clients") if h.name != receiver_host.name)
+    )
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    hosts = [receiver_host, sender_host]
+    with Connections(hosts) as conns:
+        facts = {}
+        for outcome in conns.run_on_hosts(gather_facts):
+            if outcome.value is None:
+                raise ExperimentError(str(outcome.error))
+            facts[outcome.host] = outcome.value.to_dict()
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in options.__dict__.items()}
+        params.update(sender=sender_host.name, receiver=receiver_host.name, interface=interface)
+        run_id = store.start_run("qdisc", params, inventory.path, seed)
+        store.add_hosts(
+            run_id,
+            {
+                receiver_host.name: ("receiver", facts[receiver_host.name]),
+                sender_host.name: ("sender", facts[sender_host.name]),
+            },
+        )
+        exp = QdiscExperiment(
+            conns,
+            sender_host.name,
+            receiver_host.name,
+            interface,
+            options,
+            run_id,
+            Path(inventory.path).resolve().parent,
+        )
+        trials = plan_trials(
+            {"qdisc": options.qdiscs, "proto": options.protos},
+            options.repeat,
+            seed,
+            warmup=options.warmup,
+        )
+
+        return run_sweep(store, run_id, trials, exp.run_trial, exp.cleanup, on_trial=on_trial)
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class QdiscRow:
+    qdisc: str
+    proto: str
+    metric: str
+    stats: Summary | None
+    drops: float
+    requeues: float
+    invalid: int
+    reason: str
+
+
+METRIC_OF = {"tcp": "throughput_mbps", "udp": "pps"}
+
+
+def summarize_qdisc(trials: Sequence[TrialRecord]) -> list[QdiscRow]:
+    groups: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        if t.kind == "qdisc" and not t.warmup:
+            groups[(str(t.params["qdisc"]), str(t.params["proto"]))].append(t)
+    rows = []
+    for (name, proto), ts in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        metric = METRIC_OF[proto]
+        good = [t for t in ts if t.valid and metric in t.metrics]
+        rows.append(
+            QdiscRow(
+                name,
+                proto,
+                metric,
+                summarize([t.metrics[metric] for t in good]) if good else None,
+                sum(t.metrics.get("qdisc_drops", 0.0) for t in good),
+                sum(t.metrics.get("qdisc_requeues", 0.0) for t in good),
+                len(ts) - len(good),
+                next((t.reason for t in ts if not t.valid), ""),
+            )
+        )
+    return rows
+
+
+def plot_qdisc(rows: Sequence[QdiscRow], path: Path, title: str) -> Path:
+    """One panel per protocol: the median per qdisc with IQR bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protos = sorted({r.proto for r in rows})
+    fig, axes = plt.subplots(
+        1, len(protos), figsize=(4.2 * len(protos), 3.8), dpi=110, squeeze=False
+    )
+    for ax, proto in zip(axes[0], protos, strict=True):
+        pts = [r for r in rows if r.proto == proto and r.stats]
+        names = [r.qdisc for r in pts]
+        med = [r.stats.median for r in pts if r.stats]
+        err = [
+            [r.stats.median - r.stats.q1 for r in pts if r.stats],
+            [r.stats.q3 - r.stats.median for r in pts if r.stats],
+        ]
+        ax.bar(names, med, yerr=err, capsize=4, color="#4878a8")
+        ax.set_title(f"{proto.upper()}: {'Mbit/s' if proto == 'tcp' else 'packets/s'}")
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="y", alpha=0.3)
+        ax.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def rows_as_dicts(rows: Sequence[QdiscRow]) -> list[Mapping[str, Any]]:
+    import dataclasses
+
+    return [dataclasses.asdict(r) for r in rows]

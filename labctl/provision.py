@@ -1,0 +1,244 @@
+"""Provisioning decisions that need no host: pure functions of facts and inventory values.
+
+- which kernel headers a host has (`installed_header_releases`);
+- whether a driver may be unloaded without cutting the SSH session (`mgmt_driver_guard`),
+  and the commands that arm and cancel a revert when it is forced (DESIGN.md section 2:
+  "never cut the branch you sit on");
+- netmap's configure and make command lines and the files they must produce.
+
+Commands are argument lists; the only shell text is inside `sh -c` scripts built from
+quoted pieces.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from labctl.facts import HostFacts
+
+# A module or driver name; safe in a systemd unit name too.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+# Drivers of stacked devices whose lower device the facts do not name: with the SSH session
+# on one of them, which NIC carries it cannot be proven.
+_STACKED_DRIVERS = frozenset({"802.1Q VLAN Support", "macvlan", "ipvlan", "team"})
+
+
+# ---------------------------------------------------------------------------- kernel headers
+
+
+def installed_header_releases(listing: str) -> list[str]:
+    """`ls /usr/src` → the kernel releases headers are installed for, sorted.
+
+    Debian ships `linux-headers-<rel>` plus a shared `linux-headers-<abi>-common[-rt]`;
+    Ubuntu's shared part is `linux-headers-<abi>` beside `linux-headers-<abi>-generic`.
+    Neither shared part is a release a kernel reports.
+    """
+    names = {line.strip().rstrip("/") for line in listing.split()}
+    found = {n[len("linux-headers-") :] for n in names if n.startswith("linux-headers-")}
+    found = {r for r in found if r and not re.search(r"-common(-rt)?$", r)}
+    return sorted(r for r in found if not any(o.startswith(r + "-") for o in found))
+
+
+# ---------------------------------------------------------------------------- mgmt guard
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    allowed: bool
+    reason: str  # one line, for the task's message
+    arm_revert: bool  # allowed only because forced: arm a revert before unloading
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"bad {kind} name {name!r} (letters, digits, _ and -, not first)")
+
+
+def _ports(facts: HostFacts, master: str) -> list[str]:
+    """Interfaces enslaved to `master`, transitively (bond under bridge)."""
+    out: list[str] = []
+    todo = [master]
+    while todo:
+        current = todo.pop()
+        for iface in facts.interfaces:
+            if iface.master == current and iface.name not in out and iface.name != master:
+                out.append(iface.name)
+                todo.append(iface.name)
+    return out
+
+
+def mgmt_driver_guard(facts: HostFacts, driver: str, force: bool) -> GuardDecision:
+    """May `driver` be unloaded on this host without cutting the SSH session?
+
+    The session's interface, and the ports under it if it is a bridge or bond, must not use
+    the driver. When that cannot be proven (no SSH interface found, or a VLAN or macvlan
+    whose lower device the facts do not name) the answer is no as well. `force` turns every
+    no into "yes, with a revert armed first".
+    """
+    _check_name("driver", driver)
+    host = facts.host
+    how = "set force_mgmt_driver_swap: true to swap it anyway, with a revert armed"
+    ssh_if = facts.ssh_interface
+    iface = facts.interface(ssh_if) if ssh_if else None
+    if ssh_if is None or iface is None:
+        if force:
+            return GuardDecision(
+                True,
+                f"{host}: the interface carrying the SSH session is unknown; unloading "
+                f"{driver} anyway (forced), with a revert armed",
+                True,
+            )
+        return GuardDecision(
+            False,
+            f"{host}: cannot tell which interface carries the SSH session, so unloading "
+            f"{driver} may cut it off: {how}",
+            False,
+        )
+    carriers = [ssh_if, *_ports(facts, ssh_if)]
+    hit = [n for n in carriers if (i := facts.interface(n)) is not None and i.driver == driver]
+    unprovable = iface.driver in _STACKED_DRIVERS
+    if hit or unprovable:
+        why = (
+            f"{', '.join(hit)} carries the SSH session and uses {driver}"
+            if hit
+            else f"the SSH session is on {ssh_if} ({iface.driver}), whose lower device is unknown"
+        )
+        if force:
+            return GuardDecision(
+                True, f"{host}: {why}: unloading it anyway (forced), with a revert armed", True
+            )
+        return GuardDecision(False, f"{host}: {why}: refusing to unload {driver}: {how}", False)
+    others = [i.name for i in facts.interfaces if i.driver == driver]
+    uses = f"{driver} drives {', '.join(others)}" if others else f"no interface uses {driver}"
+    return GuardDecision(
+        True,
+        f"{host}: {uses}; the SSH session is on {ssh_if} ({iface.driver or 'no driver'})",
+        False,
+    )
+
+
+# ---------------------------------------------------------------------------- revert
+
+
+def revert_unit(driver: str) -> str:
+    return f"labctl-revert-{driver}"
+
+
+def revert_pidfile(driver: str, run_dir: str = "/run") -> str:
+    return posixpath.join(run_dir, f"{revert_unit(driver)}.pid")
+
+
+def revert_command(driver: str, seconds: int, run_dir: str = "/run") -> list[str]:
+    """Arm, on the host, "in `seconds` s put the stock `driver` back" (rmmod whatever module
+    has its name, then modprobe it). A systemd timer where systemd runs (it survives the SSH
+    session and labctl); else a `sleep` in a session of its own, its PID in a pidfile.
+    Cancelled by `cancel_revert_command` once the host answers again after the swap."""
+    _check_name("driver", driver)
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
+        raise ValueError(f"revert delay must be a positive number of seconds, not {seconds!r}")
+    q = shlex.quote
+    unit, pidfile = revert_unit(driver), revert_pidfile(driver, run_dir)
+    put_back = f"rmmod {q(driver)} 2>/dev/null; modprobe {q(driver)}"
+    fallback = f"sleep {seconds}; rm -f {q(pidfile)}; {put_back}"
+    script = "\n".join(
+        [
+            "if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then",
+            f"  exec systemd-run --quiet --collect --on-active={seconds} --unit={q(unit)} "
+            f"sh -c {q(put_back)}",
+            "fi",
+            f"setsid sh -c {q(fallback)} </dev/null >/dev/null 2>&1 &",
+            f"echo $! > {q(pidfile)}",
+        ]
+    )
+    return ["sh", "-c", script]
+
+
+def cancel_revert_command(driver: str, run_dir: str = "/run") -> list[str]:
+    """Disarm a revert armed by `revert_command` (either kind); no error if none is armed.
+    The fallback's whole process group is signalled: its `sleep` must not outlive it.
+    (`kill -TERM -PID`, not `kill -- -PID`: dash's kill does not take `--`.)"""
+    _check_name("driver", driver)
+    q = shlex.quote
+    unit, pidfile = revert_unit(driver), revert_pidfile(driver, run_dir)
+    script = "\n".join(
+        [
+            "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then",
+            f"  systemctl stop {q(unit + '.timer')} 2>/dev/null",
+            "fi",
+            f"if [ -f {q(pidfile)} ]; then",
+            f'  p=$(cat {q(pidfile)}); [ -n "$p" ] && kill -TERM "-$p" 2>/dev/null',
+            f"  rm -f {q(pidfile)}",
+            "fi",
+            "true",
+        ]
+    )
+    return ["sh", "-c", script]
+
+
+# ---------------------------------------------------------------------------- netmap
+
+
+def _absolute(label: str, path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"netmap: {label} must be an absolute path, not {path!r}")
+    return path
+
+
+def netmap_configure_argv(
+    src_dir: str,
+    build_dir: str,
+    kernel_dir: str,
+    kernel_sources: str,
+    drivers: Sequence[str],
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """netmap's LINUX/configure, run in the build dir (it builds where it is run, in $PWD).
+
+    `--no-ext-drivers`: otherwise configure downloads Intel's driver, and offline drops it
+    with exit status 0. `--fail-on-driver-errors`: a dropped driver is exit status 1.
+    `env -C` changes directory without a shell; the build dir must exist.
+    """
+    if not drivers:
+        raise ValueError("netmap: name at least one driver (netmap_drivers)")
+    for drv in drivers:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", drv):
+            raise ValueError(f"netmap: bad driver name {drv!r}")
+    return [
+        "env",
+        "-C",
+        _absolute("build_dir", build_dir),
+        posixpath.join(_absolute("src_dir", src_dir), "LINUX", "configure"),
+        f"--kernel-dir={_absolute('kernel_dir', kernel_dir)}",
+        f"--kernel-sources={_absolute('kernel_sources', kernel_sources)}",
+        f"--drivers={','.join(drivers)}",
+        "--no-ext-drivers",
+        "--fail-on-driver-errors",
+        *extra,
+    ]
+
+
+def netmap_make_argv(build_dir: str, jobs: int) -> list[str]:
+    """make in the configured build dir: netmap.ko, the patched drivers and the apps."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"netmap: jobs must be a positive integer, not {jobs!r}")
+    return ["make", "-C", _absolute("build_dir", build_dir), f"-j{jobs}"]
+
+
+def netmap_outputs(build_dir: str, drivers: Sequence[str]) -> list[str]:
+    """The files a good build leaves: netmap.ko, one .ko per driver, pkt-gen.
+    A whole-directory driver (ixgbe) builds in its own subdirectory; a single-file one
+    (`veth.c`) builds `<name>.ko` at the top (LINUX/Makefile.in, O_DRIVERS)."""
+    kos = [
+        posixpath.join(build_dir, f"{d[:-2]}.ko" if d.endswith(".c") else f"{d}/{d}.ko")
+        for d in drivers
+    ]
+    return [
+        posixpath.join(build_dir, "netmap.ko"),
+        *kos,
+        posixpath.join(build_dir, "build-apps", "pkt-gen", "pkt-gen"),
+    ]
