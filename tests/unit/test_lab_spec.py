@@ -81,3 +81,52 @@ def test_up_and_down_without_root_say_so_in_one_line(
     with pytest.raises(LabError, match=r"^lab.down needs root"):
         lab.down()
     assert not (tmp_path / "state").exists()  # nothing was half-made
+
+
+def test_container_subnets_follow_the_documented_rule(tmp_path: Path) -> None:
+    spec = LabSpec.generated(
+        "lab7", "10.77.0.0/24", 3, tmp_path, containers_on={"srv1": 2, "cli2": 16}
+    )
+    assert [h.containers for h in spec.hosts] == [2, 0, 16]
+    assert spec.containers == {"srv1": 2, "cli2": 16}
+    # 10.((77 + 100) mod 256).<host index>.0/24; docker0 .1, container k .k+1
+    assert spec.container_subnet("srv1") == ipaddress.IPv4Network("10.177.1.0/24")
+    assert spec.container_subnet("cli2") == ipaddress.IPv4Network("10.177.3.0/24")
+    assert str(spec.container_address("srv1", 2)) == "10.177.1.3"
+    wrapped = LabSpec.generated("w", "10.200.5.0/24", 1, tmp_path, containers_on={"srv1": 1})
+    assert wrapped.container_subnet("srv1") == ipaddress.IPv4Network("10.44.1.0/24")
+    outside = LabSpec.generated("o", "192.168.5.0/24", 1, tmp_path, containers_on={"srv1": 1})
+    assert outside.container_subnet("srv1").subnet_of(ipaddress.IPv4Network("10.0.0.0/8"))
+
+
+def test_containers_round_trip_through_the_inventory(tmp_path: Path) -> None:
+    spec = LabSpec.generated("lab7", "10.99.3.0/24", 3, tmp_path, containers_on={"cli1": 4})
+    path = tmp_path / "inventory.yml"
+    path.write_text(spec.inventory_yaml())
+    inv = load_inventory(path)
+    assert inv.host("cli1").vars["labctl_lab_containers"] == 4
+    assert "labctl_lab_containers" not in inv.host("srv1").vars
+    assert LabSpec.from_inventory(inv) == spec
+
+
+@pytest.mark.parametrize(
+    ("subnet", "containers", "message"),
+    [
+        ("10.1.1.0/24", 17, "choose 0 to 16"),
+        ("10.1.1.0/24", -1, "choose 0 to 16"),
+        ("10.1.1.0/24", True, "choose 0 to 16"),
+        ("10.0.0.0/8", 1, r"container subnet 10.100.1.0/24 overlaps the lab subnet 10.0.0.0/8"),
+    ],
+)
+def test_bad_container_counts_and_overlaps_are_refused(
+    subnet: str, containers: object, message: str, tmp_path: Path
+) -> None:
+    net = ipaddress.IPv4Network(subnet)
+    host = LabHostSpec("a", str(net.network_address + 5), containers)  # type: ignore[arg-type]
+    with pytest.raises(LabError, match=message):
+        LabSpec("ok", net, (host,), tmp_path)
+
+
+def test_containers_on_an_unknown_host_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(LabError, match="containers on unknown hosts: web1"):
+        LabSpec.generated("lab7", "10.99.3.0/24", 2, tmp_path, containers_on={"web1": 1})
