@@ -636,7 +636,7 @@ def _report_qdisc(
         png = plot_qdisc(
             rows,
             Path(plot or f"results/run-{run.id}-qdisc.png"),
-            f"run {run.id}: root qdisc on the sender's veth",
+            f"run {run.id}: {run.params.get('path', 'root qdisc')}",
         )
     if as_json:
         print(
@@ -651,7 +651,7 @@ def _report_qdisc(
         )
         return
     table = Table(
-        title=f"run {run.id} (qdisc, {run.status}): medians of valid trials",
+        title=f"run {run.id} (qdisc, {run.status}): {run.params.get('path', '')}",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )

@@ -94,34 +94,90 @@ def counter_deltas(before: QdiscStat | None, after: QdiscStat | None) -> dict[st
     return out
 
 
+@dataclass(frozen=True)
+class TrafficPath:
+    """Where the traffic goes: sender and receiver (hosts, or container namespaces on one
+    host), the receiver's address, and the interface whose root qdisc is under test."""
+
+    sender: str
+    sender_ns: str | None
+    receiver: str
+    receiver_ns: str | None
+    address: str
+    qdisc_host: str
+    interface: str
+
+    def describe(self) -> str:
+        def end(host: str, ns: str | None) -> str:
+            return f"{host}/{ns}" if ns else host
+
+        return (
+            f"{end(self.sender, self.sender_ns)} -> {end(self.receiver, self.receiver_ns)}"
+            f", root qdisc of {self.qdisc_host}:{self.interface}"
+        )
+
+
+def in_ns(ns: str | None, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv] if ns else argv
+
+
+def container_path(conn: HostConnection, sender_ns: str, receiver_ns: str) -> TrafficPath | None:
+    """The docker pattern on one host: container -> docker0 -> container, testing the qdisc
+    of the receiving container's host-side veth (found from its eth0's peer index)."""
+    probe = conn.run(
+        [
+            "sh",
+            "-c",
+            'ip netns exec "$1" cat /sys/class/net/eth0/iflink && '
+            'ip netns exec "$1" ip -j -4 addr show dev eth0 && ip -j link show && '
+            'ip netns exec "$0" true',
+            sender_ns,
+            receiver_ns,
+        ]
+    )
+    if not probe.ok:
+        return None
+    iflink, addrs, links = (probe.stdout.split("\n", 2) + ["", ""])[:3]
+    address = next(
+        (a["local"] for link in json.loads(addrs or "[]") for a in link.get("addr_info", [])), None
+    )
+    peer = next(
+        (
+            link["ifname"]
+            for link in json.loads(links.strip() or "[]")
+            if str(link.get("ifindex")) == iflink.strip()
+        ),
+        None,
+    )
+    if address is None or peer is None:
+        return None
+    host = conn.host.name
+    return TrafficPath(host, sender_ns, host, receiver_ns, address, host, peer)
+
+
 class QdiscExperiment:
     def __init__(
         self,
         conns: Connections,
-        sender: str,
-        receiver: str,
-        interface: str,
+        path: TrafficPath,
         options: QdiscOptions,
         run_id: int,
         base_dir: Path,
     ) -> None:
         self.conns = conns
-        self.sender = sender
-        self.receiver = receiver
-        self.interface = interface
+        self.path = path
         self.options = options
         self.run_id = run_id
         self.base_dir = base_dir
-        self.address = conns[receiver].host.address
 
     def _ctx(self, conn: HostConnection) -> TaskContext:
         return TaskContext(conn, {}, self.base_dir)
 
     def set_qdisc(self, name: str) -> str | None:
-        """Put the wanted root qdisc on the sender's interface; why not, if it cannot."""
-        args = {"interfaces": [self.interface], **QDISCS[name]}
+        """Put the wanted root qdisc on the interface under test; why not, if it cannot."""
+        args = {"interfaces": [self.path.interface], **QDISCS[name]}
         try:
-            result = run_action(QdiscAction(), self._ctx(self.conns[self.sender]), args)
+            result = run_action(QdiscAction(), self._ctx(self.conns[self.path.qdisc_host]), args)
         except HostUnreachable:
             raise
         except (LabctlError, ValueError) as exc:  # e.g. a kind this kernel lacks
@@ -129,8 +185,8 @@ class QdiscExperiment:
         return result.msg if result.failed else None
 
     def stat(self) -> QdiscStat | None:
-        stats = qdisc_stats(self.conns[self.sender])
-        return next((s for s in stats if s.interface == self.interface), None)
+        stats = qdisc_stats(self.conns[self.path.qdisc_host])
+        return next((s for s in stats if s.interface == self.path.interface), None)
 
     def _server(self, state: str) -> None:
         args: dict[str, Any] = {
@@ -141,17 +197,20 @@ class QdiscExperiment:
         }
         if state != "stopped":
             # one test per server (-1): a test that went wrong cannot hold up the next
-            args["argv"] = ["iperf3", "-s", "-1", "-B", self.address, "-p",
-                            str(self.options.port)]
+            args["argv"] = in_ns(
+                self.path.receiver_ns,
+                ["iperf3", "-s", "-1", "-B", self.path.address, "-p", str(self.options.port)],
+            )
+        receiver = self.path.receiver
         try:
-            result = run_action(ProcessAction(), self._ctx(self.conns[self.receiver]), args)
+            result = run_action(ProcessAction(), self._ctx(self.conns[receiver]), args)
         except ValueError as exc:
-            raise ExperimentError(f"{self.receiver}: iperf3 server {state}: {exc}") from exc
+            raise ExperimentError(f"{receiver}: iperf3 server {state}: {exc}") from exc
         if result.failed:
-            raise ExperimentError(f"{self.receiver}: iperf3 server {state}: {result.msg}")
+            raise ExperimentError(f"{receiver}: iperf3 server {state}: {result.msg}")
 
     def run_trial(self, spec: TrialSpec) -> TrialRecord:
-        opts = self.options
+        opts, path = self.options, self.path
         name, proto = str(spec.params["qdisc"]), str(spec.params["proto"])
         started = time.time()
         params = {
@@ -159,7 +218,8 @@ class QdiscExperiment:
             **QDISCS[name],
             "proto": proto,
             "duration": opts.duration,
-            "interface": f"{self.sender}:{self.interface}",
+            "interface": f"{path.qdisc_host}:{path.interface}",
+            "path": path.describe(),
         }
         why_not = self.set_qdisc(name)
         if why_not:
@@ -174,14 +234,14 @@ class QdiscExperiment:
                 f"skipped: {why_not}",
                 {},
             )
-        before = self.stat()
         self._server("restarted")
+        before = self.stat()
         argv = [
             "iperf3",
             "--connect-timeout",
             "3000",
             "-c",
-            self.address,
+            path.address,
             "-p",
             str(opts.port),
             "-t",
@@ -190,7 +250,7 @@ class QdiscExperiment:
         ]
         if proto == "udp":
             argv += ["-u", "-b", "0", "-l", str(opts.udp_size)]
-        res = self.conns[self.sender].run(argv, timeout=opts.duration + 15)
+        res = self.conns[path.sender].run(in_ns(path.sender_ns, argv), timeout=opts.duration + 15)
         after = self.stat()
         try:
             metrics = parse_iperf3(res.stdout, proto)
@@ -198,7 +258,7 @@ class QdiscExperiment:
         except (ValueError, KeyError) as exc:
             metrics, valid = {}, False
             reason = (
-                f"{exc}"
+                str(exc)
                 if res.stdout
                 else f"iperf3 exited {res.exit_status}: {res.first_error_line()}"
             )
@@ -220,7 +280,7 @@ class QdiscExperiment:
             reason,
             metrics,
             state,
-            ((self.sender, "client", "stdout", res.stdout),),
+            ((path.sender, "client", "stdout", res.stdout),),
         )
 
     def cleanup(self) -> None:
@@ -238,10 +298,12 @@ def run_qdisc(
     *,
     sender: str | None = None,
     receiver: str | None = None,
-    interface: str = "eth0",
+    containers: tuple[str, str] | None = ("c1", "c2"),
     seed: int | None = None,
     on_trial: Any = None,
 ) -> Any:
+    """Containers on the receiver host if it has them (the docker pattern), else host to
+    host across the lab bridge with the sender's eth0 under test."""
     receiver_host = (
         inventory.host(receiver) if receiver else next(iter(inventory.select("servers")))
     )
@@ -258,32 +320,34 @@ def run_qdisc(
             if outcome.value is None:
                 raise ExperimentError(str(outcome.error))
             facts[outcome.host] = outcome.value.to_dict()
+        path = container_path(conns[receiver_host.name], *containers) if containers else None
+        if path is None:
+            path = TrafficPath(
+                sender_host.name,
+                None,
+                receiver_host.name,
+                None,
+                receiver_host.address,
+                sender_host.name,
+                "eth0",
+            )
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in options.__dict__.items()}
-        params.update(sender=sender_host.name, receiver=receiver_host.name, interface=interface)
+        params["path"] = path.describe()
         run_id = store.start_run("qdisc", params, inventory.path, seed)
         store.add_hosts(
             run_id,
             {
-                receiver_host.name: ("receiver", facts[receiver_host.name]),
-                sender_host.name: ("sender", facts[sender_host.name]),
+                h.name: ("receiver" if h is receiver_host else "sender", facts[h.name])
+                for h in hosts
             },
         )
-        exp = QdiscExperiment(
-            conns,
-            sender_host.name,
-            receiver_host.name,
-            interface,
-            options,
-            run_id,
-            Path(inventory.path).resolve().parent,
-        )
+        exp = QdiscExperiment(conns, path, options, run_id, Path(inventory.path).resolve().parent)
         trials = plan_trials(
             {"qdisc": options.qdiscs, "proto": options.protos},
             options.repeat,
             seed,
             warmup=options.warmup,
         )
-
         return run_sweep(store, run_id, trials, exp.run_trial, exp.cleanup, on_trial=on_trial)
 
 

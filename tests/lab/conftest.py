@@ -41,7 +41,7 @@ def _base36(n: int) -> str:
             return out
 
 
-def unique_spec(hosts: int, tag: int) -> LabSpec:
+def unique_spec(hosts: int, tag: int, containers_on: dict[str, int] | None = None) -> LabSpec:
     """Names and a subnet of this test run's own, so a user's lab is never touched.
 
     The name carries the owning pytest's PID, so a later session can tell a lab whose owner
@@ -49,7 +49,9 @@ def unique_spec(hosts: int, tag: int) -> LabSpec:
     """
     pid = os.getpid()
     name = f"t{tag}{_base36(pid)}"
-    return LabSpec.generated(name, f"10.{200 + tag}.{pid % 250}.0/24", hosts, TEST_LABS / name)
+    return LabSpec.generated(
+        name, f"10.{200 + tag}.{pid % 250}.0/24", hosts, TEST_LABS / name, containers_on
+    )
 
 
 def sweep_orphan_labs() -> list[str]:
@@ -103,7 +105,8 @@ def lab() -> Iterator[NamespaceLab]:
     _require_lab_prerequisites()
     sweep_orphan_labs()
     previous = signal.signal(signal.SIGTERM, _sigterm_runs_teardown)
-    spec = unique_spec(hosts=3, tag=1)
+    # srv1 is also a docker-like host: two containers on its docker0
+    spec = unique_spec(hosts=3, tag=1, containers_on={"srv1": 2})
     local = LocalLab(spec)
     try:
         local = make_lab(spec)

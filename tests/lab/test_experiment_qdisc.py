@@ -42,16 +42,17 @@ def test_root_qdiscs_compared_with_their_stats_stored(lab: NamespaceLab, tmp_pat
         assert tcp["metrics"]["throughput_mbps"] > 10 and udp["metrics"]["pps"] > 1000
         # the qdisc's own counters, before and after, are stored with the trial
         assert udp["state"]["before"]["kind"] == name
+        assert tcp["params"]["interface"] == "srv1:veth2"  # the docker pattern: host-side veth
         if name != "noqueue":  # noqueue has no queue to count in
             assert udp["metrics"]["qdisc_packets"] > 0.5 * udp["metrics"]["pps"]
     fq = measured[("fq_codel", "tcp")]
     if not fq["valid"]:  # this kernel has no fq_codel (DESIGN 4)
-        assert fq["reason"].startswith("skipped: cli1: eth0: qdisc kind 'fq_codel'")
+        assert fq["reason"].startswith("skipped: srv1: veth2: qdisc kind 'fq_codel'")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT experiment, status FROM runs").fetchone() == ("qdisc", "finished")
-    # the sender's interface is back at the kernel's default
-    q = json.loads(lab.host("cli1").run(["tc", "-j", "qdisc", "show", "dev", "eth0"]).stdout)
+    # the interface under test is back at the kernel's default
+    q = json.loads(lab.host("srv1").run(["tc", "-j", "qdisc", "show", "dev", "veth2"]).stdout)
     assert q[0]["kind"] == "noqueue"
     shown = lab.labctl(
         "results.show", "1", "--store", str(store), "--plot", str(tmp_path / "again.png")

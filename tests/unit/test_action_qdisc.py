@@ -801,9 +801,7 @@ def test_qdisc_show_table_and_json() -> None:
     console = Console(width=200, record=True)
     console.print(render_table(results))
     text = console.export_text()
-    assert re.search(
-        r"here\s+qtst1\s+pfifo\s+limit 100\s+0\s+516\s+6\s+0\s+0\s+0\s+0b 0p", text
-    )
+    assert re.search(r"here\s+qtst1\s+pfifo\s+limit 100\s+0\s+516\s+6\s+0\s+0\s+0\s+0b 0p", text)
     assert "cli9: unreachable: connection refused" in text
     doc = json.loads(to_json(results))
     assert doc["cli9"] == {"error": "cli9: unreachable: connection refused"}
