@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+from benchlib import LABCTL, bench_lab, timed
+
 from labctl.facts import facts_script
-from labctl.lab import LabSpec, LocalLab
 
 HERE = Path(__file__).resolve().parent
-
-
-def timed(argv: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark: {argv[:4]} exited {proc.returncode}: {proc.stderr.strip()}")
-    return elapsed, proc.stdout
 
 
 def main() -> None:
@@ -41,49 +27,28 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=16)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("benchmark: needs root (it builds a namespace lab)")
-
-    with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
-        spec = LabSpec.generated(
-            f"bf{os.getpid() % 10000}", f"10.210.{os.getpid() % 250}.0/24", args.hosts, Path(tmp)
-        )
-        lab = LocalLab(spec)
-        try:
-            lab.up()
-            inventory = Path(tmp) / "inventory.yml"
-            inventory.write_text(spec.inventory_yaml())
-            script = Path(tmp) / "facts.sh"
-            script.write_text(facts_script())
-            labctl = [
-                sys.executable,
-                "-c",
-                "from labctl.cli import main; main()",
-                "facts",
-                "-i",
-                str(inventory),
-                "--json",
-            ]
-            loop = [
-                sys.executable,
-                str(HERE / "handwritten_facts.py"),
-                str(script),
-                str(spec.key_file),
-                str(spec.known_hosts_file),
-                *(h.address for h in spec.hosts),
-            ]
-            # Check once that both really reach every host before timing anything.
-            _, out = timed(labctl)
-            doc = json.loads(out)["hosts"]
-            assert len(doc) == args.hosts and all("hostname" in v for v in doc.values()), doc
-            _, out = timed(loop)
-            assert len(json.loads(out)) == args.hosts
-            a_times, b_times = [], []
-            for _ in range(args.runs):
-                a_times.append(timed(labctl)[0])
-                b_times.append(timed(loop)[0])
-        finally:
-            lab.down(purge=True)
+    with bench_lab("bf", 210, args.hosts) as (spec, inventory):
+        script = inventory.parent / "facts.sh"
+        script.write_text(facts_script())
+        labctl = [sys.executable, *LABCTL, "facts", "-i", str(inventory), "--json"]
+        loop = [
+            sys.executable,
+            str(HERE / "handwritten_facts.py"),
+            str(script),
+            str(spec.key_file),
+            str(spec.known_hosts_file),
+            *(h.address for h in spec.hosts),
+        ]
+        # Check once that both really reach every host before timing anything.
+        _, out = timed(labctl)
+        doc = json.loads(out)["hosts"]
+        assert len(doc) == args.hosts and all("hostname" in v for v in doc.values()), doc
+        _, out = timed(loop)
+        assert len(json.loads(out)) == args.hosts
+        a_times, b_times = [], []
+        for _ in range(args.runs):
+            a_times.append(timed(labctl)[0])
+            b_times.append(timed(loop)[0])
 
     a, b = statistics.median(a_times), statistics.median(b_times)
     pair = statistics.median(x / y for x, y in zip(a_times, b_times, strict=True))

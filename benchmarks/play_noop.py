@@ -12,31 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from labctl.lab import LabSpec, LocalLab
+from benchlib import LABCTL, bench_lab, timed
 
 HERE = Path(__file__).resolve().parent
-
-
-def timed(argv: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"benchmark: {argv[2:5]} exited {proc.returncode}: "
-            f"{proc.stderr.strip() or proc.stdout[-500:]}"
-        )
-    return elapsed, proc.stdout
 
 
 def main() -> None:
@@ -44,47 +26,33 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=16)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("benchmark: needs root (it builds a namespace lab)")
-
-    with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
-        spec = LabSpec.generated(
-            f"bp{os.getpid() % 10000}", f"10.211.{os.getpid() % 250}.0/24", args.hosts, Path(tmp)
-        )
-        lab = LocalLab(spec)
-        try:
-            lab.up()
-            inventory = Path(tmp) / "inventory.yml"
-            inventory.write_text(spec.inventory_yaml())
-            labctl = [
-                sys.executable,
-                "-c",
-                "from labctl.cli import main; main()",
-                "play",
-                str(HERE / "data" / "noop.yml"),
-                "-i",
-                str(inventory),
-                "--json",
-            ]
-            loop = [
-                sys.executable,
-                str(HERE / "handwritten_noop.py"),
-                str(spec.key_file),
-                str(spec.known_hosts_file),
-                *(f"{h.name}={h.address}" for h in spec.hosts),
-            ]
-            _, out = timed(labctl)  # apply once
-            _, out = timed(labctl)
-            recap = json.loads(out)["recap"]
-            assert len(recap) == args.hosts, recap
-            assert all(r["changed"] == 0 and r["ok"] == 5 for r in recap.values()), recap
-            timed(loop)  # fails unless it too sees nothing to change
-            a_times, b_times = [], []
-            for _ in range(args.runs):
-                a_times.append(timed(labctl)[0])
-                b_times.append(timed(loop)[0])
-        finally:
-            lab.down(purge=True)
+    with bench_lab("bp", 211, args.hosts) as (spec, inventory):
+        labctl = [
+            sys.executable,
+            *LABCTL,
+            "play",
+            str(HERE / "data" / "noop.yml"),
+            "-i",
+            str(inventory),
+            "--json",
+        ]
+        loop = [
+            sys.executable,
+            str(HERE / "handwritten_noop.py"),
+            str(spec.key_file),
+            str(spec.known_hosts_file),
+            *(f"{h.name}={h.address}" for h in spec.hosts),
+        ]
+        _, out = timed(labctl)  # apply once
+        _, out = timed(labctl)
+        recap = json.loads(out)["recap"]
+        assert len(recap) == args.hosts, recap
+        assert all(r["changed"] == 0 and r["ok"] == 5 for r in recap.values()), recap
+        timed(loop)  # fails unless it too sees nothing to change
+        a_times, b_times = [], []
+        for _ in range(args.runs):
+            a_times.append(timed(labctl)[0])
+            b_times.append(timed(loop)[0])
 
     a, b = statistics.median(a_times), statistics.median(b_times)
     pair = statistics.median(x / y for x, y in zip(a_times, b_times, strict=True))

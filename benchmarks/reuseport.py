@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labctl.lab import LabSpec, LocalLab
+from benchlib import bench_lab
+
+from labctl.lab import LabSpec
 from labctl.stats import mann_whitney_p
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,21 +104,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=6)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("benchmark: needs root (it builds a namespace lab)")
-
-    with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="labctl-bench-bin-") as tmp:
         tmpdir = Path(tmp)
         bin_dir = tmpdir / "bin"
         subprocess.run(["make", "-s", "-C", str(ROOT / "workloads"), f"O={bin_dir}"], check=True)
-        spec = LabSpec.generated(
-            f"br{os.getpid() % 10000}", f"10.212.{os.getpid() % 250}.0/24", 3, tmpdir / "lab"
-        )
-        lab = LocalLab(spec)
-        try:
-            lab.up()
-            inventory = tmpdir / "lab" / "inventory.yml"
-            inventory.write_text(spec.inventory_yaml())
+        with bench_lab("br", 212, 3) as (spec, inventory):
 
             def harness(repeat: int, extra: list[str]) -> tuple[list[dict[str, Any]], float]:
                 started = time.monotonic()
@@ -168,8 +160,6 @@ def main() -> None:
                         paired[t["params"]["mode"]].append(t["metrics"]["conn_per_s"])
             # 2. one sweep as a user runs it: time spent measuring, and cbpf against reuseport
             trials, wall = harness(args.repeat, [])
-        finally:
-            lab.down(purge=True)
 
     measured = sum(t["params"]["duration"] for t in trials)
     swept = {
