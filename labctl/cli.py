@@ -338,12 +338,26 @@ def play(
     forks: int = 32,
 ) -> None:
     """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
+    _run_play(playbook, _inventory(inventory), check, diff, limit, tags, extra, json, forks)
+
+
+def _run_play(
+    playbook: str,
+    inv: Inventory,
+    check: bool,
+    diff: bool,
+    limit: str | None,
+    tags: str,
+    extra: list[str] | None,
+    json: bool,
+    forks: int,
+) -> None:
+    """`play`'s body, shared with `provision`."""
     from labctl.playbook import load_playbook
     from labctl.report import QuietReporter, TerminalReporter, run_as_json
     from labctl.runner import RunOptions, run_playbook
 
     book = load_playbook(find_playbook(playbook))
-    inv = _inventory(inventory)
     options = RunOptions(
         check=check,
         diff=diff,
@@ -361,6 +375,36 @@ def play(
         reporter.recap(run)
     if run.exit_status:
         raise Exit(code=run.exit_status)
+
+
+@task(
+    iterable=["extra"],
+    help={
+        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "check": "show what would be installed, built and loaded; change nothing",
+        "diff": "show content changes of files",
+        "limit": "further limit the hosts: a pattern (all, group, host, a,b, !group)",
+        "tags": "run only these steps (comma-separated): deps, headers, netmap, load, workloads",
+        "extra": "extra variable key=value or a JSON object; repeatable; wins over all",
+        "json": "print every task result as JSON instead of lines",
+        "forks": "hosts worked on at once (default 32)",
+    },
+)
+@_errors_as_exit
+def provision(
+    c: Context,
+    inventory: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    tags: str = "",
+    extra: list[str] | None = None,
+    json: bool = False,
+    forks: int = 32,
+) -> None:
+    """Provision hosts for their kernel release: build tools, headers, netmap, workloads."""
+    book = str(PROJECT_DIR / "playbooks" / "provision.yml")
+    _run_play(book, _inventory(inventory), check, diff, limit, tags, extra, json, forks)
 
 
 # ---------------------------------------------------------------------------- experiments
@@ -736,6 +780,7 @@ ns = Collection()
 ns.add_collection(lab)
 ns.add_task(facts)
 ns.add_task(play)
+ns.add_task(provision)
 ns.add_task(experiment)
 
 results = Collection("results")

@@ -16,7 +16,7 @@ from labctl.actions import ACTIONS
 from labctl.actions.base import ArgsError, build_args, check_arg_names
 from labctl.errors import InputError
 from labctl.inventory import Host
-from labctl.templating import TemplateError, builtin_names, names_used
+from labctl.templating import TemplateError, builtin_names, names_tested_defined, names_used
 from labctl.yamlfile import LineList, LineMap, line_of, load_yaml
 
 PLAY_KEYS = {"name", "hosts", "vars", "become", "gather_facts", "any_errors_fatal", "tasks", "tags"}
@@ -228,6 +228,8 @@ def check_names(
             for cond in task.when:
                 used |= names_used(cond, expression=True)
             local = {"item"} if task.loop is not None else set()
+            for cond in task.when:  # `when: x is defined` guards the task's own use of x
+                local |= names_tested_defined(cond)
             _check(
                 playbook.path,
                 task.line,

@@ -242,3 +242,6 @@ def netmap_outputs(build_dir: str, drivers: Sequence[str]) -> list[str]:
         *kos,
         posixpath.join(build_dir, "build-apps", "pkt-gen", "pkt-gen"),
     ]
+
+
+# ---------------------------------------------------------------------------- the playbook

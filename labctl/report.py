@@ -66,7 +66,9 @@ class TerminalReporter:
             status = "failed (ignored)" if r.ignored else r.status
             line = f"[{_STYLE[r.status]}]{status}: {escape(f'[{r.host}]')}[/]"
             detail = (
-                r.msg if r.status in ("failed", "unreachable", "skipped") else "; ".join(r.changes)
+                r.msg
+                if r.status in ("failed", "unreachable", "skipped")
+                else "; ".join(r.changes) or r.msg  # an ok task may say why it did nothing
             )
             if detail:
                 line += f" {escape(detail)}"

@@ -322,8 +322,10 @@ def _summarize(
         }
     if task.register:
         state.registered[task.register] = output
-    msg = next((r.msg for r in results if r.failed), "") or next(
-        (r.msg for r in results if r.skipped), ""
+    msg = (
+        next((r.msg for r in results if r.failed), "")
+        or next((r.msg for r in results if r.skipped), "")
+        or next((r.msg for r in results if r.msg), "")  # an ok result's note
     )
     changes = tuple(c for r in results for c in r.changes)
     diffs = [r.diff for r in results if r.diff]

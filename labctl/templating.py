@@ -106,14 +106,44 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
         else:
             return set()
         try:
-            return set(jinja2.meta.find_undeclared_variables(_TEXT.parse(source)))
+            tree = _TEXT.parse(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(_describe(exc) + f" in {value!r}") from exc
+        return set(jinja2.meta.find_undeclared_variables(tree)) - _guarded_names(tree)
     if isinstance(value, Mapping):
         return set().union(*(names_used(v) for v in value.values())) if value else set()
     if isinstance(value, list | tuple):
         return set().union(*(names_used(v) for v in value)) if value else set()
     return set()
+
+
+def _guarded_names(tree: jinja2.nodes.Template) -> set[str]:
+    """Names a template reads only where their absence is handled: `x | default(...)`,
+    `x is defined`, `x is undefined`. Such a name need not be defined for every host;
+    one also read bare elsewhere in the template still must be."""
+    guarded_nodes = {
+        id(node.node)
+        for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test))
+        if node.name in ("default", "d", "defined", "undefined")
+        and isinstance(node.node, jinja2.nodes.Name)
+    }
+    names = list(tree.find_all(jinja2.nodes.Name))
+    guarded = {n.name for n in names if id(n) in guarded_nodes}
+    bare = {n.name for n in names if id(n) not in guarded_nodes}
+    return guarded - bare
+
+
+def names_tested_defined(expression: str) -> set[str]:
+    """Names a `when:` expression tests with `is defined`: a task guarded by it may read them."""
+    try:
+        tree = _TEXT.parse("{{ " + expression + " }}")
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return {
+        node.node.name
+        for node in tree.find_all(jinja2.nodes.Test)
+        if node.name == "defined" and isinstance(node.node, jinja2.nodes.Name)
+    }
 
 
 def builtin_names() -> set[str]:

@@ -11,7 +11,7 @@ fi
 
 packages=(openssh-server openssh-client iproute2 ethtool util-linux procps kmod
           gcc make libc6-dev git python3 python3-venv iperf3
-          linux-headers-amd64)  # Debian's headers: the fixture module builds against them
+          linux-headers-amd64 build-essential bc flex bison libelf-dev)  # module builds
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

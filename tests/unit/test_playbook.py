@@ -195,3 +195,24 @@ def test_extra_vars() -> None:
     assert parse_extra_vars(["a=1", "b=x=y", '{"n": 2}']) == {"a": "1", "b": "x=y", "n": 2}
     with pytest.raises(InputError, match="expected key=value"):
         parse_extra_vars(["novalue"])
+
+
+@pytest.mark.parametrize(
+    ("task", "refused"),
+    [
+        ("command: echo {{ opt | default('x') }}", None),
+        ("command: echo {{ opt }}\n      when: opt is defined", None),
+        ("command: echo {{ opt | default(1) }} {{ opt }}", "opt"),  # also read bare
+        ("command: echo {{ opt }}\n      when: other is defined", "opt"),
+    ],
+)
+def test_optional_variables_guarded_by_default_or_defined(
+    tmp_path: Path, task: str, refused: str | None
+) -> None:
+    book = load_playbook(write(tmp_path, f"- hosts: all\n  tasks:\n    - name: t\n      {task}\n"))
+    inventory = parse_inventory(INVENTORY)
+    if refused is None:
+        prepare(book, inventory, RunOptions(extra_vars={"other": 1}))
+    else:
+        with pytest.raises(PlaybookError, match=f"undefined variable '{refused}'"):
+            prepare(book, inventory, RunOptions(extra_vars={"other": 1}))
