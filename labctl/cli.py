@@ -517,7 +517,6 @@ def experiment(
             workloads_dir=PROJECT_DIR / "workloads",
             on_trial=progress,
         )
-        progress.close()
         _report_run(db, outcome.run_id, console, plot, json)
     if outcome.status != "finished":
         print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
@@ -606,9 +605,6 @@ class _TrialProgress:
         tag = " (warm-up)" if record.warmup else ""
         self.console.print(f"trial {self.count} of {self.total}: {what}{tag} {shown} {verdict}")
 
-    def close(self) -> None:
-        pass
-
 
 def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_json: bool) -> None:
     import dataclasses
@@ -629,16 +625,7 @@ def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_jso
             f"run {run_id}: {run.experiment}",
         )
     if as_json:
-        print(
-            _json_dumps(
-                {
-                    "run": dataclasses.asdict(run),
-                    "summary": [dataclasses.asdict(r) for r in rows],
-                    "trials": [dataclasses.asdict(t) for t in trials],
-                    "plot": str(png) if png else None,
-                }
-            )
-        )
+        print(_run_json(run, [dataclasses.asdict(r) for r in rows], trials, png))
         return
     table = Table(
         title=f"run {run_id} ({run.experiment}, {run.status}): conn/s of valid trials",
@@ -667,10 +654,23 @@ def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_jso
         console.print(f"plot: {png}")
 
 
+def _run_json(run: Any, summary: Any, trials: list[Any], png: Path | None) -> str:
+    """A stored run as one JSON document: the run, its summary, every trial, the plot."""
+    import dataclasses
+
+    return _json_dumps(
+        {
+            "run": dataclasses.asdict(run),
+            "summary": summary,
+            "trials": [dataclasses.asdict(t) for t in trials],
+            "plot": str(png) if png else None,
+        }
+    )
+
+
 def _report_qdisc(
     run: Any, trials: list[Any], console: Console, plot: str | None, as_json: bool
 ) -> None:
-    import dataclasses
 
     from labctl.experiments.qdisc import plot_qdisc, rows_as_dicts, summarize_qdisc
 
@@ -683,16 +683,7 @@ def _report_qdisc(
             f"run {run.id}: {run.params.get('path', 'root qdisc')}",
         )
     if as_json:
-        print(
-            _json_dumps(
-                {
-                    "run": dataclasses.asdict(run),
-                    "summary": rows_as_dicts(rows),
-                    "trials": [dataclasses.asdict(t) for t in trials],
-                    "plot": str(png) if png else None,
-                }
-            )
-        )
+        print(_run_json(run, rows_as_dicts(rows), trials, png))
         return
     table = Table(
         title=f"run {run.id} (qdisc, {run.status}): {run.params.get('path', '')}",

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labctl.remote import CommandFailed, HostConnection, ShellScript
+from labctl.errors import LabctlError
+from labctl.remote import CommandFailed, Connections, HostConnection, ShellScript
 
 MARK = "@@labctl"
 
@@ -274,6 +275,16 @@ def parse_host_facts(host: str, stdout: str) -> HostFacts:
         tc_version=tools.get("tc") or None,
         errors=tuple(errors),
     )
+
+
+def gather_all(conns: Connections) -> dict[str, HostFacts]:
+    """Every host's facts; the first host that fails ends it with its one-line reason."""
+    facts: dict[str, HostFacts] = {}
+    for outcome in conns.run_on_hosts(gather_facts):
+        if outcome.value is None:
+            raise outcome.error or LabctlError(f"{outcome.host}: no facts")
+        facts[outcome.host] = outcome.value
+    return facts
 
 
 def gather_facts(conn: HostConnection, timeout: float = 30.0) -> HostFacts:

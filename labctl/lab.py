@@ -355,23 +355,15 @@ def _terminate(pids: Sequence[int], grace: float = 3.0) -> None:
     starts = {pid: _process_start_time(pid) for pid in pids}
     alive = [p for p, s in starts.items() if s is not None]
     for pid in alive:
-        with _ignore_gone():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
         alive = [p for p in alive if _process_start_time(p) == starts[p]]
     for pid in alive:
-        with _ignore_gone():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-class _ignore_gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: type[BaseException] | None, *rest: object) -> bool:
-        return typ is ProcessLookupError
 
 
 def _netns_pids(netns: str) -> list[int]:

@@ -265,9 +265,6 @@ class Connections:
     def __getitem__(self, name: str) -> HostConnection:
         return self._by_name[name]
 
-    def __iter__(self) -> Iterable[HostConnection]:
-        return iter(self._by_name.values())
-
     def __len__(self) -> int:
         return len(self._by_name)
 

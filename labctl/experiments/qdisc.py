@@ -23,7 +23,7 @@ from labctl.actions.process import ProcessAction
 from labctl.actions.qdisc import QdiscAction
 from labctl.errors import HostUnreachable, LabctlError
 from labctl.experiments.base import ExperimentError, TrialSpec, plan_trials, run_sweep
-from labctl.facts import gather_facts
+from labctl.facts import gather_all
 from labctl.qdisc_show import QdiscStat, qdisc_stats
 from labctl.remote import Connections, HostConnection
 from labctl.results import ResultsStore, TrialRecord
@@ -315,11 +315,7 @@ def run_qdisc(
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     hosts = [receiver_host, sender_host]
     with Connections(hosts) as conns:
-        facts = {}
-        for outcome in conns.run_on_hosts(gather_facts):
-            if outcome.value is None:
-                raise ExperimentError(str(outcome.error))
-            facts[outcome.host] = outcome.value.to_dict()
+        facts = {name: f.to_dict() for name, f in gather_all(conns).items()}
         path = container_path(conns[receiver_host.name], *containers) if containers else None
         if path is None:
             path = TrafficPath(

@@ -564,7 +564,7 @@ def run_reuseport(
     import random as _random
 
     from labctl.experiments.base import plan_trials, run_sweep
-    from labctl.facts import gather_facts
+    from labctl.facts import gather_all
 
     server_host = inventory.host(server) if server else next(iter(inventory.select("servers")))
     client_hosts = [h for h in inventory.select(clients) if h.name != server_host.name]
@@ -573,11 +573,7 @@ def run_reuseport(
     seed = seed if seed is not None else _random.SystemRandom().randrange(2**31)
     hosts = [server_host, *client_hosts]
     with Connections(hosts) as conns:
-        facts: dict[str, HostFacts] = {}
-        for outcome in conns.run_on_hosts(gather_facts):
-            if outcome.value is None:
-                raise ExperimentError(str(outcome.error))
-            facts[outcome.host] = outcome.value
+        facts = gather_all(conns)
         params = {
             **options.__dict__,
             "server": server_host.name,

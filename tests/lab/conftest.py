@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from labctl.actions.base import TaskContext
 from labctl.inventory import Host, Inventory, load_inventory
 from labctl.lab import LabSpec, LocalLab
 from labctl.remote import Connections, HostConnection
@@ -117,3 +118,15 @@ def lab() -> Iterator[NamespaceLab]:
     finally:
         local.down(purge=True)
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def srv(lab: NamespaceLab) -> HostConnection:
+    """srv1 of the session lab, for action tests."""
+    return lab.host("srv1")
+
+
+@pytest.fixture
+def ctx(srv: HostConnection, tmp_path: Path) -> TaskContext:
+    """A task context on srv1 whose playbook directory is the test's tmp_path."""
+    return TaskContext(conn=srv, vars={}, base_dir=tmp_path)

@@ -21,23 +21,11 @@ from labctl.actions.source import SourceAction
 from labctl.provision import installed_header_releases
 from labctl.remote import HostConnection, ShellScript
 
-from .conftest import NamespaceLab
-
 pytestmark = pytest.mark.lab
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "hello_kmod"
 SRC = "/root/labctl-test-kmod-src"
 CACHE = "/root/labctl-test-kmod-cache"
-
-
-@pytest.fixture
-def srv(lab: NamespaceLab) -> HostConnection:
-    return lab.host("srv1")
-
-
-@pytest.fixture
-def ctx(srv: HostConnection, tmp_path: Path) -> TaskContext:
-    return TaskContext(conn=srv, vars={}, base_dir=tmp_path)
 
 
 @pytest.fixture

@@ -23,21 +23,9 @@ from labctl.actions.process import ProcessAction, ProcStat, parse_pidfile, parse
 from labctl.actions.source import SourceAction, directory_digest
 from labctl.remote import HostConnection, ShellScript
 
-from .conftest import NamespaceLab
-
 pytestmark = pytest.mark.lab
 
 RUN_DIR = "/root/labctl-test-process"
-
-
-@pytest.fixture
-def srv(lab: NamespaceLab) -> HostConnection:
-    return lab.host("srv1")
-
-
-@pytest.fixture
-def ctx(srv: HostConnection, tmp_path: Path) -> TaskContext:
-    return TaskContext(conn=srv, vars={}, base_dir=tmp_path)
 
 
 @pytest.fixture
