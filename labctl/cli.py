@@ -6,72 +6,53 @@ host failed; 4 a host was unreachable (Ansible's meanings).
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Program, task
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from labctl import __version__
+from labctl import __version__, cli_nightly
+from labctl.clikit import EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE, PROJECT_DIR
+from labctl.clikit import console as _console
+from labctl.clikit import errors_as_exit as _errors_as_exit
+from labctl.clikit import inventory as _inventory
 from labctl.errors import InputError, LabctlError
-from labctl.inventory import Inventory, load_inventory
+from labctl.inventory import Inventory
 
 if TYPE_CHECKING:
     from labctl.lab import LocalLab
-
-EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE = 1, 2, 4
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def default_inventory() -> str:
-    """hosts/local.yml of this checkout (the local lab), else of the current directory."""
-    candidate = PROJECT_DIR / "hosts" / "local.yml"
-    return str(candidate if candidate.exists() else Path("hosts") / "local.yml")
-
-
-def _errors_as_exit(fn: F) -> F:
-    """labctl's errors end the task with one line on stderr and the right exit status."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
-        except LabctlError as exc:
-            raise Exit(f"labctl: {exc}", code=EXIT_ERROR) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _console() -> Console:
-    return Console(highlight=False)
-
-
-def _inventory(path: str | None) -> Inventory:
-    return load_inventory(path or default_inventory())
-
+    from labctl.vmlab import VmLab
 
 # ---------------------------------------------------------------------------- lab
 
 
-def _lab(inventory: str | None, hosts: int, progress: bool = True) -> LocalLab:
+def _lab(
+    inventory: str | None, hosts: int, progress: bool = True, vms: int = 0
+) -> LocalLab | VmLab:
+    """The inventory's lab: the namespace lab, or a VM lab (`labctl_lab_kind: vm`)."""
     from labctl.lab import LabSpec, LocalLab
+    from labctl.vmlab import VmLab, VmLabSpec, is_vm_inventory
 
-    spec = LabSpec.from_inventory(_inventory(inventory))
+    inv = _inventory(inventory)
+    console = _console()
+    say = (lambda msg: console.print(f"  {msg}")) if progress else None
+    if is_vm_inventory(inv):
+        if hosts:
+            raise InputError(f"{inv.path}: a VM lab: use --vms N, not --hosts")
+        vm_spec = VmLabSpec.from_inventory(inv)
+        return VmLab(vm_spec.resized(vms) if vms else vm_spec, progress=say)
+    if vms:
+        raise InputError(f"{inv.path}: --vms needs a VM lab inventory (labctl_lab_kind: vm)")
+    spec = LabSpec.from_inventory(inv)
     if hosts:
         spec = LabSpec.generated(spec.name, str(spec.subnet), hosts, spec.state_dir)
-    console = _console()
-    return LocalLab(spec, progress=(lambda msg: console.print(f"  {msg}")) if progress else None)
+    return LocalLab(spec, progress=say)
 
 
 @task(
@@ -79,15 +60,34 @@ def _lab(inventory: str | None, hosts: int, progress: bool = True) -> LocalLab:
         "inventory": "lab inventory (default: hosts/local.yml)",
         "hosts": "make N hosts (srv1, cli1..) instead of the inventory's, for scale tests; "
         "writes their inventory into the lab's state directory",
+        "vms": "a VM lab (inventory with labctl_lab_kind: vm, e.g. hosts/vm.yml): make N VMs "
+        "(srv1, cli1) instead of the inventory's; writes their inventory into the state dir",
     }
 )
 @_errors_as_exit
-def up(c: Context, inventory: str | None = None, hosts: int = 0) -> None:
-    """Bring the local namespace lab up (idempotent: a second run changes nothing)."""
-    lab = _lab(inventory, hosts)
+def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -> None:
+    """Bring the lab up: namespaces, or QEMU VMs for a VM lab (idempotent)."""
+    from labctl.vmlab import VmLab
+
+    lab = _lab(inventory, hosts, vms=vms)
     report = lab.up()
     console = _console()
-    if hosts:
+    if isinstance(lab, VmLab):
+        image = lab.image
+        if image is not None:
+            how = f"built in {image.build_seconds:.0f} s" if lab.image_built else "cached"
+            console.print(
+                f"image {image.dir.name[:12]} ({how}, in {image.dir.parent}), "
+                f"kernel {image.kernel_release}"
+            )
+        if lab.accel:
+            console.print(f"accel: {lab.accel}")
+        for host, seconds in lab.boot_seconds.items():
+            console.print(f"{host}: boot to SSH {seconds:.1f} s")
+        for row in lab.status():
+            rss = f"{row.rss_mib:.0f} MiB" if row.rss_mib else "-"
+            console.print(f"{row.name}: qemu pid {row.qemu_pid}, RSS {rss}")
+    if hosts or vms:
         path = lab.spec.state_dir / "inventory.yml"
         path.write_text(lab.spec.inventory_yaml())
         console.print(f"inventory: {path} (pass it with -i)")
@@ -119,14 +119,33 @@ def down(c: Context, inventory: str | None = None, purge: bool = False) -> None:
 @task(help={"inventory": "lab inventory (default: hosts/local.yml)", "json": "print JSON"})
 @_errors_as_exit
 def status(c: Context, inventory: str | None = None, json: bool = False) -> None:
-    """Show the local lab's hosts: namespace, sshd PID, SSH port."""
+    """Show the lab's hosts: namespace and sshd PID, or VM's QEMU PID, memory; SSH port."""
     import dataclasses
 
+    from labctl.vmlab import VmLab
+
     lab = _lab(inventory, 0, progress=False)
-    rows = lab.status()
     if json:
-        print(_json_dumps([dataclasses.asdict(r) for r in rows]))
+        print(_json_dumps([dataclasses.asdict(r) for r in lab.status()]))
         return
+    if isinstance(lab, VmLab):
+        vm_rows = lab.status()
+        accel = vm_rows[0].accel if vm_rows and vm_rows[0].accel else "-"
+        table = Table(
+            title=f"VM lab {lab.spec.name} (accel {accel}, link 127.0.0.1:{lab.spec.link_port})"
+        )
+        for col in ("host", "ssh", "qemu pid", "RSS", "kernel"):
+            table.add_column(col)
+        for v in vm_rows:
+            ssh = f"127.0.0.1:{v.ssh_port} " + ("[green]open[/]" if v.ssh_open else "[red]down[/]")
+            pid = str(v.qemu_pid or "-") + ("" if v.running or not v.qemu_pid else " (gone)")
+            rss = f"{v.rss_mib:.0f} MiB" if v.rss_mib else "-"
+            table.add_row(v.name, ssh, pid, rss, v.kernel_release or "-")
+        _console().print(table)
+        if not all(v.ssh_open for v in vm_rows):
+            raise Exit(code=EXIT_ERROR)
+        return
+    rows = lab.status()
     table = Table(title=f"lab {lab.spec.name} ({lab.spec.subnet}, bridge {lab.spec.bridge})")
     for col in ("host", "address", "namespace", "sshd pid", "ssh"):
         table.add_column(col)
@@ -189,6 +208,14 @@ def facts(
         raise Exit(code=code)
 
 
+def _netmap_cell(status: str | None) -> str:
+    if status is None:
+        return "-"
+    if status.startswith("unavailable"):
+        return "[yellow]unavailable[/]"  # the reason is on the modules column's "no"
+    return "[green]loaded[/]" if status == "loaded" else status
+
+
 def _print_facts(outcomes: list[Any]) -> None:
     from labctl.facts import HostFacts
 
@@ -196,7 +223,8 @@ def _print_facts(outcomes: list[Any]) -> None:
     hosts = Table(
         title="hosts", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True
     )
-    for col in ("host", "kernel", "os", "cpu/mem", "ssh", "modules", "somaxconn", "qdisc"):
+    columns = ("host", "kernel", "os", "cpu/mem", "ssh", "modules", "netmap", "somaxconn", "qdisc")
+    for col in columns:
         hosts.add_column(col, no_wrap=True)
     nics = Table(
         title="interfaces",
@@ -224,6 +252,7 @@ def _print_facts(outcomes: list[Any]) -> None:
             f"{f.cpus or '-'}/{mem}",
             f.ssh_interface or "-",
             modules,
+            _netmap_cell(f.netmap.status if f.netmap else None),
             str(f.somaxconn or "-"),
             f.default_qdisc or "-",
         )
@@ -505,7 +534,7 @@ def experiment(
         raise InputError(str(exc)) from exc
     inv = _inventory(inventory)
     console = _console()
-    with ResultsStore(store) as db:
+    with _experiment_lock(inv, server, clients, "reuseport"), ResultsStore(store) as db:
         progress = _TrialProgress(console, quiet=json)
         outcome = run_reuseport(
             inv,
@@ -521,6 +550,15 @@ def experiment(
     if outcome.status != "finished":
         print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
+
+
+def _experiment_lock(inv: Inventory, server: str | None, clients: str, name: str) -> Any:
+    """By hand or nightly, one run at a time on a host: the server and the clients are locked."""
+    from labctl.lock import lab_locked
+
+    servers = [inv.host(server)] if server else list(inv.select("servers"))[:1]
+    hosts = {h.name: h for h in [*servers, *inv.select(clients)]}
+    return lab_locked(list(hosts.values()), f"experiment {name}", on_message=_console().print)
 
 
 def _experiment_qdisc(
@@ -558,7 +596,7 @@ def _experiment_qdisc(
     inv = _inventory(inventory)
     sender = next((h.name for h in inv.select(clients) if h.name != server), None)
     console = _console()
-    with ResultsStore(store) as db:
+    with _experiment_lock(inv, server, clients, "qdisc"), ResultsStore(store) as db:
         outcome = run_qdisc(
             inv,
             options,
@@ -773,10 +811,14 @@ ns.add_task(facts)
 ns.add_task(play)
 ns.add_task(provision)
 ns.add_task(experiment)
+ns.add_task(cli_nightly.nightly)
+ns.add_task(cli_nightly.report)
 
 results = Collection("results")
 results.add_task(results_list, name="list")
 results.add_task(results_show, name="show")
+results.add_task(cli_nightly.results_compare, name="compare")
+results.add_task(cli_nightly.results_export, name="export")
 ns.add_collection(results)
 
 qdisc = Collection("qdisc")

@@ -34,6 +34,17 @@ class Interface:
 
 
 @dataclass(frozen=True)
+class NetmapFacts:
+    """netmap on a host: where it can run, whether it runs, what provisioning put there."""
+
+    status: str  # "loaded", "not loaded", or "unavailable: <why>"
+    loaded: bool  # /sys/module/netmap exists
+    device: bool  # /dev/netmap exists
+    source: str | None  # the provisioned source's stamp: "git <url> <commit>" or a hash
+    admode: int | None  # 0 native or generic, 1 native only, 2 generic only
+
+
+@dataclass(frozen=True)
 class HostFacts:
     host: str
     hostname: str | None
@@ -56,6 +67,7 @@ class HostFacts:
     gcc_version: str | None
     tc_version: str | None
     errors: tuple[str, ...] = field(default=())  # facts whose command failed, with why
+    netmap: NetmapFacts | None = None
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
@@ -86,6 +98,13 @@ FACT_COMMANDS: Mapping[str, str] = {
     "qdiscs": "tc -j qdisc show",
     "sysctls": "for k in net/core/somaxconn net/core/default_qdisc; do "
     'printf "%s=%s\\n" "$k" "$(cat /proc/sys/$k)"; done',
+    "netmap": (
+        "[ -d /sys/module/netmap ] && echo loaded=yes; [ -c /dev/netmap ] && echo device=yes; "
+        "f=/root/labctl/netmap/.labctl-source; "
+        '[ -f "$f" ] && printf "source=%s\\n" "$(head -n 1 "$f")"; '
+        "a=/sys/module/netmap/parameters/admode; "
+        '[ -r "$a" ] && printf "admode=%s\\n" "$(cat "$a")"; true'
+    ),
     "tools": 'printf "gcc=%s\\n" "$(gcc -dumpfullversion 2>/dev/null)"; '
     'printf "tc=%s\\n" "$(tc -V 2>/dev/null)"',
 }
@@ -252,6 +271,8 @@ def parse_host_facts(host: str, stdout: str) -> HostFacts:
     modules = out("modules").splitlines()
     sysctls = parse_key_values(out("sysctls"))
     tools = parse_key_values(out("tools"))
+    modules_supported = bool(modules) and modules[0] == "yes"
+    lockdown = modules[1] if len(modules) > 1 else None
     return HostFacts(
         host=host,
         hostname=out("hostname").strip() or None,
@@ -267,13 +288,34 @@ def parse_host_facts(host: str, stdout: str) -> HostFacts:
         ssh_interface=ssh_if,
         ssh_address=ssh_addr,
         controller_address=controller,
-        modules_supported=bool(modules) and modules[0] == "yes",
-        lockdown=modules[1] if len(modules) > 1 else None,
+        modules_supported=modules_supported,
+        lockdown=lockdown,
         somaxconn=_int_or_none(sysctls.get("net/core/somaxconn")),
         default_qdisc=sysctls.get("net/core/default_qdisc") or None,
         gcc_version=tools.get("gcc") or None,
         tc_version=tools.get("tc") or None,
         errors=tuple(errors),
+        netmap=parse_netmap(out("netmap"), modules_supported, lockdown),
+    )
+
+
+def parse_netmap(text: str, modules_supported: bool, lockdown: str | None) -> NetmapFacts:
+    values = parse_key_values(text)
+    loaded = values.get("loaded") == "yes"
+    if loaded:
+        status = "loaded"
+    elif not modules_supported:
+        status = "unavailable: kernel without module support"
+    elif lockdown and not lockdown.startswith("[none]"):
+        status = f"unavailable: kernel lockdown {lockdown.split('[')[-1].split(']')[0]}"
+    else:
+        status = "not loaded"
+    return NetmapFacts(
+        status=status,
+        loaded=loaded,
+        device=values.get("device") == "yes",
+        source=values.get("source") or None,
+        admode=_int_or_none(values.get("admode")),
     )
 
 

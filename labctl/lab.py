@@ -481,30 +481,46 @@ Subsystem sftp internal-sftp
 """
 
 
-class LocalLab:
-    """Brings a `LabSpec` up and down on this machine. Needs root."""
+class RecordedLab:
+    """What every kind of lab shares: the record of what `up` made (lab.json, written
+    before each thing is made, so `down` finds it even after a crash), progress lines, keys."""
 
-    def __init__(self, spec: LabSpec, progress: Callable[[str], None] | None = None) -> None:
-        self.spec = spec
+    def __init__(self, record_file: Path, progress: Callable[[str], None] | None) -> None:
+        self._record_file = record_file
         self._say = progress or (lambda _msg: None)
         self._record: dict[str, Any] = {}
 
-    # -- the record of what up made
     def _load_record(self) -> dict[str, Any]:
         try:
-            data: dict[str, Any] = json.loads(self.spec.record_file.read_text())
+            data: dict[str, Any] = json.loads(self._record_file.read_text())
             return data
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise LabError(f"{self.spec.record_file}: unreadable lab record: {exc}") from exc
+            raise LabError(f"{self._record_file}: unreadable lab record: {exc}") from exc
 
     def _save_record(self) -> None:
-        _atomic_write(self.spec.record_file, json.dumps(self._record, indent=2) + "\n", 0o600)
+        _atomic_write(self._record_file, json.dumps(self._record, indent=2) + "\n", 0o600)
 
     def _note(self, kind: str, name: str, **extra: Any) -> None:
         self._record.setdefault(kind, {})[name] = extra
         self._save_record()
+
+    @staticmethod
+    def _ensure_key(path: Path, comment: str) -> LabChange:
+        if path.exists():
+            return LabChange(f"key {path.name}", False)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        return LabChange(f"key {path.name}", True)
+
+
+class LocalLab(RecordedLab):
+    """Brings a `LabSpec` up and down on this machine. Needs root."""
+
+    def __init__(self, spec: LabSpec, progress: Callable[[str], None] | None = None) -> None:
+        super().__init__(spec.record_file, progress)
+        self.spec = spec
 
     @staticmethod
     def _require_root(action: str) -> None:
@@ -586,13 +602,6 @@ class LocalLab:
                     f"lab subnet {self.spec.subnet} overlaps {dst} on {route.get('dev')}: "
                     f"choose another labctl_lab_subnet"
                 )
-
-    def _ensure_key(self, path: Path, comment: str) -> LabChange:
-        if path.exists():
-            return LabChange(f"key {path.name}", False)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
-        return LabChange(f"key {path.name}", True)
 
     def _ensure_bridge(self) -> LabChange:
         br = self.spec.bridge

@@ -7,6 +7,8 @@ finished and never half of one. Host facts are stored with the run they describe
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -31,7 +33,10 @@ CREATE TABLE IF NOT EXISTS runs (
     params TEXT NOT NULL,              -- JSON
     inventory TEXT NOT NULL,
     seed INTEGER,
-    note TEXT
+    note TEXT,
+    controller TEXT,                   -- host:pid:start of the labctl that ran it
+    fingerprint TEXT,                  -- regress.fingerprint digest: what must match to compare
+    label TEXT                         -- the suite entry a nightly ran it for
 );
 CREATE TABLE IF NOT EXISTS run_hosts (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -58,6 +63,18 @@ CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     value REAL NOT NULL,
     PRIMARY KEY (trial_id, name)
+);
+CREATE TABLE IF NOT EXISTS nightly (
+    id INTEGER PRIMARY KEY,
+    suite TEXT NOT NULL,               -- the suite's name
+    suite_file TEXT NOT NULL,
+    inventory TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,              -- running, ok, regression, failed, crashed
+    controller TEXT NOT NULL,          -- host:pid:start of the labctl that ran it
+    runs TEXT NOT NULL DEFAULT '{}',   -- JSON: suite entry name -> run id
+    summary TEXT NOT NULL DEFAULT '{}' -- JSON: verdict counts, notes
 );
 CREATE TABLE IF NOT EXISTS outputs (
     trial_id INTEGER NOT NULL REFERENCES trials(id),
@@ -94,6 +111,52 @@ class RunSummary:
     trials: int
     valid: int
     params: Mapping[str, Any]
+    note: str = ""
+    fingerprint: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class NightlyRecord:
+    id: int
+    suite: str
+    started: float
+    finished: float | None
+    status: str
+    runs: Mapping[str, int]
+    summary: Mapping[str, Any]
+
+
+def _process_start(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the PID, names one process for its whole life."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def controller_id(pid: int | None = None) -> str:
+    """host:pid:start of a labctl process (this one by default)."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '?'}"
+
+
+def controller_alive(controller: str) -> bool | None:
+    """Is the labctl that wrote `controller` still running? None: not this machine's."""
+    host, _, rest = controller.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    state = _process_state(int(pid_text))
+    return state is not None and state != "Z" and _process_start(int(pid_text)) == start
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 class ResultsStore:
@@ -105,6 +168,14 @@ class ResultsStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Stores written by an older labctl get the columns added since (all nullable)."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
+        for column in ("controller", "fingerprint", "label"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -132,8 +203,16 @@ class ResultsStore:
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO runs (experiment, started, status, labctl_version, params, inventory,"
-                " seed) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                (experiment, time.time(), __version__, json.dumps(params), inventory, seed),
+                " seed, controller) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    experiment,
+                    time.time(),
+                    __version__,
+                    json.dumps(params),
+                    inventory,
+                    seed,
+                    controller_id(),
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -182,13 +261,87 @@ class ResultsStore:
                 (time.time(), status, note, run_id),
             )
 
-    # -- reading
-    def runs(self, limit: int = 20) -> list[RunSummary]:
+    def set_run_identity(
+        self, run_id: int, fingerprint: str | None = None, label: str | None = None
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET fingerprint = COALESCE(?, fingerprint), label = COALESCE(?, label)"
+                " WHERE id = ?",
+                (fingerprint, label, run_id),
+            )
+
+    def mark_crashed_runs(self) -> list[int]:
+        """Runs still 'running' whose labctl is gone (SIGKILL, a power cut): 'crashed'.
+
+        Their finished trials stay; only runs started on this machine can be judged.
+        """
         rows = self._db.execute(
-            "SELECT r.*, COUNT(t.id) AS n, COALESCE(SUM(t.valid AND NOT t.warmup), 0) AS v"
-            " FROM runs r LEFT JOIN trials t ON t.run_id = r.id"
-            " GROUP BY r.id ORDER BY r.id DESC LIMIT ?",
-            (limit,),
+            "SELECT id, controller FROM runs WHERE status = 'running' AND controller IS NOT NULL"
+        ).fetchall()
+        dead = [r["id"] for r in rows if controller_alive(r["controller"]) is False]
+        rows = self._db.execute(
+            "SELECT id, controller FROM nightly WHERE status = 'running'"
+        ).fetchall()
+        dead_nightly = [r["id"] for r in rows if controller_alive(r["controller"]) is False]
+        if dead or dead_nightly:
+            with self._transaction() as db:
+                for run_id in dead:
+                    db.execute(
+                        "UPDATE runs SET status = 'crashed', note = 'its labctl died mid-run'"
+                        " WHERE id = ? AND status = 'running'",
+                        (run_id,),
+                    )
+                for nid in dead_nightly:
+                    db.execute(
+                        "UPDATE nightly SET status = 'crashed' WHERE id = ? AND status = 'running'",
+                        (nid,),
+                    )
+        return dead
+
+    def start_nightly(self, suite: str, suite_file: str, inventory: str) -> int:
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO nightly (suite, suite_file, inventory, started, status, controller)"
+                " VALUES (?, ?, ?, ?, 'running', ?)",
+                (suite, suite_file, inventory, time.time(), controller_id()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def update_nightly(
+        self,
+        nightly_id: int,
+        *,
+        runs: Mapping[str, int] | None = None,
+        status: str | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._transaction() as db:
+            if runs is not None:
+                db.execute(
+                    "UPDATE nightly SET runs = ? WHERE id = ?", (json.dumps(runs), nightly_id)
+                )
+            if summary is not None:
+                db.execute(
+                    "UPDATE nightly SET summary = ? WHERE id = ?",
+                    (json.dumps(summary), nightly_id),
+                )
+            if status is not None:
+                db.execute(
+                    "UPDATE nightly SET status = ?, finished = ? WHERE id = ?",
+                    (status, time.time(), nightly_id),
+                )
+
+    # -- reading
+    _RUNS_SQL = (
+        "SELECT r.*, COUNT(t.id) AS n, COALESCE(SUM(t.valid AND NOT t.warmup), 0) AS v"
+        " FROM runs r LEFT JOIN trials t ON t.run_id = r.id"
+    )
+
+    def _summaries(self, where: str, args: tuple[Any, ...], limit: int) -> list[RunSummary]:
+        rows = self._db.execute(
+            f"{self._RUNS_SQL} {where} GROUP BY r.id ORDER BY r.id DESC LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [
             RunSummary(
@@ -200,15 +353,46 @@ class ResultsStore:
                 r["n"],
                 r["v"],
                 json.loads(r["params"]),
+                r["note"] or "",
+                r["fingerprint"],
+                r["label"],
             )
             for r in rows
         ]
 
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        return self._summaries("", (), limit)
+
     def run(self, run_id: int) -> RunSummary:
-        for r in self.runs(limit=1_000_000):
-            if r.id == run_id:
-                return r
-        raise InputError(f"{self.path}: no run {run_id}")
+        found = self._summaries("WHERE r.id = ?", (run_id,), 1)
+        if not found:
+            raise InputError(f"{self.path}: no run {run_id}")
+        return found[0]
+
+    def history(self, experiment: str, before: int, limit: int = 50) -> list[RunSummary]:
+        """Finished runs of an experiment older than run `before`, newest first."""
+        return self._summaries(
+            "WHERE r.experiment = ? AND r.id < ? AND r.status = 'finished'",
+            (experiment, before),
+            limit,
+        )
+
+    def nightly_runs(self, limit: int = 20) -> list[NightlyRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM nightly ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [
+            NightlyRecord(
+                r["id"],
+                r["suite"],
+                r["started"],
+                r["finished"],
+                r["status"],
+                json.loads(r["runs"]),
+                json.loads(r["summary"]),
+            )
+            for r in rows
+        ]
 
     def trials(self, run_id: int) -> list[TrialRecord]:
         rows = self._db.execute(

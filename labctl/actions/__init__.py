@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labctl.actions.base import Action
 from labctl.actions.command import CommandAction, ShellAction
+from labctl.actions.driver import DriverAction
 from labctl.actions.files import CopyAction, FileAction, TemplateAction
 from labctl.actions.kmod import KmodAction
 from labctl.actions.packages import PackagesAction
@@ -26,5 +27,6 @@ ACTIONS: dict[str, type[Action]] = {
         ProcessAction,
         QdiscAction,
         KmodAction,
+        DriverAction,
     )
 }

@@ -11,6 +11,12 @@ Loading needs a kernel with module support: where /proc/modules is missing (this
 kernel, the namespace lab) `loaded` and `unloaded` say so in one line and report ok, so a
 provision run goes on; building for a named release still works there (DESIGN.md section 2).
 Unsigned modules are refused under Secure Boot lockdown: the failure says so.
+
+Build once, install many (`build_on`): `controller` builds the module on the controller
+(labctl/kbuild.py, cached there by the same key) and copies the .ko into the host's cache
+entry, checked there by its sha256 and its vermagic; `auto` does so when the controller has
+the headers of the host's target release and the same source (`controller_src`), else builds
+on the host; `host` (the default) always builds on the host.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from labctl.actions.base import (
@@ -30,11 +37,15 @@ from labctl.actions.base import (
     Plan,
     Run,
     TaskContext,
+    Upload,
     step_failed,
+    upload,
 )
+from labctl.kbuild import ControllerBuildError, build_on_controller, headers_dir, source_hash
 from labctl.remote import CommandResult, ShellScript
 
 STATES = ("built", "loaded", "unloaded")
+BUILD_ON = ("host", "controller", "auto")
 BUILD_TIMEOUT = 1800.0  # netmap-sized trees take ~1 min on 2 cores; leave room for slow hosts
 PROBE_TIMEOUT = 120.0
 KEY_VERSION = "labctl-kmod-v1"  # bump to invalidate every cache entry
@@ -56,6 +67,8 @@ class KmodArgs:
     state: str = "built"
     depends: tuple[str, ...] = ()  # modprobe'd before insmod
     cache_dir: str = "/root/labctl/kmod-cache"
+    build_on: str = "host"  # host, controller or auto (see the module's docstring)
+    controller_src: str | None = None  # the source on the controller (relative: playbook dir)
 
     def __post_init__(self) -> None:
         if not _MODULE_NAME.match(self.name):
@@ -84,6 +97,10 @@ class KmodArgs:
         bad = [d for d in self.depends if not _MODULE_NAME.match(d)]
         if bad:
             raise ValueError(f"{where}: bad module name(s) in depends: {bad!r}")
+        if self.build_on not in BUILD_ON:
+            raise ValueError(f"{where}: build_on must be one of {', '.join(BUILD_ON)}")
+        if self.build_on != "host" and not self.controller_src:
+            raise ValueError(f"{where}: build_on {self.build_on} needs `controller_src`")
 
 
 # ---------------------------------------------------------------------------- pure pieces
@@ -334,6 +351,7 @@ class KmodPlan(Plan):
 
     roles: list[str] = field(default_factory=list)
     lockdown: str | None = None
+    controller_src: Path | None = None  # set when the controller builds the module
 
     def add(self, role: str, step: Run) -> None:
         self.roles.append(role)
@@ -352,7 +370,7 @@ class KmodAction(Action):
         probe = parse_probe(res.stdout)
         if args.state == "built":
             plan = KmodPlan(lockdown=probe.lockdown)
-            self._plan_build(host, args, probe, plan)
+            self._plan_build(ctx, args, probe, plan)
             return plan
         if not probe.modules_supported:
             verb = "not loaded" if args.state == "loaded" else "not loaded, nothing to unload"
@@ -363,10 +381,13 @@ class KmodAction(Action):
             )
         if args.state == "unloaded":
             return self._plan_unload(args, probe)
-        return self._plan_load(host, args, probe)
+        return self._plan_load(ctx, args, probe)
 
-    def _plan_build(self, host: str, args: KmodArgs, probe: KmodProbe, plan: KmodPlan) -> None:
+    def _plan_build(
+        self, ctx: TaskContext, args: KmodArgs, probe: KmodProbe, plan: KmodPlan
+    ) -> None:
         """Adds the build to `plan` unless the cache has it; fills the output either way."""
+        host = ctx.conn.host.name
         rel = args.kernel_release
         at = f" at {args.kernel_dir}" if args.kernel_dir else ""
         # An earlier task of the same run may be what puts the source or the headers there;
@@ -399,6 +420,22 @@ class KmodAction(Action):
         plan.output.update({"ko": entry.ko, "vermagic": probe.vermagic, "cached": probe.cache_hit})
         if probe.cache_hit:
             return
+        if args.build_on != "host":
+            why_not = self._controller_can_build(ctx, args, probe)
+            if why_not is None:
+                plan.controller_src = _controller_path(ctx, args)
+                plan.add("controller", Run(ShellScript(prepare_script(entry))))
+                plan.add("store", Run(ShellScript(store_script(args, entry, probe.kernel_dir))))
+                plan.changes.append(
+                    f"build {args.name}.ko for {rel} on the controller and install it "
+                    f"(cache {key[:12]}…)"
+                )
+                return
+            if args.build_on == "controller":
+                raise ActionFailed(
+                    f"{host}: kmod {args.name}: cannot build on the controller: {why_not}"
+                )
+            plan.changes.append(f"not built on the controller: {why_not}")
         plan.add(
             "build", Run(ShellScript(build_script(args, entry, probe.kernel_dir)), BUILD_TIMEOUT)
         )
@@ -416,7 +453,21 @@ class KmodAction(Action):
         plan.changes.append(f"unload {args.name}")
         return plan
 
-    def _plan_load(self, host: str, args: KmodArgs, probe: KmodProbe) -> KmodPlan:
+    def _controller_can_build(
+        self, ctx: TaskContext, args: KmodArgs, probe: KmodProbe
+    ) -> str | None:
+        """Why the controller cannot build what this host would, or None if it can."""
+        if headers_dir(args.kernel_release) is None:
+            return f"no headers for {args.kernel_release} on the controller"
+        src = _controller_path(ctx, args)
+        if not src.is_dir():
+            return f"controller_src {src} is not a directory"
+        if source_hash(src, SOURCE_PATTERNS) != probe.src_hash:
+            return f"the source at {src} differs from {args.src} on the host"
+        return None
+
+    def _plan_load(self, ctx: TaskContext, args: KmodArgs, probe: KmodProbe) -> KmodPlan:
+        host = ctx.conn.host.name
         if args.kernel_release != probe.running:
             raise ActionFailed(
                 f"{host}: kmod {args.name}: built for {args.kernel_release}, "
@@ -425,7 +476,7 @@ class KmodAction(Action):
         if probe.loaded:
             return KmodPlan(output={"loaded": True})
         plan = KmodPlan(lockdown=probe.lockdown)
-        self._plan_build(host, args, probe, plan)
+        self._plan_build(ctx, args, probe, plan)
         if "ko" not in plan.output:  # no source or headers yet: the build step will say so
             return plan
         ko = plan.output["ko"]
@@ -449,8 +500,11 @@ class KmodAction(Action):
         output: dict[str, Any] = dict(plan.output)
         for role, step in zip(plan.roles, plan.steps, strict=True):
             assert isinstance(step, Run)
-            res = ctx.conn.run(step.command, timeout=step.timeout)
-            if role == "build":
+            if role == "controller":
+                res = self._install_from_controller(ctx, args, plan, step, output)
+            else:
+                res = ctx.conn.run(step.command, timeout=step.timeout)
+            if role in ("build", "controller"):
                 if not res.ok:
                     return _failed(
                         plan,
@@ -476,6 +530,60 @@ class KmodAction(Action):
             elif not res.ok:
                 return step_failed(plan, res, output)
         return ActionResult(changed=plan.changed, changes=tuple(plan.changes), output=output)
+
+    def _install_from_controller(
+        self, ctx: TaskContext, args: KmodArgs, plan: KmodPlan, prepare: Run, output: dict[str, Any]
+    ) -> CommandResult:
+        """Build (or take from the controller's cache), copy into the host's scratch entry, and
+        check the copy there: its sha256, and its vermagic printed as a build prints it."""
+        assert plan.controller_src is not None
+        entry_dir = posixpath.dirname(str(output["ko"]))
+        key = posixpath.basename(entry_dir)
+        kernel_dir = headers_dir(args.kernel_release)
+        assert kernel_dir is not None
+        try:
+            module, built = build_on_controller(
+                plan.controller_src,
+                args.name,
+                args.kernel_release,
+                kernel_dir,
+                args.make_args,
+                key,
+            )
+        except ControllerBuildError as exc:
+            return CommandResult(
+                ctx.conn.host.name, "build on the controller", 1, "", f"{_MARK}{exc}", 0.0
+            )
+        ctx.conn.run(prepare.command, check=True)
+        dest = posixpath.join(f"{entry_dir}.build", f"{args.name}.ko")
+        upload(ctx.conn, Upload(module.ko.read_bytes(), dest, mode="644"))
+        output.update(
+            {"built_on": "controller", "sha256": module.sha256, "controller_built_now": built}
+        )
+        return ctx.conn.run(ShellScript(check_copy_script(dest, module.sha256)))
+
+
+def prepare_script(entry: CacheEntry) -> str:
+    """An empty scratch dir beside the cache entry, for a .ko built elsewhere."""
+    b = shlex.quote(entry.build_dir)
+    return f"mkdir -p {shlex.quote(entry.cache_dir)} && rm -rf {b} && mkdir {b}"
+
+
+def check_copy_script(ko: str, sha256: str) -> str:
+    """The copied .ko is the controller's (sha256), and says its vermagic as a build does."""
+    q = shlex.quote
+    mismatch = f'echo {q(f"{_MARK}{ko}: sha256")} "$h", {q(f"not the controller copy {sha256}")}'
+    return (
+        f'h=$(sha256sum {q(ko)} | cut -d" " -f1); [ "$h" = {q(sha256)} ] || '
+        f"{{ {mismatch} >&2; exit 1; }}; "
+        f'printf "{_VERMAGIC_MARK}%s\\n" "$(modinfo -F vermagic {q(ko)})"'
+    )
+
+
+def _controller_path(ctx: TaskContext, args: KmodArgs) -> Path:
+    assert args.controller_src is not None
+    path = Path(args.controller_src)
+    return path if path.is_absolute() else (ctx.base_dir / path).resolve()
 
 
 def _parse_vermagic(stdout: str) -> str:

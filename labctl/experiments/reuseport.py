@@ -30,6 +30,7 @@ from labctl.results import TrialRecord
 MODES = ("shared", "reuseport", "reuseport-cbpf")
 WORK = "/root/labctl"
 RUN_DIR = f"{WORK}/run"
+PKTGEN_PATH = f"{WORK}/bin/pkt-gen"  # provision links the pkt-gen it built for the host here
 # Counters whose growth means the listen queue, not the server, limited the rate.
 OVERFLOW_COUNTERS = (
     "TcpExtListenOverflows",
@@ -237,7 +238,9 @@ class ReuseportExperiment:
         self.workloads_dir = workloads_dir
         self.bin_dir = ""
         self.address = (
-            conns[server].host.vars.get("experiment_address") or conns[server].host.address
+            str(
+                conns[server].host.vars.get("experiment_address") or conns[server].host.address
+            ).split("/")[0]  # an address may come with its prefix length (10.78.0.11/24)
         )
         self._names = {"server": f"rp-server-{run_id}", "client": f"rp-client-{run_id}"}
 
@@ -463,9 +466,7 @@ class ReuseportExperiment:
         for host in (self.server, client):
             conn = self.conns[host]
             facts = self.facts[host]
-            binary = str(
-                conn.host.vars.get("pktgen_path", f"{WORK}/netmap/build/build-apps/pkt-gen/pkt-gen")
-            )
+            binary = str(conn.host.vars.get("pktgen_path", PKTGEN_PATH))
             if not facts.modules_supported:
                 reasons.append(f"{host}: kernel without module support, netmap unavailable")
             elif not conn.run(["test", "-c", "/dev/netmap"]).ok:
@@ -496,11 +497,7 @@ class ReuseportExperiment:
             for h in (self.server, client)
         }
         binary = {
-            h: str(
-                self.conns[h].host.vars.get(
-                    "pktgen_path", f"{WORK}/netmap/build/build-apps/pkt-gen/pkt-gen"
-                )
-            )
+            h: str(self.conns[h].host.vars.get("pktgen_path", PKTGEN_PATH))
             for h in (self.server, client)
         }
         out = self._out("pktgen", seq, self.server)

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from labctl.actions.base import TaskContext
 from labctl.inventory import Host, Inventory, load_inventory
 from labctl.lab import LabSpec, LocalLab
 from labctl.remote import Connections, HostConnection
+from tests.support import TEST_LABS, base36, run_labctl, sigterm_runs_teardown
 
 
 def _require_lab_prerequisites() -> None:
@@ -29,19 +29,6 @@ def _require_lab_prerequisites() -> None:
         pytest.fail("the namespace lab needs openssh-server and iproute2: run scripts/setup.sh")
 
 
-TEST_LABS = Path("/tmp/labctl-test-labs")  # outside pytest's rotated temp dirs, on purpose
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
-
-
 def unique_spec(hosts: int, tag: int, containers_on: dict[str, int] | None = None) -> LabSpec:
     """Names and a subnet of this test run's own, so a user's lab is never touched.
 
@@ -49,7 +36,7 @@ def unique_spec(hosts: int, tag: int, containers_on: dict[str, int] | None = Non
     was killed (SIGKILL skips every finally) from one still in use, and sweep it.
     """
     pid = os.getpid()
-    name = f"t{tag}{_base36(pid)}"
+    name = f"t{tag}{base36(pid)}"
     return LabSpec.generated(
         name, f"10.{200 + tag}.{pid % 250}.0/24", hosts, TEST_LABS / name, containers_on
     )
@@ -82,14 +69,7 @@ class NamespaceLab:
 
     def labctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """The `labctl` command line against this lab, as a user runs it."""
-        argv = [sys.executable, "-c", "from labctl.cli import main; main()", *args]
-        return subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-
-
-def _sigterm_runs_teardown(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every fixture's finally
+        return run_labctl(*args, timeout=timeout)
 
 
 def make_lab(spec: LabSpec) -> LocalLab:
@@ -105,7 +85,7 @@ def make_lab(spec: LabSpec) -> LocalLab:
 def lab() -> Iterator[NamespaceLab]:
     _require_lab_prerequisites()
     sweep_orphan_labs()
-    previous = signal.signal(signal.SIGTERM, _sigterm_runs_teardown)
+    previous = signal.signal(signal.SIGTERM, sigterm_runs_teardown)
     # srv1 is also a docker-like host: two containers on its docker0
     spec = unique_spec(hosts=3, tag=1, containers_on={"srv1": 2})
     local = LocalLab(spec)

@@ -56,6 +56,8 @@ BOOK = f"""\
         cache_dir: "{{{{ work }}}}/kmod-cache"
     - name: a root qdisc
       qdisc: {{interfaces: [eth0], kind: pfifo, limit: 100}}
+    - name: a driver swap (skipped, this kernel loads no modules)
+      driver: {{driver: veth}}
     - name: a background program
       process: {{name: sleeper, argv: [sleep, "300"], run_dir: "{{{{ work }}}}/run"}}
 """

@@ -11,6 +11,7 @@ import pytest
 
 from labctl.actions import ACTIONS
 from labctl.actions.base import build_args
+from labctl.experiments.reuseport import PKTGEN_PATH
 from labctl.inventory import parse_inventory
 from labctl.playbook import Play, PlaybookError, Task, load_playbook
 from labctl.provision import (
@@ -157,6 +158,10 @@ def test_netmap_defaults_and_build_dir_per_flags() -> None:
     )
     assert rendered("netmap built", scope)["argv"] == netmap_make_argv(scope["netmap_build"], 2)
     assert rendered("netmap source", scope)["ref"] is None
+    link = rendered("pkt-gen where experiments look", scope)
+    built = f"{scope['netmap_build']}/build-apps/pkt-gen/pkt-gen"
+    assert f"{built} {PKTGEN_PATH}" in link["cmd"]  # where the reuseport experiment looks
+    assert link["creates"] == f"{scope['netmap_build']}/.labctl-linked"  # relinked per build
     other = variables({"kernel_release": RELEASE, "netmap_src": "/srv/netmap", "netmap_ref": "x"})
     assert other["netmap_build"] != scope["netmap_build"]
 
@@ -165,7 +170,7 @@ def test_netmap_defaults_and_build_dir_per_flags() -> None:
 def test_no_netmap_src_no_netmap_tasks(host_vars: dict[str, Any]) -> None:
     scope = variables(host_vars)
     netmap = [t for t in play().tasks if "netmap" in t.tags]
-    assert len(netmap) == 7
+    assert len(netmap) == 8
     assert not any(runs(t.name, scope) for t in netmap)
     # and undefined outright (no optional vars given) is false too, not an error
     bare = {k: v for k, v in scope.items() if k != "netmap_src"}

@@ -1,0 +1,681 @@
+"""The nightly report as one self-contained HTML page, read over coffee or attached to a ticket.
+
+One file, nothing fetched: plots are matplotlib PNGs embedded as base64 data URIs, the CSS and
+the one small script are inline, and a Content-Security-Policy with their hashes forbids every
+other source, so a page copied off the lab machine looks the same anywhere and a stray
+reference to the network would show up as a broken element, not as a silent fetch. Every
+string from the lab (parameters, reasons, facts) goes through Jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import jinja2
+import markupsafe
+
+from labctl.regress import Fingerprint, MetricVerdict, config_key
+from labctl.results import RunSummary, TrialRecord
+from labctl.stats import Summary
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# The colours a reader (and the browser test) looks for: the badge, and the plots' series.
+STATUS_COLORS: Mapping[str, str] = {"ok": "#2e7d32", "regression": "#c62828", "failed": "#757575"}
+SERIES_COLOR = "#1f5fa8"  # tonight's trial values, the trend lines
+BASELINE_COLOR = "#ef8a00"  # the baseline median
+_POINT_COLORS = {"regression": "#c62828", "improvement": "#2e7d32"}  # tonight on a trend plot
+_DPI = 100  # ~10-20 kB per small PNG: ten trend plots and the main plots stay well under 1 MB
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    run_id: int
+    started: float
+    median: float | None
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    run: RunSummary
+    trials: Sequence[TrialRecord]
+    hosts: Mapping[str, tuple[str, Mapping[str, Any]]]  # name -> (role, facts)
+    fingerprint: Fingerprint
+    history_note: str  # "compared with runs 3, 5", "new history: srv1 kernel_release a -> b"
+    verdicts: Sequence[MetricVerdict]
+    trends: Mapping[tuple[str, str], Sequence[HistoryPoint]]  # (metric, config), oldest first
+    changes: Sequence[str]  # provenance differences from the baseline: possible causes
+
+
+@dataclass(frozen=True)
+class NightlyReport:
+    title: str
+    started: float
+    finished: float | None
+    status: str  # ok | regression | failed
+    sections: Sequence[ExperimentSection]
+    notes: Sequence[str] = ()  # lock taken over, provisioning summary, errors
+
+
+def write_html(report: NightlyReport, path: Path) -> Path:
+    """Render and write atomically: a reader (or a web server) never sees half a page."""
+    text = render_html(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from a web server
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def render_html(report: NightlyReport) -> str:
+    started = report.started
+    sections = [_section_view(s) for s in report.sections]
+    return _TEMPLATE.render(
+        title=report.title,
+        status=report.status,
+        badge_class=f"badge-{report.status}" if report.status in STATUS_COLORS else "badge-other",
+        started=_when(started),
+        finished=_when(report.finished) if report.finished is not None else "still running",
+        took=_took(report.finished - started) if report.finished is not None else "",
+        notes=list(report.notes),
+        sections=sections,
+        style=markupsafe.Markup(_STYLE),
+        script=markupsafe.Markup(_SCRIPT),
+        csp=_CSP,
+    )
+
+
+# ---------------------------------------------------------------------------- views
+
+
+def _section_view(s: ExperimentSection) -> dict[str, Any]:
+    by_config = _values_by_config(s.trials, s.verdicts)
+    common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
+    main_plots = []
+    for metric in dict.fromkeys(v.metric for v in s.verdicts):
+        rows = [v for v in s.verdicts if v.metric == metric]
+        groups = [
+            _Group(
+                short[v.config],
+                by_config.get((metric, v.config), []),
+                _median(v.baseline),
+                v.verdict,
+            )
+            for v in rows
+        ]
+        drawn = any(g.values or g.baseline is not None for g in groups)
+        main_plots.append(
+            {
+                "metric": metric,
+                "src": _strip_plot(metric, rows[0].direction, groups, common) if drawn else "",
+            }
+        )
+    verdict_of = {(v.metric, v.config): v for v in s.verdicts}
+    trend_plots = []
+    for (metric, config), points in s.trends.items():
+        drawn = any(_finite(p.median) for p in points)
+        title = f"{metric} · {short.get(config, config)}"
+        verdict = verdict_of.get((metric, config))
+        trend_plots.append(
+            {
+                "metric": metric,
+                "config": config,
+                "runs": len(points),
+                "src": _trend_plot(title, points, s.run.id, verdict) if drawn else "",
+            }
+        )
+    counts = [(k, sum(1 for v in s.verdicts if v.verdict == k)) for k in _VERDICT_ORDER]
+    return {
+        "anchor": f"run-{s.run.id}",
+        "run": s.run,
+        "run_started": _when(s.run.started),
+        "run_finished": _when(s.run.finished) if s.run.finished is not None else "not finished",
+        "label": s.run.label or "",
+        "note": s.run.note,
+        "params": [(k, _show(v)) for k, v in s.run.params.items()],
+        "history_note": s.history_note,
+        "verdict_counts": [(k, n) for k, n in counts if n],
+        "verdicts": [_verdict_row(v) for v in s.verdicts],
+        "main_plots": main_plots,
+        "trend_plots": trend_plots,
+        "validity": _validity(s.trials),
+        "hosts": _hosts_view(s.hosts),
+        "digest": s.fingerprint.digest,
+        "parts": [(k, _show_lines(v)) for k, v in s.fingerprint.parts.items()],
+        "changes": list(s.changes),
+    }
+
+
+_VERDICT_ORDER = ("regression", "improvement", "ok", "new", "no-data")
+
+
+def _verdict_row(v: MetricVerdict) -> dict[str, Any]:
+    cur, base = v.current, v.baseline
+    return {
+        "cls": f"verdict-{v.verdict}" if v.verdict in _VERDICT_ORDER else "",
+        "metric": v.metric,
+        "config": v.config,
+        "better": "↑ higher" if v.direction == "higher" else "↓ lower",
+        "median": _num(cur.median) if cur else "–",
+        "iqr": _num(cur.iqr) if cur else "–",
+        "iqr_range": f"{_num(cur.q1)} – {_num(cur.q3)}" if cur else "",
+        "n": str(cur.n) if cur else "0",
+        "base_median": _num(base.median) if base else "–",
+        "base_n": str(base.n) if base else "0",
+        "base_runs": ", ".join(map(str, v.baseline_runs)) or "–",
+        "ratio": _ratio(v.ratio),
+        "p": _p(v.p_value),
+        "verdict": v.verdict,
+        "reason": v.reason,
+    }
+
+
+def _validity(trials: Sequence[TrialRecord]) -> dict[str, Any]:
+    """Counts per kind and why trials were invalid; warm-ups never count (DESIGN 5)."""
+    kinds: dict[str, dict[str, int]] = {}
+    reasons: dict[str, list[int]] = defaultdict(list)
+    for t in trials:
+        row = kinds.setdefault(t.kind, {"valid": 0, "invalid": 0, "warmup": 0})
+        if t.warmup:
+            row["warmup"] += 1
+        elif t.valid:
+            row["valid"] += 1
+        else:
+            row["invalid"] += 1
+            reasons[t.reason or "(no reason recorded)"].append(t.seq)
+    return {
+        "kinds": sorted(kinds.items()),
+        "valid": sum(k["valid"] for k in kinds.values()),
+        "invalid": sum(k["invalid"] for k in kinds.values()),
+        "warmup": sum(k["warmup"] for k in kinds.values()),
+        "reasons": sorted(
+            ((r, len(seqs), ", ".join(map(str, seqs))) for r, seqs in reasons.items()),
+            key=lambda row: (-row[1], row[0]),
+        ),
+    }
+
+
+def _hosts_view(hosts: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    out = []
+    for name, (role, facts) in sorted(hosts.items(), key=lambda h: (h[1][0], h[0])):
+        nics = []
+        for i in facts.get("interfaces") or ():
+            if not isinstance(i, Mapping) or i.get("name") == "lo":
+                continue
+            driver = " ".join(str(x) for x in (i.get("driver"), i.get("driver_version")) if x)
+            nics.append(
+                {
+                    "name": str(i.get("name", "?")),
+                    "driver": driver or "–",
+                    "qdisc": str(i.get("root_qdisc") or "–"),
+                }
+            )
+        cpus = facts.get("cpus")
+        cpu = " × ".join(str(x) for x in (cpus, facts.get("cpu_model")) if x is not None)
+        out.append(
+            {
+                "name": name,
+                "role": role,
+                "kernel": _show(facts.get("kernel_release")),
+                "cpu": cpu or "–",
+                "nics": nics,
+                "somaxconn": _show(facts.get("somaxconn")),
+                "default_qdisc": _show(facts.get("default_qdisc")),
+                "modules": "yes" if facts.get("modules_supported") else "no",
+                "netmap": _netmap(facts["netmap"]) if "netmap" in facts else None,
+            }
+        )
+    return out
+
+
+def _netmap(value: Any) -> str:
+    """facts.NetmapFacts as a dict ("loaded; git URL COMMIT; admode 0"), or an older shape."""
+    if isinstance(value, bool):
+        return "loaded" if value else "not loaded"
+    if isinstance(value, Mapping) and "status" in value:
+        words = [str(value["status"])]
+        if value.get("source"):
+            words.append(str(value["source"]))
+        if value.get("admode") is not None:
+            words.append(f"admode {value['admode']}")
+        return "; ".join(words)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) or "–"
+    return _show(value)
+
+
+def _values_by_config(
+    trials: Sequence[TrialRecord], verdicts: Sequence[MetricVerdict]
+) -> dict[tuple[str, str], list[float]]:
+    """Tonight's counted values per (metric, config): the very values the verdicts judged."""
+    metrics = {v.metric for v in verdicts}
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for t in trials:
+        if t.warmup or not t.valid:
+            continue  # invalid trials never count, on the page as in the verdict
+        config = config_key(t)
+        for m in metrics:
+            value = t.metrics.get(m)
+            if value is not None and math.isfinite(value):
+                out[(m, config)].append(float(value))
+    return out
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+@contextmanager
+def _figure(width: float, height: float) -> Iterator[Figure]:
+    # A bare Figure, not pyplot: nothing enters pyplot's global figure registry (so nothing to
+    # leak or close) and the caller's backend is left alone.
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8}):
+        yield Figure(figsize=(width, height), dpi=_DPI)
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.clear()
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class _Group:
+    label: str
+    values: Sequence[float]  # tonight's counted trials
+    baseline: float | None  # the baseline median
+    verdict: str
+
+
+def _short_configs(configs: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """The words every configuration shares ("accept workers=2"), and each one without them
+    ("mode=shared"): full keys do not fit under a small plot."""
+    split = {c: c.split() for c in configs}
+    if len(split) < 2:
+        return "", {c: c for c in split}
+    first, *rest = split.values()
+    common = [w for w in first if all(w in ws for ws in rest)]
+    short = {c: " ".join(w for w in ws if w not in common) or c for c, ws in split.items()}
+    return " ".join(common), short
+
+
+def _strip_plot(metric: str, direction: str, groups: Sequence[_Group], common: str) -> str:
+    """Tonight's valid trials per configuration (box + points) and the baseline median."""
+    width = min(9.0, max(3.4, 1.0 + 1.1 * len(groups)))
+    with _figure(width, 2.6) as fig:
+        ax = fig.subplots()
+        xs = list(range(1, len(groups) + 1))
+        boxed = [(x, list(g.values)) for x, g in zip(xs, groups, strict=True) if g.values]
+        if boxed:
+            ax.boxplot(
+                [vals for _, vals in boxed],
+                positions=[x for x, _ in boxed],
+                widths=0.5,
+                showfliers=False,  # the points themselves are drawn
+                medianprops={"color": SERIES_COLOR, "linewidth": 2},
+                boxprops={"color": "#888888"},
+                whiskerprops={"color": "#888888"},
+                capprops={"color": "#888888"},
+            )
+        for x, vals in boxed:
+            # An even spread, not random jitter: the same data draws the same picture.
+            offsets = [-0.18 + 0.36 * i / (len(vals) - 1) for i in range(len(vals))]
+            ax.scatter(
+                [x + o for o in offsets] if len(vals) > 1 else [x],
+                vals,
+                s=14,
+                color=SERIES_COLOR,
+                zorder=3,
+            )
+        base = [(x, g.baseline) for x, g in zip(xs, groups, strict=True) if _finite(g.baseline)]
+        if base:
+            ax.scatter(
+                [x for x, _ in base],
+                [b for _, b in base],
+                marker="D",
+                s=40,
+                color=BASELINE_COLOR,
+                edgecolors="black",
+                linewidths=0.6,
+                zorder=4,
+                label="baseline median",
+            )
+            ax.legend(loc="lower right", fontsize=7)
+        labels = [_mpl_text(g.label) for g in groups]
+        long = max(map(len, labels)) > 60 / len(groups)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=15 if long else 0, ha="right" if long else "center")
+        for tick, g in zip(ax.get_xticklabels(), groups, strict=True):
+            if g.verdict in _POINT_COLORS:
+                tick.set_color(_POINT_COLORS[g.verdict])
+                tick.set_fontweight("bold")
+        ax.set_xlim(0.4, len(groups) + 0.6)
+        tops = [v for g in groups for v in g.values] + [b for _, b in base]
+        _from_zero(ax, tops)
+        if common:
+            ax.set_xlabel(_mpl_text(common))
+        ax.set_title(_mpl_text(f"{metric} ({direction} is better)"))
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _trend_plot(
+    title: str, points: Sequence[HistoryPoint], run_id: int, verdict: MetricVerdict | None
+) -> str:
+    """Median per run over the history, tonight's point drawn large in its verdict's colour."""
+    with _figure(3.3, 2.0) as fig:
+        ax = fig.subplots()
+        xs = list(range(len(points)))
+        ys = [p.median if _finite(p.median) else math.nan for p in points]  # NaN: a gap
+        ax.plot(xs, ys, color=SERIES_COLOR, linewidth=2, marker="o", markersize=3)
+        base = _median(verdict.baseline) if verdict is not None else None
+        if _finite(base):
+            ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.2)
+        tonight = next((i for i, p in enumerate(points) if p.run_id == run_id), len(points) - 1)
+        if xs and _finite(ys[tonight]):
+            color = _POINT_COLORS.get(verdict.verdict if verdict else "", SERIES_COLOR)
+            ax.scatter([tonight], [ys[tonight]], s=60, color=color, edgecolors="black", zorder=4)
+        step = max(1, math.ceil(len(points) / 8))
+        ax.set_xticks(xs[::step])
+        ax.set_xticklabels([str(p.run_id) for p in points][::step])
+        ax.set_xlabel("run")
+        _from_zero(ax, [y for y in ys if _finite(y)] + ([base] if _finite(base) else []))
+        ax.set_title(_mpl_text(_shorten(title, 48)))
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _from_zero(ax: Axes, values: Sequence[float]) -> None:
+    """From 0, as the sweep plot: differences at their true size; headroom for the markers."""
+    if not values or min(values) < 0:
+        return  # a metric that can be negative keeps matplotlib's own limits
+    ax.set_ylim(0, max(values) * 1.12 or 1.0)
+
+
+def _mpl_text(text: str) -> str:
+    return text.replace("$", r"\$")  # a lone $ would start mathtext and fail the whole plot
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _finite(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x)
+
+
+def _median(s: Summary | None) -> float | None:
+    return s.median if s is not None and math.isfinite(s.median) else None
+
+
+def _num(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _ratio(r: float | None) -> str:
+    return f"{r:.3f}" if r is not None and math.isfinite(r) else "–"
+
+
+def _p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _show_lines(value: Any) -> str:
+    """A mapping one key per line (hosts in a fingerprint), anything else as `_show`."""
+    if isinstance(value, Mapping) and value:
+        return "\n".join(f"{k}: {_show(v)}" for k, v in value.items())
+    return _show(value)
+
+
+def _shorten(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
+
+
+def _took(seconds: float) -> str:
+    minutes, s = divmod(max(0, round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+# ---------------------------------------------------------------------------- page
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1240px; padding: 16px;
+       color: #1a1a1a; background: #fff; }
+header { display: flex; align-items: center; gap: 16px; flex-wrap: wrap;
+         border-bottom: 2px solid #ddd; padding-bottom: 8px; }
+h1 { font-size: 22px; margin: 0; }
+h2 { font-size: 19px; margin: 28px 0 4px; border-bottom: 1px solid #ddd; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+.badge { display: inline-block; padding: 6px 16px; border-radius: 6px; color: #fff;
+         font-weight: bold; font-size: 18px; text-transform: uppercase; letter-spacing: 1px; }
+.badge-ok { background: #2e7d32; } .badge-regression { background: #c62828; }
+.badge-failed, .badge-other { background: #757575; }
+.times, .note { color: #555; }
+table { border-collapse: collapse; margin: 4px 0; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+td.nics, td.kernel { white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.verdict-regression td { background: #fde0e0; }
+tr.verdict-regression td.verdict { color: #c62828; font-weight: bold; }
+tr.verdict-improvement td.verdict { color: #2e7d32; font-weight: bold; }
+tr.verdict-new td, tr.verdict-no-data td { color: #666; }
+.plots { display: flex; flex-wrap: wrap; gap: 10px 18px; align-items: flex-start; }
+figure { margin: 0; width: min-content; }
+figcaption { font-size: 12px; color: #555; }
+code, pre { font: 12px/1.3 ui-monospace, monospace; }
+pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
+ul { margin: 4px 0; }
+.empty { color: #666; font-style: italic; }
+"""
+
+# Counts the images the browser really decoded; the browser test reads it from the DOM.
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
+  }
+  document.body.dataset.imagesOk = ok + "/" + imgs.length;
+});
+"""
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Nothing but this page's own style and script, and images embedded in it.
+_CSP = (
+    f"default-src 'none'; img-src data:; style-src {_sha256(_STYLE)}; "
+    f"script-src {_sha256(_SCRIPT)}; base-uri 'none'; form-action 'none'"
+)
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} – {{ status }}</title>
+<style>{{ style }}</style>
+</head>
+<body>
+<header>
+  <h1>{{ title }}</h1>
+  <span class="badge {{ badge_class }}" id="status">{{ status }}</span>
+  <span class="times">started {{ started }} · finished {{ finished }}
+    {%- if took %} · took {{ took }}{% endif %}</span>
+</header>
+{% if notes %}
+<h3>Notes</h3>
+<ul class="notes">
+{% for note in notes %}  <li class="note">{{ note }}</li>
+{% endfor %}</ul>
+{% endif %}
+{% if sections %}
+<table class="overview">
+  <tr><th>experiment</th><th>run</th><th>status</th><th>verdicts</th></tr>
+{% for s in sections %}  <tr><td><a href="#{{ s.anchor }}">{{ s.run.experiment }}</a></td>
+    <td class="num">{{ s.run.id }}</td><td>{{ s.run.status }}</td>
+    <td>{% for k, n in s.verdict_counts %}{{ n }} {{ k }}{% if not loop.last %}, {% endif %}
+      {%- else %}–{% endfor %}</td></tr>
+{% endfor %}</table>
+{% else %}
+<p class="empty">No experiment ran.</p>
+{% endif %}
+{% for s in sections %}
+<section id="{{ s.anchor }}">
+<h2>{{ s.run.experiment }}{% if s.label %} “{{ s.label }}”{% endif %} · run {{ s.run.id }}
+  ({{ s.run.status }})</h2>
+<p class="times">started {{ s.run_started }} · finished {{ s.run_finished }} ·
+  {{ s.run.trials }} trials, {{ s.run.valid }} counted</p>
+{% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}
+<p class="history">{{ s.history_note }}</p>
+{% if s.params %}
+<table class="params">
+{% for k, v in s.params %}  <tr><th>{{ k }}</th><td><code>{{ v }}</code></td></tr>
+{% endfor %}</table>
+{% endif %}
+
+<h3>Verdicts</h3>
+{% if s.verdicts %}
+<table class="verdicts">
+  <tr><th>metric</th><th>config</th><th>better</th><th>tonight median</th><th>IQR</th>
+    <th>n</th><th>baseline median</th><th>n</th><th>baseline runs</th><th>ratio</th>
+    <th>p</th><th>verdict</th><th>reason</th></tr>
+{% for v in s.verdicts %}  <tr class="{{ v.cls }}"><td>{{ v.metric }}</td><td>{{ v.config }}</td>
+    <td>{{ v.better }}</td><td class="num">{{ v.median }}</td>
+    <td class="num" title="{{ v.iqr_range }}">{{ v.iqr }}</td><td class="num">{{ v.n }}</td>
+    <td class="num">{{ v.base_median }}</td><td class="num">{{ v.base_n }}</td>
+    <td>{{ v.base_runs }}</td><td class="num">{{ v.ratio }}</td><td class="num">{{ v.p }}</td>
+    <td class="verdict">{{ v.verdict }}</td><td>{{ v.reason }}</td></tr>
+{% endfor %}</table>
+{% else %}
+<p class="empty">No metric was compared.</p>
+{% endif %}
+
+{% if s.main_plots %}
+<h3>Tonight's trials</h3>
+<div class="plots">
+{% for p in s.main_plots %}{% if p.src %}  <figure><img src="{{ p.src }}"
+    alt="{{ p.metric }}: tonight's valid trials per configuration and the baseline median">
+  </figure>
+{% else %}  <p class="empty">{{ p.metric }}: no valid trial and no baseline.</p>
+{% endif %}{% endfor %}</div>
+{% endif %}
+
+{% if s.trend_plots %}
+<h3>History</h3>
+<div class="plots">
+{% for p in s.trend_plots %}{% if p.src %}  <figure>
+    <img src="{{ p.src }}" alt="{{ p.metric }} {{ p.config }}: median per run">
+    <figcaption>{{ p.metric }} · {{ p.config }} · {{ p.runs }} runs</figcaption>
+  </figure>
+{% else %}  <p class="empty">{{ p.metric }} · {{ p.config }}: no median in {{ p.runs }} runs</p>
+{% endif %}{% endfor %}</div>
+{% endif %}
+
+<h3>Validity</h3>
+<p>{{ s.validity.valid }} valid, {{ s.validity.invalid }} invalid,
+  {{ s.validity.warmup }} warm-up (never counted).</p>
+{% if s.validity.kinds|length > 1 %}
+<table class="kinds">
+  <tr><th>kind</th><th>valid</th><th>invalid</th><th>warm-up</th></tr>
+{% for kind, c in s.validity.kinds %}  <tr><td>{{ kind }}</td><td class="num">{{ c.valid }}</td>
+    <td class="num">{{ c.invalid }}</td><td class="num">{{ c.warmup }}</td></tr>
+{% endfor %}</table>
+{% endif %}
+{% if s.validity.reasons %}
+<table class="reasons">
+  <tr><th>why invalid</th><th>trials</th><th>seq</th></tr>
+{% for reason, n, seqs in s.validity.reasons %}  <tr><td>{{ reason }}</td>
+    <td class="num">{{ n }}</td><td>{{ seqs }}</td></tr>
+{% endfor %}</table>
+{% endif %}
+
+<h3>Provenance</h3>
+{% if s.changes %}
+<p>Differences from the baseline (possible causes):</p>
+<ul class="changes">
+{% for c in s.changes %}  <li>{{ c }}</li>
+{% endfor %}</ul>
+{% endif %}
+{% if s.hosts %}
+<table class="hosts">
+  <tr><th>role</th><th>host</th><th>kernel</th><th>CPU</th><th>NICs: driver, root qdisc</th>
+    <th>somaxconn</th><th>default qdisc</th><th>modules</th><th>netmap</th></tr>
+{% for h in s.hosts %}  <tr><td>{{ h.role }}</td><td>{{ h.name }}</td>
+    <td class="kernel">{{ h.kernel }}</td><td>{{ h.cpu }}</td>
+    <td class="nics">{% for n in h.nics %}{{ n.name }}: {{ n.driver }}, {{ n.qdisc }}
+      {%- if not loop.last %}<br>{% endif %}{% else %}–{% endfor %}</td>
+    <td class="num">{{ h.somaxconn }}</td><td>{{ h.default_qdisc }}</td><td>{{ h.modules }}</td>
+    <td>{{ h.netmap if h.netmap is not none else "–" }}</td></tr>
+{% endfor %}</table>
+{% endif %}
+<p>Fingerprint <code class="digest">{{ s.digest }}</code> of:</p>
+<table class="fingerprint">
+{% for k, v in s.parts %}  <tr><th>{{ k }}</th><td><pre>{{ v }}</pre></td></tr>
+{% endfor %}</table>
+</section>
+{% endfor %}
+<script>{{ script }}</script>
+</body>
+</html>
+"""
+
+_TEMPLATE = jinja2.Environment(
+    autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+).from_string(_PAGE)

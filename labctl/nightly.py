@@ -1,0 +1,236 @@
+"""One nightly run of a suite: lock the lab, clean up after any crashed run, provision if
+asked, run each experiment, store everything, compare with history, report, unlock.
+
+Exit status for cron: 0 all well, 1 a regression, 2 the run itself failed (a refused lock,
+a failed provision, an experiment that could not run, an interruption). The lock is
+released on every way out but SIGKILL, which the next run handles: the lock is stale (its
+labctl is gone, or it expired), runs left 'running' are marked crashed, and processes left
+on the hosts are stopped by PID before anything is measured.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import LabctlError
+from labctl.experiments.base import Interrupted, interrupts_as_exception
+from labctl.history import RunComparison, compare_run
+from labctl.inventory import Inventory
+from labctl.leftovers import clean_leftovers
+from labctl.lock import DEFAULT_TTL, LabLock
+from labctl.regress import MetricVerdict, overall
+from labctl.remote import Connections
+from labctl.results import ResultsStore
+from labctl.suite import Suite, SuiteExperiment
+
+EXIT_OK, EXIT_REGRESSION, EXIT_RUN_FAILED = 0, 1, 2
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class NightlyOutcome:
+    nightly_id: int | None
+    status: str = "running"  # ok, regression, failed, interrupted
+    comparisons: list[tuple[str, RunComparison]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+    notes: list[str] = field(default_factory=list)
+    html: Path | None = None
+    junit: Path | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def verdicts(self) -> list[MetricVerdict]:
+        return [v for _, c in self.comparisons for v in c.verdicts]
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in ("failed", "interrupted"):
+            return EXIT_RUN_FAILED
+        return EXIT_REGRESSION if self.status == "regression" else EXIT_OK
+
+
+def run_experiment(
+    entry: SuiteExperiment,
+    inventory: Inventory,
+    store: ResultsStore,
+    workloads_dir: Path,
+    on_trial: Any = None,
+) -> Any:
+    """One suite entry, as `labctl experiment` would run it; its SweepOutcome."""
+    options = entry.options()
+    if entry.experiment == "reuseport":
+        from labctl.experiments.reuseport import run_reuseport
+
+        return run_reuseport(
+            inventory,
+            options,
+            store,
+            server=entry.server,
+            clients=entry.clients,
+            seed=entry.seed,
+            workloads_dir=workloads_dir,
+            on_trial=on_trial,
+        )
+    from labctl.experiments.qdisc import run_qdisc
+
+    sender = next((h.name for h in inventory.select(entry.clients) if h.name != entry.server), None)
+    return run_qdisc(
+        inventory,
+        options,
+        store,
+        sender=sender,
+        receiver=entry.server,
+        seed=entry.seed,
+        on_trial=on_trial,
+    )
+
+
+def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list[str]:
+    """Run playbooks/provision.yml with the suite's tags; the failures, one line each."""
+    from labctl.playbook import load_playbook
+    from labctl.report import QuietReporter
+    from labctl.runner import RunOptions, run_playbook
+
+    book = load_playbook(Path(__file__).resolve().parent.parent / "playbooks" / "provision.yml")
+    options = RunOptions(limit=hosts, tags=frozenset(suite.provision_tags))
+    say(f"provision ({', '.join(suite.provision_tags) or 'all steps'}) ...")
+    run = run_playbook(book, inventory, options, QuietReporter())
+    failures = [
+        f"{r.host}: {r.task}: {r.msg.splitlines()[0] if r.msg else r.status}"
+        for r in run.results
+        if r.status in ("failed", "unreachable") and not r.ignored
+    ]
+    changed = sum(1 for r in run.results if r.status == "changed")
+    say(f"provision: {len(run.results)} task results, {changed} changed, {len(failures)} failed")
+    return failures
+
+
+def run_nightly(
+    suite: Suite,
+    inventory: Inventory,
+    store: ResultsStore,
+    *,
+    workloads_dir: Path,
+    say: Say = lambda msg: None,
+    on_trial: Callable[[SuiteExperiment], Any] | None = None,
+    finish: Callable[[NightlyOutcome], None] | None = None,
+    ttl: float = DEFAULT_TTL,
+) -> NightlyOutcome:
+    """The whole nightly; `finish` writes the reports before the lock is released."""
+    hosts = [h.name for h in inventory.select(suite.hosts)]
+    if not hosts:
+        raise LabctlError(f"suite {suite.name}: pattern {suite.hosts!r} selects no host")
+    outcome = NightlyOutcome(None)
+    for run_id in store.mark_crashed_runs():
+        outcome.notes.append(f"run {run_id} was left running by a labctl that died: crashed")
+        say(outcome.notes[-1])
+    with Connections(inventory.select(suite.hosts)) as conns, interrupts_as_exception():
+        lock = LabLock(conns, hosts, f"nightly {suite.name}", ttl=ttl, on_message=say)
+        lock.acquire()  # LockHeld: refused, nothing recorded
+        try:
+            outcome.notes.extend(lock.messages)
+            outcome.nightly_id = store.start_nightly(suite.name, suite.path, inventory.path)
+            _body(
+                suite, inventory, store, conns, hosts, lock, outcome, workloads_dir, say, on_trial
+            )
+        except Interrupted as exc:
+            outcome.status = "interrupted"
+            outcome.errors.append(("nightly", f"interrupted by {exc}"))
+        except LabctlError as exc:
+            outcome.status = "failed"
+            outcome.errors.append(("nightly", str(exc)))
+        finally:
+            try:
+                if outcome.status == "running":
+                    outcome.status = "failed"  # an unexpected error is on its way up
+                if finish is not None and outcome.nightly_id is not None:
+                    finish(outcome)
+                if outcome.nightly_id is not None:
+                    store.update_nightly(
+                        outcome.nightly_id,
+                        status=outcome.status,
+                        summary=_summary(outcome),
+                    )
+            finally:
+                lock.release()
+    return outcome
+
+
+def _body(
+    suite: Suite,
+    inventory: Inventory,
+    store: ResultsStore,
+    conns: Connections,
+    hosts: list[str],
+    lock: LabLock,
+    outcome: NightlyOutcome,
+    workloads_dir: Path,
+    say: Say,
+    on_trial: Callable[[SuiteExperiment], Any] | None,
+) -> None:
+    assert outcome.nightly_id is not None
+    for found in clean_leftovers(conns, hosts):
+        outcome.notes.append(found.describe())
+        say(found.describe())
+    if suite.provision:
+        failures = _provision(suite, inventory, suite.hosts, say)
+        if failures:
+            outcome.errors.extend(("provision", f) for f in failures)
+            outcome.status = "failed"
+            return
+        lock.renew()
+    run_ids: dict[str, int] = {}
+    interrupted = False
+    for entry in suite.experiments:
+        say(f"experiment {entry.name} ({entry.experiment}) ...")
+        result = run_experiment(
+            entry, inventory, store, workloads_dir, on_trial(entry) if on_trial else None
+        )
+        run_ids[entry.name] = result.run_id
+        store.update_nightly(outcome.nightly_id, runs=run_ids)
+        store.set_run_identity(result.run_id, label=entry.name)
+        if result.status != "finished":
+            outcome.errors.append(
+                (entry.name, f"run {result.run_id} {result.status}: {result.note}")
+            )
+            interrupted = result.status == "interrupted"
+            if interrupted:
+                break
+            continue
+        comparison = compare_run(
+            store,
+            result.run_id,
+            label=entry.name,
+            metrics=entry.metrics or None,  # type: ignore[arg-type]
+            history=suite.history,
+            threshold=suite.threshold,
+            alpha=suite.alpha,
+        )
+        outcome.comparisons.append((entry.name, comparison))
+        lock.renew()
+    if interrupted:
+        outcome.status = "interrupted"
+    elif outcome.errors:
+        outcome.status = "failed"
+    else:
+        outcome.status = overall(outcome.verdicts)
+
+
+def _summary(outcome: NightlyOutcome) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for v in outcome.verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    return {
+        "verdicts": counts,
+        "regressions": [v.reason for v in outcome.verdicts if v.verdict == "regression"],
+        "errors": [f"{what}: {why}" for what, why in outcome.errors],
+        "notes": outcome.notes,
+        "html": str(outcome.html) if outcome.html else None,
+        "junit": str(outcome.junit) if outcome.junit else None,
+        "exit": outcome.exit_code,
+    }

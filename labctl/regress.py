@@ -1,0 +1,420 @@
+"""Did tonight get worse? Fingerprints decide which past runs compare; trials decide the rest.
+
+A run's fingerprint covers what it measures (experiment, the parameters that define the
+measurement) and what it measures on (each host's role, kernel, CPU, NIC drivers). Only runs
+with the same fingerprint form a history: a kernel upgrade starts a new one (issue 7).
+Everything else that differs between two runs (a tuning knob, a sysctl, a driver version)
+does not break the history; it is listed as a likely cause of whatever changed.
+
+A metric regresses only when the change in the bad direction is beyond a threshold *and* the
+Mann-Whitney test on the trials says it is not noise (DESIGN 5: spreads of 3-23% between
+repeats here, so neither test alone is enough). Invalid and warm-up trials never count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from labctl.results import TrialRecord
+from labctl.stats import Summary, mann_whitney_p, summarize
+
+Direction = Literal["higher", "lower"]
+
+WATCHED: Mapping[str, Mapping[str, Direction]] = {
+    "reuseport": {
+        "conn_per_s": "higher",
+        "latency_p99_us": "lower",
+        "tx_pps": "higher",
+        "rx_pps": "higher",
+    },
+    "qdisc": {"throughput_mbps": "higher", "pps": "higher"},
+}
+
+IDENTITY_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "reuseport": ("modes", "workers", "duration", "wait_fin", "pktgen"),
+    "qdisc": ("qdiscs", "protos", "duration"),
+}
+
+# The trial parameters that say which configuration a trial measured; the rest of a trial's
+# params (duration, backlog, the qdisc's own arguments, the path...) are the run's settings.
+CONFIG_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "accept": ("mode", "workers"),
+    "pktgen": (),
+    "qdisc": ("proto", "qdisc"),
+}
+# For a kind not listed above every scalar param counts, except these knobs.
+_KNOBS = frozenset({"backlog", "threads", "inflight", "port", "repeat", "seed", "warmup"})
+
+HOST_IDENTITY = ("role", "kernel_release", "arch", "cpu_model", "cpus", "nics")
+HOST_PROVENANCE = ("kernel_release", "somaxconn", "default_qdisc", "gcc_version")
+INTERFACE_PROVENANCE = ("driver", "driver_version", "root_qdisc")
+
+_ABSENT = object()
+
+
+# ---------------------------------------------------------------------------- fingerprint
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    digest: str  # 16 hex chars of sha256 over the canonical JSON of `parts`
+    parts: Mapping[str, Any]
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able, order-free where order means nothing: a list of scalars is a set of values
+    (modes [shared, reuseport] measure what [reuseport, shared] measure)."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_canonical(v) for v in value]
+        if all(isinstance(v, str) for v in items) or all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in items
+        ):
+            return sorted(items)
+        return items
+    return value
+
+
+def _host_identity(role: str, facts: Mapping[str, Any]) -> dict[str, Any]:
+    # The set of drivers, not one entry per interface: veths come and go with containers.
+    drivers = {
+        str(i["driver"])
+        for i in facts.get("interfaces") or ()
+        if isinstance(i, Mapping) and i.get("driver")
+    }
+    return {
+        "role": role,
+        "kernel_release": facts.get("kernel_release"),
+        "arch": facts.get("arch"),
+        "cpu_model": facts.get("cpu_model"),
+        "cpus": facts.get("cpus"),
+        "nics": sorted(drivers),
+    }
+
+
+def fingerprint(
+    experiment: str,
+    params: Mapping[str, Any],
+    hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+) -> Fingerprint:
+    """What must match for two runs to compare. `hosts`: name -> (role, facts dict), as
+    `ResultsStore.hosts` returns them. An experiment without an IDENTITY_PARAMS entry is
+    identified by all its params (never compare what might differ)."""
+    keys = IDENTITY_PARAMS.get(experiment, tuple(params))
+    parts: dict[str, Any] = {
+        "experiment": experiment,
+        "params": {k: _canonical(params[k]) for k in sorted(keys) if k in params},
+        "hosts": {
+            name: _host_identity(role, facts) for name, (role, facts) in sorted(hosts.items())
+        },
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return Fingerprint(hashlib.sha256(text.encode()).hexdigest()[:16], parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _diff_line(label: str, old: Any, new: Any) -> str:
+    return f"{label}: {_fmt(old)} -> {_fmt(new)}"
+
+
+def _diff_mappings(prefix: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if a != b:
+            lines.append(_diff_line(f"{prefix}{key}", a, b))
+    return lines
+
+
+def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two `Fingerprint.parts`, one human line each."""
+    lines = []
+    if old.get("experiment") != new.get("experiment"):
+        lines.append(_diff_line("experiment", old.get("experiment"), new.get("experiment")))
+    lines += _diff_mappings("", old.get("params") or {}, new.get("params") or {})
+    old_hosts, new_hosts = old.get("hosts") or {}, new.get("hosts") or {}
+    for name in sorted(set(old_hosts) | set(new_hosts)):
+        if name not in new_hosts:
+            lines.append(f"host {name} removed")
+        elif name not in old_hosts:
+            lines.append(f"host {name} added")
+        else:
+            lines += _diff_mappings(f"{name} ", old_hosts[name], new_hosts[name])
+    return lines
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """{"netmap": {"loaded": true}} -> {"netmap.loaded": true}, so a diff names the leaf."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}", v))
+        return out
+    return {prefix: value}
+
+
+def _host_provenance(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The host-wide values that may explain a change: sysctls, kernel, compiler, netmap."""
+    values: dict[str, Any] = {k: facts.get(k) for k in HOST_PROVENANCE}
+    if "netmap" in facts:
+        values.update(_flatten("netmap", facts["netmap"]))
+    return values
+
+
+def _interfaces(facts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Interface name -> its driver, driver version and root qdisc."""
+    return {
+        str(i["name"]): {k: i.get(k) for k in INTERFACE_PROVENANCE}
+        for i in facts.get("interfaces") or ()
+        if isinstance(i, Mapping) and i.get("name")
+    }
+
+
+def provenance_changes(
+    old_params: Mapping[str, Any],
+    new_params: Mapping[str, Any],
+    old_hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+    new_hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+    *,
+    experiment: str | None = None,
+) -> list[str]:
+    """Everything that differs between two runs and may explain a change, sorted, one line
+    each: params ("backlog: 4096 -> 5"), and per host its kernel, sysctls, compiler, each
+    interface's driver, driver version and root qdisc, and netmap's state where recorded.
+
+    With `experiment`, its identity params are left out (the fingerprint covers them); without
+    it every param is compared, which for two runs of one history gives the same lines."""
+    identity = set(IDENTITY_PARAMS.get(experiment, ())) if experiment else set()
+    lines = _diff_mappings(
+        "",
+        {k: _canonical(v) for k, v in old_params.items() if k not in identity},
+        {k: _canonical(v) for k, v in new_params.items() if k not in identity},
+    )
+    for name in sorted(set(old_hosts) | set(new_hosts)):
+        if name not in new_hosts:
+            lines.append(f"host {name} removed")
+            continue
+        if name not in old_hosts:
+            lines.append(f"host {name} added")
+            continue
+        (old_role, old_facts), (new_role, new_facts) = old_hosts[name], new_hosts[name]
+        if old_role != new_role:
+            lines.append(_diff_line(f"{name} role", old_role, new_role))
+        lines += _diff_mappings(
+            f"{name} ", _host_provenance(old_facts), _host_provenance(new_facts)
+        )
+        old_ifs, new_ifs = _interfaces(old_facts), _interfaces(new_facts)
+        for iface in set(old_ifs) | set(new_ifs):
+            if iface not in new_ifs:
+                lines.append(f"{name} interface {iface} removed")
+            elif iface not in old_ifs:
+                lines.append(f"{name} interface {iface} added")
+            else:
+                lines += _diff_mappings(f"{name} {iface} ", old_ifs[iface], new_ifs[iface])
+    return sorted(lines)
+
+
+# ---------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    experiment: str
+    metric: str
+    config: str  # config_key of the trials, "" when none
+    direction: Direction
+    current: Summary | None  # tonight's valid, non-warm-up trials
+    baseline: Summary | None  # the history's valid trials, pooled
+    baseline_runs: tuple[int, ...]  # the past runs that gave a value, ascending
+    ratio: float | None  # current.median / baseline.median
+    p_value: float | None  # Mann-Whitney two-sided
+    verdict: str  # ok | regression | improvement | new | no-data
+    reason: str  # one line with the numbers that decided it
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def config_key(trial: TrialRecord) -> str:
+    """ "accept mode=reuseport workers=2", "pktgen", "qdisc proto=udp qdisc=pfifo": the trial's
+    kind and the params that say which configuration it measured, sorted by name."""
+    keys = CONFIG_PARAMS.get(trial.kind)
+    if keys is None:
+        keys = tuple(
+            k
+            for k, v in trial.params.items()
+            if k not in _KNOBS and isinstance(v, str | int | float | bool)
+        )
+    pairs = [f"{k}={_param_text(trial.params[k])}" for k in sorted(keys) if k in trial.params]
+    return " ".join([trial.kind, *pairs])
+
+
+def _num(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _runs_text(runs: Iterable[int]) -> str:
+    return ",".join(str(r) for r in runs)
+
+
+def _values_by_config(trials: Iterable[TrialRecord], metric: str) -> dict[str, list[float]]:
+    """Valid, non-warm-up values of `metric` per configuration."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for t in trials:
+        if t.warmup or not t.valid or metric not in t.metrics:
+            continue
+        value = float(t.metrics[metric])
+        if math.isfinite(value):
+            out[config_key(t)].append(value)
+    return out
+
+
+def _judge(
+    metric: str,
+    direction: Direction,
+    cur: list[float],
+    base: list[float],
+    runs: tuple[int, ...],
+    threshold: float,
+    alpha: float,
+    why_no_data: str,
+) -> tuple[Summary | None, Summary | None, float | None, float | None, str, str]:
+    current = summarize(cur) if cur else None
+    baseline = summarize(base) if base else None
+    if current is None:
+        return None, baseline, None, None, "no-data", f"{metric}: {why_no_data}"
+    if baseline is None:
+        return (
+            current,
+            None,
+            None,
+            None,
+            "new",
+            f"{metric} median {_num(current.median)} (n={current.n}): no valid trial in the "
+            "history of this fingerprint",
+        )
+    head = (
+        f"{metric} median {_num(current.median)} (n={current.n}) vs "
+        f"{_num(baseline.median)} (n={baseline.n}, runs {_runs_text(runs)})"
+    )
+    if baseline.median == 0:
+        return current, baseline, None, None, "ok", f"{head}: baseline median 0, no ratio"
+    ratio = current.median / baseline.median
+    p = mann_whitney_p(cur, base)
+    if p is not None and math.isnan(p):
+        p = 1.0  # every value equal on both sides: nothing to tell apart
+    worse = ratio < 1 - threshold if direction == "higher" else ratio > 1 + threshold
+    better = ratio > 1 + threshold if direction == "higher" else ratio < 1 - threshold
+    size = f"{'beyond' if worse or better else 'within'} {threshold * 100:g}%"
+    if p is None:
+        return (
+            current,
+            baseline,
+            ratio,
+            None,
+            "ok",
+            f"{head}: x{ratio:.2f}, {size}; too few trials for a test "
+            f"(n={current.n} vs {baseline.n}, need 2 each): not judged",
+        )
+    significant = p < alpha
+    text = f"{head}: x{ratio:.2f}, p={p:.2g} {'<' if significant else '>='} {alpha:g}, {size}"
+    verdict = "ok"
+    if significant and worse:
+        verdict = "regression"
+    elif significant and better:
+        verdict = "improvement"
+    return current, baseline, ratio, p, verdict, text
+
+
+def compare(
+    experiment: str,
+    current: Sequence[TrialRecord],
+    history: Sequence[tuple[int, Sequence[TrialRecord]]],
+    metrics: Mapping[str, Direction],
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> list[MetricVerdict]:
+    """One verdict per (metric, configuration) seen tonight or in `history` (run_id, trials)
+    of comparable past runs, newest first; every run given is pooled into the baseline.
+
+    A (metric, configuration) is "seen" when any non-warm-up trial of it carries the metric,
+    valid or not; so a configuration whose trials all failed tonight still gets a "no-data"
+    verdict, but a metric no trial ever produced (pktgen on a lab without netmap) gets none.
+    """
+    out: list[MetricVerdict] = []
+    for metric, direction in metrics.items():
+        tonight = _values_by_config(current, metric)
+        past: dict[str, list[float]] = defaultdict(list)
+        runs_of: dict[str, set[int]] = defaultdict(set)
+        seen = {config_key(t) for t in current if not t.warmup and metric in t.metrics}
+        for run_id, trials in history:
+            for key, values in _values_by_config(trials, metric).items():
+                past[key] += values
+                runs_of[key].add(run_id)
+            seen |= {config_key(t) for t in trials if not t.warmup and metric in t.metrics}
+        for key in sorted(seen):
+            invalid = [t for t in current if not t.warmup and config_key(t) == key and not t.valid]
+            why = "no valid trial tonight"
+            if invalid:
+                first = " ".join(invalid[0].reason.split()) or "no reason given"
+                why += f" ({len(invalid)} invalid: {first})"
+            elif not any(not t.warmup and config_key(t) == key for t in current):
+                why += " (not run)"
+            runs = tuple(sorted(runs_of.get(key, ())))
+            cur_s, base_s, ratio, p, verdict, reason = _judge(
+                metric,
+                direction,
+                tonight.get(key, []),
+                past.get(key, []),
+                runs,
+                threshold,
+                alpha,
+                why,
+            )
+            out.append(
+                MetricVerdict(
+                    experiment,
+                    metric,
+                    key,
+                    direction,
+                    cur_s,
+                    base_s,
+                    runs,
+                    ratio,
+                    p,
+                    verdict,
+                    reason,
+                )
+            )
+    return out
+
+
+def overall(verdicts: Sequence[MetricVerdict]) -> str:
+    """ "regression" if any verdict is one, else "ok"."""
+    return "regression" if any(v.verdict == "regression" for v in verdicts) else "ok"

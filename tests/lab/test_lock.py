@@ -1,0 +1,72 @@
+"""The lab lock on real hosts over SSH: taken, refused, taken over when stale, released."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labctl.lock import LOCK_FILE, LabLock, LockHeld, read_lock
+from labctl.remote import Connections
+
+from .conftest import NamespaceLab
+
+pytestmark = pytest.mark.lab
+
+HOSTS = ["srv1", "cli1"]
+
+
+def no_lock_left(lab: NamespaceLab) -> bool:
+    return all(not lab.host(h).run(["test", "-e", LOCK_FILE]).ok for h in HOSTS)
+
+
+def test_second_holder_is_refused_with_the_holders_name_then_gets_it(lab: NamespaceLab) -> None:
+    conns: Connections = lab.connections
+    first = LabLock(conns, HOSTS, "nightly test").acquire()
+    try:
+        held = read_lock(lab.host("srv1"))
+        assert held is not None and held.token == first.token
+        second = LabLock(conns, HOSTS, "experiment by hand")
+        with pytest.raises(LockHeld) as err:
+            second.acquire()
+        assert "locked by nightly test (" in str(err.value)
+        assert second.held == []  # nothing half-taken
+        assert read_lock(lab.host("cli1")).token == first.token  # type: ignore[union-attr]
+    finally:
+        first.release()
+    assert no_lock_left(lab)
+    with LabLock(conns, HOSTS, "experiment by hand") as second:
+        assert read_lock(lab.host("cli1")).purpose == "experiment by hand"  # type: ignore[union-attr]
+        assert second.held == sorted(HOSTS)
+    assert no_lock_left(lab)
+
+
+def test_an_expired_lock_is_taken_over_with_a_message(lab: NamespaceLab) -> None:
+    stale = LabLock(lab.connections, HOSTS, "a run that hung", ttl=0.5).acquire()
+    try:
+        time.sleep(0.6)
+        messages: list[str] = []
+        with LabLock(lab.connections, HOSTS, "nightly", on_message=messages.append) as taker:
+            assert len(messages) == 2
+            assert all("took over the lab lock of a run that hung" in m for m in messages)
+            assert all("it expired at" in m for m in messages)
+            stale.release()  # the old holder comes back: it must not free the new holder's lock
+            assert read_lock(lab.host("srv1")).token == taker.token  # type: ignore[union-attr]
+    finally:
+        stale.release()
+    assert no_lock_left(lab)
+
+
+def test_renew_pushes_the_expiry_and_notices_a_takeover(lab: NamespaceLab) -> None:
+    lock = LabLock(lab.connections, HOSTS, "long run", ttl=60).acquire()
+    try:
+        before = read_lock(lab.host("srv1")).expires  # type: ignore[union-attr]
+        time.sleep(0.05)
+        lock.renew()
+        assert read_lock(lab.host("srv1")).expires > before  # type: ignore[union-attr]
+        lab.host("cli1").run(["rm", "-f", LOCK_FILE], check=True)  # someone broke it by hand
+        with pytest.raises(Exception, match="taken over by another run"):
+            lock.renew()
+    finally:
+        lock.release()
+    assert no_lock_left(lab)

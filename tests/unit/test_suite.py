@@ -1,0 +1,92 @@
+"""Suite files: read whole, checked before any host is touched, errors with file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import InputError
+from labctl.suite import load_suite
+
+PROJECT = Path(__file__).resolve().parent.parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_suite_loads() -> None:
+    suite = load_suite(PROJECT / "playbooks" / "nightly.yml")
+    assert suite.name == "nightly"
+    assert [e.experiment for e in suite.experiments] == ["reuseport", "qdisc"]
+    assert suite.provision and "workloads" in suite.provision_tags
+    options = suite.experiments[0].options()
+    assert options.modes == ("shared", "reuseport") and options.workers == (1, 2)
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    suite = load_suite(
+        write(
+            tmp_path,
+            "experiments:\n"
+            "  - name: a\n"
+            "    experiment: reuseport\n"
+            "    params: {workers: [1], duration: 1, repeat: 3, threads: 1}\n"
+            "    metrics: {conn_per_s: higher}\n"
+            "    seed: 7\n",
+        )
+    )
+    assert suite.name == "suite" and not suite.provision
+    assert (suite.history, suite.threshold, suite.alpha) == (5, 0.10, 0.05)
+    entry = suite.experiments[0]
+    assert entry.seed == 7 and entry.metrics == {"conn_per_s": "higher"}
+    assert entry.options().threads == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("experiments: []\n", 1, "at least one"),
+        ("nme: x\nexperiments: [{name: a, experiment: reuseport}]\n", 1, "unknown key 'nme'"),
+        (
+            "experiments:\n  - name: a\n    experiment: reuseprot\n",
+            3,
+            "unknown experiment 'reuseprot'",
+        ),
+        (
+            "experiments:\n  - name: a\n    experiment: reuseport\n    params:\n      backlg: 5\n",
+            5,
+            "unknown key 'backlg'",
+        ),
+        (
+            "experiments:\n  - name: a\n    experiment: reuseport\n    params: {workers: [0]}\n",
+            4,
+            "workers must be at least 1",
+        ),
+        (
+            "experiments:\n  - {name: a, experiment: qdisc}\n  - {name: a, experiment: qdisc}\n",
+            3,
+            "used twice",
+        ),
+        (
+            "experiments:\n  - name: a\n    experiment: qdisc\n    metrics: {pps: up}\n",
+            4,
+            "higher or lower",
+        ),
+        (
+            "compare:\n  threshold: lots\nexperiments: [{name: a, experiment: qdisc}]\n",
+            2,
+            "threshold must be",
+        ),
+        ("experiments:\n  - name: a\n    experiment: [x\n", 4, "invalid YAML"),
+    ],
+)
+def test_bad_suites_say_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        load_suite(path)
+    assert str(err.value).startswith(f"{path}:{line}: "), str(err.value)
+    assert words in str(err.value)
