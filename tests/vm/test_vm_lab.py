@@ -53,10 +53,10 @@ def _nic(conn: HostConnection, name: str) -> tuple[str, int] | None:
             f"cat /sys/class/net/{name}/ifindex",
         ]
     )
-    if not res.ok:
-        return None
-    driver, index = res.stdout.split()
-    return driver, int(index)
+    words = res.stdout.split()
+    if not res.ok or len(words) != 2 or not words[1].isdigit():
+        return None  # gone, or half there (udev is still renaming it, no driver link yet)
+    return words[0], int(words[1])
 
 
 def _wait_for_nic(conn: HostConnection, name: str, newer_than: int, timeout: float) -> Any:
