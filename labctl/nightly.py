@@ -206,7 +206,7 @@ def _body(
             store,
             result.run_id,
             label=entry.name,
-            metrics=entry.metrics or None,  # type: ignore[arg-type]
+            metrics=entry.metrics or None,
             history=suite.history,
             threshold=suite.threshold,
             alpha=suite.alpha,

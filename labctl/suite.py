@@ -10,9 +10,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from labctl.errors import InputError
+from labctl.regress import Direction
 from labctl.yamlfile import LineMap, line_of, load_yaml
 
 EXPERIMENTS = ("reuseport", "qdisc")
@@ -28,7 +29,7 @@ class SuiteExperiment:
     server: str | None = None
     clients: str = "clients"
     seed: int | None = None
-    metrics: Mapping[str, str] = field(default_factory=dict)  # metric -> higher|lower
+    metrics: Mapping[str, Direction] = field(default_factory=dict)  # metric -> higher|lower
     line: int | None = None
 
     def options(self) -> Any:
@@ -130,7 +131,7 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
         server=str(entry["server"]) if entry.get("server") else None,
         clients=str(entry.get("clients") or "clients"),
         seed=seed,
-        metrics={str(k): str(v) for k, v in metrics.items()},
+        metrics={str(k): cast(Direction, v) for k, v in metrics.items()},
         line=entry.line,
     )
     try:

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
+from labctl.actions.base import TaskContext, run_action
+from labctl.actions.process import ProcessAction
+
 from .conftest import NamespaceLab
 
 pytestmark = pytest.mark.lab
@@ -184,3 +187,40 @@ def test_sigkill_mid_run_then_the_next_nightly_completes(lab: NamespaceLab, tmp_
         first_trials = db.execute("SELECT COUNT(*) FROM trials WHERE run_id = 1").fetchone()[0]
     assert runs == [(1, "crashed"), (2, "finished")]
     assert first_trials == kept  # nothing finished was lost
+
+
+def test_provision_first_and_a_failed_experiment_exits_2(lab: NamespaceLab, tmp_path: Path) -> None:
+    """The suite provisions (workloads), then its experiment cannot run: a listener already
+    holds the port. The run itself failed: exit 2, never 1, and the lock is released."""
+    store = tmp_path / "r.db"
+    path = suite(tmp_path, "busy", repeat=2)
+    path.write_text(path.read_text().replace("provision: false", "provision: {tags: [workloads]}"))
+    listener = {"name": "nightly-test-listener", "run_dir": "/root/labctl/test-run"}
+    srv = lab.host("srv1")
+    argv = [
+        "python3", "-c",
+        "import socket, time; s = socket.socket(); "
+        f"s.bind(('0.0.0.0', {PORT})); s.listen(); time.sleep(300)",
+    ]  # fmt: skip
+    ctx = TaskContext(srv, {}, tmp_path)
+    started = run_action(ProcessAction(), ctx, {**listener, "argv": argv, "startup_wait": 0.5})
+    assert not started.failed, started.msg
+    try:
+        proc = subprocess.run(
+            nightly_argv(lab, path, store),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        stopped = run_action(ProcessAction(), ctx, {**listener, "state": "stopped"})
+    assert not stopped.failed, stopped.msg
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, out
+    assert "provision: " in out and "0 failed" in out
+    assert f"port {PORT} already has a listener" in out
+    assert "the run failed" in out
+    assert not lab.host("srv1").run(["test", "-e", "/run/labctl/lab.lock"]).ok
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT status FROM nightly").fetchall() == [("failed",)]
