@@ -581,7 +581,10 @@ _PAGE = """<!DOCTYPE html>
 <h2>{{ s.run.experiment }}{% if s.label %} “{{ s.label }}”{% endif %} · run {{ s.run.id }}
   ({{ s.run.status }})</h2>
 <p class="times">started {{ s.run_started }} · finished {{ s.run_finished }} ·
-  {{ s.run.trials }} trials, {{ s.run.valid }} counted</p>
+  {{ s.run.trials }} trials, {{ s.run.valid }} counted
+  {%- if s.run.labctl_version %} · labctl {{ s.run.labctl_version }}{% endif %}
+  {%- if s.run.inventory %} · inventory {{ s.run.inventory }}{% endif %}
+  {%- if s.run.seed is not none %} · seed {{ s.run.seed }}{% endif %}</p>
 {% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}
 <p class="history">{{ s.history_note }}</p>
 {% if s.params %}

@@ -114,6 +114,9 @@ class RunSummary:
     note: str = ""
     fingerprint: str | None = None
     label: str | None = None
+    labctl_version: str = ""
+    inventory: str = ""
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -356,6 +359,9 @@ class ResultsStore:
                 r["note"] or "",
                 r["fingerprint"],
                 r["label"],
+                r["labctl_version"],
+                r["inventory"],
+                r["seed"],
             )
             for r in rows
         ]
