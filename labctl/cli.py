@@ -554,11 +554,11 @@ def experiment(
 
 def _experiment_lock(inv: Inventory, server: str | None, clients: str, name: str) -> Any:
     """By hand or nightly, one run at a time on a host: the server and the clients are locked."""
+    from labctl.experiments.base import experiment_hosts
     from labctl.lock import lab_locked
 
-    servers = [inv.host(server)] if server else list(inv.select("servers"))[:1]
-    hosts = {h.name: h for h in [*servers, *inv.select(clients)]}
-    return lab_locked(list(hosts.values()), f"experiment {name}", on_message=_console().print)
+    hosts = experiment_hosts(inv, server, clients)
+    return lab_locked(hosts, f"experiment {name}", on_message=_console().print)
 
 
 def _experiment_qdisc(

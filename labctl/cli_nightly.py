@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,9 @@ def nightly(
         raise Exit(f"labctl: nightly interrupted by {exc}", code=2) from exc
     except LabctlError as exc:  # bad input, a refused lock, an unreachable lab: cron sees 2
         raise Exit(f"labctl: {exc}", code=2) from exc
+    except Exception as exc:  # a bug, a full disk: still "the run failed", never "regression"
+        traceback.print_exc()
+        raise Exit(f"labctl: nightly failed: {type(exc).__name__}: {exc}", code=2) from exc
     if code:
         raise Exit(code=code)
 

@@ -507,6 +507,19 @@ class RecordedLab:
         self._save_record()
 
     @staticmethod
+    def _purge_state_files(state: Path) -> None:
+        """The files `up` writes in every lab's state directory (never anything else)."""
+        for name in (
+            "id_ed25519",
+            "id_ed25519.pub",
+            "known_hosts",
+            "inventory.yml",
+            "lab.json.tmp",
+            "known_hosts.tmp",
+        ):
+            (state / name).unlink(missing_ok=True)
+
+    @staticmethod
     def _ensure_key(path: Path, comment: str) -> LabChange:
         if path.exists():
             return LabChange(f"key {path.name}", False)
@@ -964,15 +977,7 @@ class LocalLab(RecordedLab):
         """Delete only what `up` writes, then the directory if that left it empty: a wrong
         `labctl_lab_state_dir` must never cost anything else."""
         state = self.spec.state_dir
-        for name in (
-            "id_ed25519",
-            "id_ed25519.pub",
-            "known_hosts",
-            "inventory.yml",
-            "lab.json.tmp",
-            "known_hosts.tmp",
-        ):
-            (state / name).unlink(missing_ok=True)
+        self._purge_state_files(state)
         for host in self.spec.hosts:
             hdir = self.spec.host_dir(host.name)
             if (hdir / "sshd_config").exists():  # a directory this lab made

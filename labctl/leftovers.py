@@ -2,9 +2,10 @@
 
 A controller killed by SIGKILL runs no cleanup: its servers and clients go on (each under a
 host-side `timeout`, but a long one) with their pidfiles in the experiments' run directory.
-Under the lab lock no other run can own a process there, so the next run stops every one of
-them (by pidfile PID, its start time checked: a reused PID is never signalled) and removes
-the files the dead run left.
+The experiments have that directory to themselves (the `process` action's default run_dir is
+another), and under the lab lock no other run can own a process there, so the next run stops
+every one of them (by pidfile PID, its start time checked: a reused PID is never signalled)
+and removes the files the dead run left.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from labctl.actions.base import TaskContext, run_action
 from labctl.actions.process import ProcessAction
 from labctl.errors import LabctlError
-from labctl.experiments.reuseport import RUN_DIR
+from labctl.experiments.base import RUN_DIR
 from labctl.remote import Connections, HostConnection, ShellScript
 
 
@@ -31,9 +32,11 @@ class Leftovers:
 
 
 def clean_host(conn: HostConnection, run_dir: str = RUN_DIR) -> Leftovers:
-    listing = conn.run(
-        ShellScript(f"cd {shlex.quote(run_dir)} 2>/dev/null && ls -1A"), timeout=30
-    ).stdout.split()
+    d = shlex.quote(run_dir)
+    found = conn.run(ShellScript(f"[ -d {d} ] || exit 0; cd {d} && ls -1A"), timeout=30)
+    if not found.ok:
+        raise LabctlError(f"{conn.host.name}: cannot list {run_dir}: {found.first_error_line()}")
+    listing = found.stdout.split()
     names = sorted(f.removesuffix(".pid") for f in listing if f.endswith(".pid"))
     stopped = []
     ctx = TaskContext(conn, {}, Path("."))

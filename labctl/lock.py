@@ -2,11 +2,12 @@
 
 Each host keeps one lock file in /run (gone at reboot, like every process it could protect).
 It names its holder (user, controller, PID, what for), when it was taken and when it
-expires. Taking it is atomic on the host: the record is written to a file of its own, then
-hard-linked to the lock's name, which fails if a lock exists. A lock that has expired, or
-whose labctl is known to be gone (same controller, PID dead or reused), is stale: the next
-run moves it aside and says so. Hosts are locked one by one in name order, so two runs
-contending for the same hosts cannot each hold half of them and wait for the other.
+expires. Every step on it (take, take over, renew, release) holds the host's `flock` guard,
+so two runs never interleave there. A lock is stale when its labctl is known to be gone
+(same controller, PID dead or reused), or, when that cannot be checked (another controller),
+once it has expired; the next run removes a stale lock and says so. A labctl seen running
+keeps its lock. Hosts are locked one by one in name order, so two runs contending for the
+same hosts cannot each hold half of them and wait for the other.
 """
 
 from __future__ import annotations
@@ -93,20 +94,30 @@ def stale_reason(
     """Why a lock no longer protects anything, or None while it does."""
     if info is None:
         return None  # unreadable: maybe being written by hand; never taken over silently
-    if now >= info.expires:
-        return f"it expired at {time.strftime('%H:%M:%S', time.localtime(info.expires))}"
-    if alive(info.controller) is False:
+    running = alive(info.controller)
+    if running is False:
         return f"its labctl (pid {info.pid} on {info.machine}) is gone"
-    return None
+    if running is None and now >= info.expires:  # another controller's: its expiry decides
+        return f"it expired at {time.strftime('%H:%M:%S', time.localtime(info.expires))}"
+    return None  # a labctl seen running keeps its lock, expired or not
 
 
 # ---------------------------------------------------------------------------- on a host
 
 
+def _guarded(script: str) -> str:
+    """Run `script` holding the host's lock guard (flock): taking, taking over, renewing and
+    releasing never interleave between two runs."""
+    guard = shlex.quote(f"{LOCK_DIR}/.guard")
+    return (
+        f"mkdir -p {shlex.quote(LOCK_DIR)} && exec 9>{guard} && flock -w 20 9 || "
+        f"{{ echo 'labctl: the lock guard is busy' >&2; exit 1; }}; {script}"
+    )
+
+
 def _acquire_script(record: str, token: str) -> str:
     own = f"{LOCK_FILE}.{token}"
-    return (
-        f"mkdir -p {shlex.quote(LOCK_DIR)} && "
+    return _guarded(
         f"printf '%s\\n' {shlex.quote(record)} > {shlex.quote(own)} && "
         f"if ln {shlex.quote(own)} {shlex.quote(LOCK_FILE)} 2>/dev/null; "
         f"then rm -f {shlex.quote(own)}; echo acquired; "
@@ -114,25 +125,24 @@ def _acquire_script(record: str, token: str) -> str:
     )
 
 
-def _takeover_script(stale_token: str, token: str) -> str:
-    """Move the lock aside (atomic: one contender wins); put it back if it was not the stale
-    one we saw (another run took over first)."""
-    lock, aside = shlex.quote(LOCK_FILE), shlex.quote(f"{LOCK_FILE}.stale.{token}")
-    return (
-        f"mv {lock} {aside} 2>/dev/null || exit 0; "
-        f"if grep -qF {shlex.quote(stale_token)} {aside}; then rm -f {aside}; echo moved; "
-        f"else ln {aside} {lock} 2>/dev/null; rm -f {aside}; echo raced; fi"
+def _takeover_script(stale_token: str) -> str:
+    """Remove the lock if it is still the stale one we saw (under the guard, so no other run
+    takes it over or renews it in between)."""
+    lock = shlex.quote(LOCK_FILE)
+    return _guarded(
+        f"if grep -qF {shlex.quote(stale_token)} {lock} 2>/dev/null; "
+        f"then rm -f {lock}; echo moved; else echo raced; fi"
     )
 
 
 def _release_script(token: str) -> str:
     lock = shlex.quote(LOCK_FILE)
-    return f"if grep -qF {shlex.quote(token)} {lock} 2>/dev/null; then rm -f {lock}; fi"
+    return _guarded(f"if grep -qF {shlex.quote(token)} {lock} 2>/dev/null; then rm -f {lock}; fi")
 
 
 def _renew_script(record: str, token: str) -> str:
     lock, own = shlex.quote(LOCK_FILE), shlex.quote(f"{LOCK_FILE}.{token}")
-    return (
+    return _guarded(
         f"grep -qF {shlex.quote(token)} {lock} 2>/dev/null || {{ echo lost; exit 0; }}; "
         f"printf '%s\\n' {shlex.quote(record)} > {own} && mv -f {own} {lock} && echo renewed"
     )
@@ -204,9 +214,16 @@ class LabLock:
             why = stale_reason(holder, time.time())
             if holder is None or why is None:
                 raise LockHeld(conn.host.name, holder)
-            conn.run(ShellScript(_takeover_script(holder.token, self.token)), timeout=30)
-            self._say(f"{conn.host.name}: took over the lab lock of {holder.describe()}: {why}")
+            moved = conn.run(ShellScript(_takeover_script(holder.token)), timeout=30).stdout.strip()
+            if moved == "moved":
+                self._say(f"{conn.host.name}: took over the lab lock of {holder.describe()}: {why}")
+            # else another run took it over first, or it went: look again
         raise LockHeld(conn.host.name, read_lock(conn))
+
+    def renew_if_due(self) -> None:
+        """Renew once a quarter of the lock's lifetime has gone by (cheap to call often)."""
+        if self.info.expires - time.time() < 0.75 * self.ttl:
+            self.renew()
 
     def renew(self) -> None:
         """Push the expiry `ttl` ahead (between the steps of a long run)."""

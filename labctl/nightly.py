@@ -10,14 +10,15 @@ on the hosts are stopped by PID before anything is measured.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import LabctlError
-from labctl.experiments.base import Interrupted, interrupts_as_exception
+from labctl.errors import InputError, LabctlError
+from labctl.experiments.base import Interrupted, experiment_hosts, interrupts_as_exception
 from labctl.history import RunComparison, compare_run
 from labctl.inventory import Inventory
 from labctl.leftovers import clean_leftovers
@@ -125,6 +126,19 @@ def run_nightly(
     hosts = [h.name for h in inventory.select(suite.hosts)]
     if not hosts:
         raise LabctlError(f"suite {suite.name}: pattern {suite.hosts!r} selects no host")
+    for entry in suite.experiments:  # never measure on a host the run has not locked
+        outside = [
+            h.name
+            for h in experiment_hosts(inventory, entry.server, entry.clients)
+            if h.name not in hosts
+        ]
+        if outside:
+            raise InputError(
+                f"experiment {entry.name} runs on {', '.join(outside)}, outside the suite's "
+                f"hosts {suite.hosts!r}",
+                suite.path,
+                entry.line,
+            )
     outcome = NightlyOutcome(None)
     for run_id in store.mark_crashed_runs():
         outcome.notes.append(f"run {run_id} was left running by a labctl that died: crashed")
@@ -145,11 +159,18 @@ def run_nightly(
             outcome.status = "failed"
             outcome.errors.append(("nightly", str(exc)))
         finally:
+            # The way out runs whole: a second Ctrl-C or SIGTERM waits until the reports are
+            # written, the store updated and every host's lock released.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
                 if outcome.status == "running":
                     outcome.status = "failed"  # an unexpected error is on its way up
                 if finish is not None and outcome.nightly_id is not None:
-                    finish(outcome)
+                    try:
+                        finish(outcome)
+                    except Exception as exc:  # the outcome is stored all the same
+                        outcome.errors.append(("report", f"{type(exc).__name__}: {exc}"))
+                        outcome.status = "failed"
                 if outcome.nightly_id is not None:
                     store.update_nightly(
                         outcome.nightly_id,
@@ -157,7 +178,10 @@ def run_nightly(
                         summary=_summary(outcome),
                     )
             finally:
-                lock.release()
+                try:
+                    lock.release()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return outcome
 
 
@@ -188,9 +212,8 @@ def _body(
     interrupted = False
     for entry in suite.experiments:
         say(f"experiment {entry.name} ({entry.experiment}) ...")
-        result = run_experiment(
-            entry, inventory, store, workloads_dir, on_trial(entry) if on_trial else None
-        )
+        progress = _RenewingProgress(lock, on_trial(entry) if on_trial else None)
+        result = run_experiment(entry, inventory, store, workloads_dir, progress)
         run_ids[entry.name] = result.run_id
         store.update_nightly(outcome.nightly_id, runs=run_ids)
         store.set_run_identity(result.run_id, label=entry.name)
@@ -219,6 +242,23 @@ def _body(
         outcome.status = "failed"
     else:
         outcome.status = overall(outcome.verdicts)
+
+
+class _RenewingProgress:
+    """Passes each stored trial on, and keeps the lab lock from expiring under a long sweep."""
+
+    def __init__(self, lock: LabLock, inner: Any) -> None:
+        self.lock = lock
+        self.inner = inner
+
+    def start(self, total: int) -> None:
+        if self.inner is not None:
+            self.inner.start(total)
+
+    def __call__(self, spec: Any, record: Any) -> None:
+        self.lock.renew_if_due()
+        if self.inner is not None:
+            self.inner(spec, record)
 
 
 def _summary(outcome: NightlyOutcome) -> dict[str, Any]:

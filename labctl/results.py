@@ -178,7 +178,11 @@ class ResultsStore:
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(runs)")}
         for column in ("controller", "fingerprint", "label"):
             if column not in have:
-                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                try:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                except sqlite3.OperationalError as exc:  # another labctl added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self._db.close()

@@ -164,7 +164,14 @@ def load_suite(path: str | Path) -> Suite:
     if isinstance(given, LineMap):
         _known(given, {"tags"}, path, "provision")
         raw = given.get("tags") or []
-        tags = tuple(t.strip() for t in (raw.split(",") if isinstance(raw, str) else raw))
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+            raise InputError(
+                "provision: tags is a list of step names (deps, headers, netmap, load, workloads)",
+                path,
+                line_of(given, "tags"),
+            )
+        tags = tuple(t.strip() for t in items)
         provision = True
     elif isinstance(given, bool):
         provision = given

@@ -707,15 +707,7 @@ class VmLab(RecordedLab):
 
     def _purge_files(self) -> None:
         state = self.spec.state_dir
-        for name in (
-            "id_ed25519",
-            "id_ed25519.pub",
-            "known_hosts",
-            "inventory.yml",
-            "lab.json.tmp",
-            "known_hosts.tmp",
-        ):
-            (state / name).unlink(missing_ok=True)
+        self._purge_state_files(state)
         for h in self.spec.hosts:
             hdir = self.spec.host_dir(h.name)
             if hdir.is_dir():

@@ -20,9 +20,20 @@ from typing import Any, Protocol
 from labctl.errors import LabctlError
 from labctl.results import ResultsStore, TrialRecord
 
+# The experiments' own pidfiles and outputs, apart from the `process` action's default
+# run_dir: a run that finds something here under the lab lock knows a dead run left it.
+RUN_DIR = "/root/labctl/run/experiments"
+
 
 class ExperimentError(LabctlError):
     """The experiment cannot go on (a busy port, a workload that does not start, ...)."""
+
+
+def experiment_hosts(inventory: Any, server: str | None, clients: str) -> list[Any]:
+    """The hosts an experiment runs on: its server (default: the first of `servers`) and the
+    hosts of the `clients` pattern. What a run must lock."""
+    servers = [inventory.host(server)] if server else list(inventory.select("servers"))[:1]
+    return list({h.name: h for h in [*servers, *inventory.select(clients)]}.values())
 
 
 @dataclass(frozen=True)

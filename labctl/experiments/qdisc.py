@@ -22,14 +22,13 @@ from labctl.actions.base import TaskContext, run_action
 from labctl.actions.process import ProcessAction
 from labctl.actions.qdisc import QdiscAction
 from labctl.errors import HostUnreachable, LabctlError
-from labctl.experiments.base import ExperimentError, TrialSpec, plan_trials, run_sweep
+from labctl.experiments.base import RUN_DIR, ExperimentError, TrialSpec, plan_trials, run_sweep
 from labctl.facts import gather_all
 from labctl.qdisc_show import QdiscStat, qdisc_stats
 from labctl.remote import Connections, HostConnection
 from labctl.results import ResultsStore, TrialRecord
 from labctl.stats import Summary, summarize
 
-RUN_DIR = "/root/labctl/run"
 # Each kind with the arguments that make it a fair fifo of about 100 packets.
 QDISCS: dict[str, dict[str, Any]] = {
     "noqueue": {"kind": "noqueue"},

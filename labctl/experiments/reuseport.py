@@ -21,7 +21,7 @@ from labctl.actions.base import TaskContext, run_action
 from labctl.actions.command import CommandAction
 from labctl.actions.process import ProcessAction
 from labctl.actions.source import SourceAction, directory_digest
-from labctl.experiments.base import ExperimentError, TrialSpec
+from labctl.experiments.base import RUN_DIR, ExperimentError, TrialSpec
 from labctl.experiments.pktgen import PktgenError, parse_pktgen, pktgen_argv
 from labctl.facts import HostFacts
 from labctl.remote import Connections, HostConnection, ShellScript
@@ -29,7 +29,6 @@ from labctl.results import TrialRecord
 
 MODES = ("shared", "reuseport", "reuseport-cbpf")
 WORK = "/root/labctl"
-RUN_DIR = f"{WORK}/run"
 PKTGEN_PATH = f"{WORK}/bin/pkt-gen"  # provision links the pkt-gen it built for the host here
 # Counters whose growth means the listen queue, not the server, limited the rate.
 OVERFLOW_COUNTERS = (

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import pytest
 
-from labctl.lock import LOCK_FILE, LabLock, LockHeld, read_lock
-from labctl.remote import Connections
+from labctl.lock import LOCK_FILE, LabLock, LockHeld, LockInfo, read_lock
+from labctl.remote import Connections, ShellScript
 
 from .conftest import NamespaceLab
 
@@ -41,19 +42,36 @@ def test_second_holder_is_refused_with_the_holders_name_then_gets_it(lab: Namesp
     assert no_lock_left(lab)
 
 
-def test_an_expired_lock_is_taken_over_with_a_message(lab: NamespaceLab) -> None:
-    stale = LabLock(lab.connections, HOSTS, "a run that hung", ttl=0.5).acquire()
+def test_an_expired_lock_of_another_controller_is_taken_over_with_a_message(
+    lab: NamespaceLab,
+) -> None:
+    stale = LockInfo(
+        "nightly", "bob", "other-controller:4242:1", "0ldt0ken", time.time() - 7200, time.time() - 1
+    )
+    for host in HOSTS:
+        lab.host(host).run(
+            ShellScript(f"mkdir -p /run/labctl && printf '%s\\n' {shlex.quote(stale.to_json())}"
+                        f" > {LOCK_FILE}"),
+            check=True,
+        )  # fmt: skip
+    messages: list[str] = []
+    with LabLock(lab.connections, HOSTS, "nightly", on_message=messages.append) as taker:
+        assert len(messages) == 2, messages
+        assert all("took over the lab lock of nightly (bob@other-controller" in m for m in messages)
+        assert all("it expired at" in m for m in messages)
+        assert read_lock(lab.host("srv1")).token == taker.token  # type: ignore[union-attr]
+    assert no_lock_left(lab)
+
+
+def test_a_running_labctls_expired_lock_is_not_taken_over(lab: NamespaceLab) -> None:
+    holder = LabLock(lab.connections, HOSTS, "a long sweep", ttl=0.5).acquire()
     try:
         time.sleep(0.6)
-        messages: list[str] = []
-        with LabLock(lab.connections, HOSTS, "nightly", on_message=messages.append) as taker:
-            assert len(messages) == 2
-            assert all("took over the lab lock of a run that hung" in m for m in messages)
-            assert all("it expired at" in m for m in messages)
-            stale.release()  # the old holder comes back: it must not free the new holder's lock
-            assert read_lock(lab.host("srv1")).token == taker.token  # type: ignore[union-attr]
+        with pytest.raises(LockHeld, match="locked by a long sweep"):
+            LabLock(lab.connections, HOSTS, "nightly").acquire()
+        holder.renew()  # and its holder still has it
     finally:
-        stale.release()
+        holder.release()
     assert no_lock_left(lab)
 
 

@@ -200,6 +200,7 @@ def test_provision_first_and_a_failed_experiment_exits_2(lab: NamespaceLab, tmp_
     argv = [
         "python3", "-c",
         "import socket, time; s = socket.socket(); "
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "  # earlier tests' TIME_WAIT
         f"s.bind(('0.0.0.0', {PORT})); s.listen(); time.sleep(300)",
     ]  # fmt: skip
     ctx = TaskContext(srv, {}, tmp_path)

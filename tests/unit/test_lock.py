@@ -34,9 +34,14 @@ def test_a_live_unexpired_lock_is_not_stale() -> None:
     assert stale_reason(info(), time.time()) is None
 
 
-def test_an_expired_lock_is_stale() -> None:
-    reason = stale_reason(info(expires=time.time() - 1), time.time())
+def test_an_expired_lock_of_another_controller_is_stale() -> None:
+    expired = info(controller="some-other-host:1:1", expires=time.time() - 1)
+    reason = stale_reason(expired, time.time())
     assert reason is not None and reason.startswith("it expired at")
+
+
+def test_a_labctl_seen_running_keeps_its_lock_even_expired() -> None:
+    assert stale_reason(info(expires=time.time() - 1), time.time()) is None
 
 
 def test_a_lock_whose_labctl_died_is_stale() -> None:

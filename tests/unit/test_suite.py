@@ -82,6 +82,11 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
             "threshold must be",
         ),
         ("experiments:\n  - name: a\n    experiment: [x\n", 4, "invalid YAML"),
+        (
+            "provision:\n  tags: 5\nexperiments: [{name: a, experiment: qdisc}]\n",
+            2,
+            "tags is a list of step names",
+        ),
     ],
 )
 def test_bad_suites_say_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
