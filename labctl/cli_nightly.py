@@ -14,6 +14,7 @@ from typing import Any
 
 from invoke import Context, Exit, task
 from rich import box
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
@@ -32,31 +33,44 @@ def _suite_path(path: str) -> str:
     return str(in_project if in_project.is_file() else given)
 
 
-def _number(summary: Any) -> str:
+def _median(summary: Any) -> str:
     if summary is None:
         return "-"
     m = summary.median
-    shown = f"{m:,.0f}" if abs(m) >= 100 else f"{m:.3g}"
-    return f"{shown} (n={summary.n})"
+    return f"{m:,.0f}" if abs(m) >= 100 else f"{m:.3g}"
 
 
-def _verdict_table(title: str, verdicts: Any) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("metric", "config", "tonight", "history", "ratio", "p", "verdict"):
-        table.add_column(col, justify="left" if col in ("metric", "config", "verdict") else "right")
+def _verdict_table(title: str, verdicts: Any) -> Group:
+    """A title, then one small table per configuration: each fits in 80 columns."""
     colors = {"regression": "red", "improvement": "green", "ok": "green", "new": "cyan"}
+    by_config: dict[str, list[Any]] = {}
     for v in verdicts:
-        color = colors.get(v.verdict, "yellow")
-        table.add_row(
-            v.metric,
-            v.config or "-",
-            _number(v.current),
-            _number(v.baseline),
-            f"x{v.ratio:.2f}" if v.ratio is not None else "-",
-            f"{v.p_value:.4f}" if v.p_value is not None else "-",
-            f"[{color}]{v.verdict}[/]",
+        by_config.setdefault(v.config, []).append(v)
+    parts: list[Any] = [f"[bold]{escape(title)}[/]"]
+    for config, group in sorted(by_config.items()):
+        table = Table(
+            title=escape(config or group[0].experiment),
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-    return table
+        for col in ("metric", "tonight", "n", "history", "n ", "ratio", "p", "verdict"):
+            left = col in ("metric", "verdict")
+            table.add_column(col, justify="left" if left else "right", no_wrap=True)
+        for v in sorted(group, key=lambda v: v.metric):
+            color = colors.get(v.verdict, "yellow")
+            table.add_row(
+                v.metric,
+                _median(v.current),
+                str(v.current.n) if v.current else "-",
+                _median(v.baseline),
+                str(v.baseline.n) if v.baseline else "-",
+                f"x{v.ratio:.2f}" if v.ratio is not None else "-",
+                f"{v.p_value:.3g}" if v.p_value is not None else "-",
+                f"[{color}]{v.verdict}[/]",
+            )
+        parts.append(table)
+    return Group(*parts)
 
 
 @task(
