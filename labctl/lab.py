@@ -37,6 +37,7 @@ import yaml
 
 from labctl.errors import LabError
 from labctl.inventory import Inventory
+from labctl.procs import process_start_time
 
 SSHD = "/usr/sbin/sshd"
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # prefixes of 15-char interface names
@@ -325,21 +326,9 @@ def _netns_list() -> set[str]:
     return {entry["name"] for entry in json.loads(out)} if out else set()
 
 
-def _process_start_time(pid: int) -> int | None:
-    """Start time in clock ticks (field 22 of /proc/PID/stat), None if gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the comm field may hold spaces
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
 def _is_our_sshd(pid: int, start: int | None, config: Path) -> bool:
     """True only if PID is still the sshd we started: same start time, binary and config."""
-    if _process_start_time(pid) != start or start is None:
+    if process_start_time(pid) != start or start is None:
         return False
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
@@ -352,7 +341,7 @@ def _is_our_sshd(pid: int, start: int | None, config: Path) -> bool:
 
 def _terminate(pids: Sequence[int], grace: float = 3.0) -> None:
     """SIGTERM, wait (bounded), then SIGKILL what is left. PIDs only, never names."""
-    starts = {pid: _process_start_time(pid) for pid in pids}
+    starts = {pid: process_start_time(pid) for pid in pids}
     alive = [p for p, s in starts.items() if s is not None]
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
@@ -360,7 +349,7 @@ def _terminate(pids: Sequence[int], grace: float = 3.0) -> None:
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
-        alive = [p for p in alive if _process_start_time(p) == starts[p]]
+        alive = [p for p in alive if process_start_time(p) == starts[p]]
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -866,7 +855,7 @@ class LocalLab(RecordedLab):
                 raise LabError(f"sshd for {host.name} did not start: {why}")
             time.sleep(0.01)
         pid = int(pid_file.read_text())
-        self._note("sshd", host.name, pid=pid, start=_process_start_time(pid), config=str(config))
+        self._note("sshd", host.name, pid=pid, start=process_start_time(pid), config=str(config))
         self._say(f"{host.name}: sshd pid {pid} on {host.address}")
         return LabChange(f"sshd {host.name}", True)
 

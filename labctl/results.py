@@ -19,6 +19,7 @@ from typing import Any
 
 from labctl import __version__
 from labctl.errors import InputError
+from labctl.procs import process_start_time
 
 DEFAULT_STORE = Path("results") / "labctl.db"
 
@@ -130,19 +131,10 @@ class NightlyRecord:
     summary: Mapping[str, Any]
 
 
-def _process_start(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat: with the PID, names one process for its whole life."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def controller_id(pid: int | None = None) -> str:
     """host:pid:start of a labctl process (this one by default)."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '?'}"
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or '?'}"
 
 
 def controller_alive(controller: str) -> bool | None:
@@ -151,15 +143,8 @@ def controller_alive(controller: str) -> bool | None:
     pid_text, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return None
-    state = _process_state(int(pid_text))
-    return state is not None and state != "Z" and _process_start(int(pid_text)) == start
-
-
-def _process_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+    started = process_start_time(int(pid_text))  # None: gone, or a zombie
+    return started is not None and str(started) == start
 
 
 class ResultsStore:

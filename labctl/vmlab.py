@@ -49,9 +49,9 @@ from labctl.lab import (
     LabReport,
     RecordedLab,
     _atomic_write,
-    _process_start_time,
     _terminate,
 )
+from labctl.procs import process_start_time
 from labctl.vmimage import (
     DEFAULT_IMAGE_CACHE,
     FW_CFG_PREFIX,
@@ -407,7 +407,7 @@ def _cmdline(pid: int) -> list[str]:
 def is_our_qemu(pid: int, start: int | None, pidfile: Path) -> bool:
     """PID is still the QEMU `up` started: same start time (when known), a QEMU binary, and
     our pidfile on its command line (a path inside this lab's state directory)."""
-    now = _process_start_time(pid)
+    now = process_start_time(pid)
     if now is None or (start is not None and now != start):
         return False
     argv = _cmdline(pid)
@@ -622,7 +622,7 @@ class VmLab(RecordedLab):
                 f"{host}: QEMU did not start: {detail[-1] if detail else proc.returncode}"
             )
         pid = int(pidfile.read_text().strip())
-        start = _process_start_time(pid)
+        start = process_start_time(pid)
         if not is_our_qemu(pid, start, pidfile):
             raise LabError(f"{host}: pidfile {pidfile} names PID {pid}, which is not our QEMU")
         self._note("qemu", host, pidfile=str(pidfile), pid=pid, start=start, started_at=time.time())

@@ -232,10 +232,10 @@ def test_find_image_needs_a_complete_entry(tmp_path: Path) -> None:
 
 
 def test_is_our_qemu_checks_binary_and_pidfile(tmp_path: Path) -> None:
-    from labctl.lab import _process_start_time
+    from labctl.procs import process_start_time
 
     me = os.getpid()
-    assert not is_our_qemu(me, _process_start_time(me), tmp_path / "qemu.pid")  # python
+    assert not is_our_qemu(me, process_start_time(me), tmp_path / "qemu.pid")  # python
     # a process whose argv[0] is a QEMU name and names our pidfile, but is not started then
     pidfile = tmp_path / "qemu.pid"
     proc = subprocess.Popen(
@@ -248,7 +248,7 @@ def test_is_our_qemu_checks_binary_and_pidfile(tmp_path: Path) -> None:
             if Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"qemu-system"):
                 break
             time.sleep(0.01)
-        start = _process_start_time(proc.pid)
+        start = process_start_time(proc.pid)
         assert is_our_qemu(proc.pid, start, pidfile)
         assert not is_our_qemu(proc.pid, start, tmp_path / "other.pid")
         assert not is_our_qemu(proc.pid, (start or 0) + 1, pidfile)  # a reused PID
