@@ -12,18 +12,17 @@ provisioned in parallel wait for the first build and then share it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import fnmatch
 import hashlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.errors import LabctlError
+from labctl.filelock import exclusive
 
 DEFAULT_CACHE = Path("/var/cache/labctl/kmod")
 BUILD_TIMEOUT = 1800.0
@@ -66,26 +65,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def kernel_dir_candidates(release: str, kernel_dir: str | None) -> list[str]:
+    """Where a host's (or the controller's) headers for `release` may be, in order."""
+    if kernel_dir is not None:
+        return [kernel_dir]
+    return [f"/usr/src/linux-headers-{release}", f"/lib/modules/{release}/build"]
+
+
 def headers_dir(release: str) -> Path | None:
     """The controller's headers for `release`, if it has them."""
-    for candidate in (
-        Path(f"/usr/src/linux-headers-{release}"),
-        Path(f"/lib/modules/{release}/build"),
-    ):
+    for candidate in map(Path, kernel_dir_candidates(release, None)):
         if (candidate / "Makefile").is_file():
             return candidate
     return None
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _vermagic(ko: Path) -> str:
@@ -108,7 +100,7 @@ def build_on_controller(
     (module, built now)."""
     entry = cache / key
     ko = entry / f"{name}.ko"
-    with _locked(cache / f"{key}.lock"):
+    with exclusive(cache / f"{key}.lock"):
         if ko.is_file():
             return ControllerModule(ko, file_sha256(ko), _vermagic(ko)), False
         scratch = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=cache))

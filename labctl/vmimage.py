@@ -20,8 +20,6 @@ and go to a scratch directory renamed into place whole.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,11 +27,12 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabError
+from labctl.filelock import exclusive
 
 DEFAULT_IMAGE_CACHE = Path("/var/lib/labctl/images")
 RECIPE_VERSION = 1  # bump when the build steps below change in a way the fields do not show
@@ -260,17 +259,6 @@ def find_image(cache: Path, recipe: ImageRecipe) -> BaseImage | None:
     return None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # another labctl building the same recipe: wait
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _run_logged(argv: list[str], log: Path, timeout: float, say: Callable[[str], None]) -> None:
     """Run a long build step, its output to `log`; a progress line every 30 s."""
     started = time.monotonic()
@@ -317,7 +305,7 @@ def ensure_image(
         if shutil.which(tool) is None:
             raise LabError(f"{tool} not found: apt-get install mmdebstrap e2fsprogs qemu-utils")
     digest = recipe.digest()
-    with _locked(cache / f"{digest}.lock"):
+    with exclusive(cache / f"{digest}.lock"):  # another labctl building this recipe: wait
         found = find_image(cache, recipe)  # built by another labctl while we waited
         if found:
             return found, False

@@ -41,7 +41,13 @@ from labctl.actions.base import (
     step_failed,
     upload,
 )
-from labctl.kbuild import ControllerBuildError, build_on_controller, headers_dir, source_hash
+from labctl.kbuild import (
+    ControllerBuildError,
+    build_on_controller,
+    headers_dir,
+    kernel_dir_candidates,
+    source_hash,
+)
 from labctl.remote import CommandResult, ShellScript
 
 STATES = ("built", "loaded", "unloaded")
@@ -109,12 +115,6 @@ class KmodArgs:
 def sysfs_name(module: str) -> str:
     """/sys/module spells a module's name with underscores, whatever its file name says."""
     return module.replace("-", "_")
-
-
-def kernel_dir_candidates(release: str, kernel_dir: str | None) -> list[str]:
-    if kernel_dir is not None:
-        return [kernel_dir]
-    return [f"/usr/src/linux-headers-{release}", f"/lib/modules/{release}/build"]
 
 
 def cache_key(src_hash: str, release: str, kernel_dir: str, make_args: Sequence[str]) -> str:
