@@ -38,7 +38,7 @@ from typing import Any
 from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
 from labctl.actions.kmod import explain_insmod_failure, sysfs_name, vermagic_matches
 from labctl.errors import CommandTimeout, HostUnreachable
-from labctl.facts import gather_facts
+from labctl.facts import gather_facts, parse_key_values
 from labctl.provision import cancel_revert_command, mgmt_driver_guard, revert_command
 from labctl.remote import ShellScript
 
@@ -117,11 +117,7 @@ def probe_script(args: DriverArgs) -> str:
 
 
 def parse_probe(text: str) -> DriverProbe:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = parse_key_values(text)
     return DriverProbe(
         release=values.get("release", ""),
         modules_supported=values.get("modules_supported") == "yes",

@@ -41,6 +41,7 @@ from labctl.actions.base import (
     step_failed,
     upload,
 )
+from labctl.facts import parse_key_values
 from labctl.kbuild import (
     ControllerBuildError,
     build_on_controller,
@@ -233,11 +234,7 @@ def probe_script(args: KmodArgs) -> str:
 
 
 def parse_probe(text: str) -> KmodProbe:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = parse_key_values(text)
     return KmodProbe(
         running=values.get("running", ""),
         modules_supported=values.get("modules") == "yes",
