@@ -57,8 +57,26 @@ class LabHostSpec:
     containers: int = 0
 
 
+class LabStateFiles:
+    """The files every kind of lab keeps in its state directory."""
+
+    state_dir: Path
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def record_file(self) -> Path:
+        return self.state_dir / "lab.json"
+
+
 @dataclass(frozen=True)
-class LabSpec:
+class LabSpec(LabStateFiles):
     """What a lab should look like: a name (prefix of its namespaces and links), a /24, hosts."""
 
     name: str
@@ -136,18 +154,6 @@ class LabSpec:
 
     def container_address(self, host: str, k: int) -> ipaddress.IPv4Address:
         return self.container_subnet(host).network_address + 1 + k
-
-    @property
-    def key_file(self) -> Path:
-        return self.state_dir / "id_ed25519"
-
-    @property
-    def known_hosts_file(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-    @property
-    def record_file(self) -> Path:
-        return self.state_dir / "lab.json"
 
     def host_dir(self, host: str) -> Path:
         return self.state_dir / "hosts" / host

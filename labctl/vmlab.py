@@ -47,6 +47,7 @@ from labctl.lab import (
     LAB_VAR,
     LabChange,
     LabReport,
+    LabStateFiles,
     RecordedLab,
     _atomic_write,
     _terminate,
@@ -78,7 +79,7 @@ class VmHostSpec:
 
 
 @dataclass(frozen=True)
-class VmLabSpec:
+class VmLabSpec(LabStateFiles):
     """A VM lab: a name, its VMs (each an SSH port on 127.0.0.1) and the experiment link."""
 
     name: str
@@ -124,18 +125,6 @@ class VmLabSpec:
                 raise LabError(f"{where}: {label} {path} must be absolute, without commas")
 
     # -- paths
-    @property
-    def key_file(self) -> Path:
-        return self.state_dir / "id_ed25519"
-
-    @property
-    def known_hosts_file(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-    @property
-    def record_file(self) -> Path:
-        return self.state_dir / "lab.json"
-
     def host_dir(self, host: str) -> Path:
         return self.state_dir / "vms" / host
 
