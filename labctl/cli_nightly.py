@@ -138,7 +138,7 @@ def _nightly(
             started=outcome.started,
             finished=time.time(),
             status="failed" if outcome.exit_code == 2 else outcome.status,
-            sections=[comparison.section(db) for _, comparison in outcome.comparisons],
+            sections=[comparison.section() for _, comparison in outcome.comparisons],
             notes=[*outcome.notes, *(f"{what}: {why}" for what, why in outcome.errors)],
         )
         default = Path(store_path).parent / f"nightly-{outcome.nightly_id}.html"
@@ -217,7 +217,7 @@ def report(
             started=r.started,
             finished=r.finished,
             status=status,
-            sections=[comparison.section(db)],
+            sections=[comparison.section()],
             notes=[f"run {r.status}: {r.note}"] if r.note else [],
         )
         path = write_html(page, Path(html) if html else Path(store).parent / f"run-{r.id}.html")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from labctl.htmlreport import ExperimentSection, HistoryPoint
 from labctl.regress import (
@@ -31,6 +32,8 @@ TREND_RUNS = 20  # points on a trend plot
 @dataclass(frozen=True)
 class RunComparison:
     run: RunSummary
+    trials: tuple[TrialRecord, ...]
+    hosts: Mapping[str, tuple[str, Mapping[str, Any]]]
     fingerprint: Fingerprint
     history: tuple[int, ...]  # the run ids compared with, newest first
     history_note: str
@@ -38,11 +41,11 @@ class RunComparison:
     changes: tuple[str, ...]  # what differs from the newest compared run: possible causes
     trends: Mapping[tuple[str, str], tuple[HistoryPoint, ...]]
 
-    def section(self, store: ResultsStore) -> ExperimentSection:
+    def section(self) -> ExperimentSection:
         return ExperimentSection(
             run=self.run,
-            trials=store.trials(self.run.id),
-            hosts=store.hosts(self.run.id),
+            trials=self.trials,
+            hosts=self.hosts,
             fingerprint=self.fingerprint,
             history_note=self.history_note,
             verdicts=self.verdicts,
@@ -53,7 +56,13 @@ class RunComparison:
 
 def run_fingerprint(store: ResultsStore, run: RunSummary) -> Fingerprint:
     """The run's fingerprint, stored the first time it is worked out."""
-    fp = fingerprint(run.experiment, run.params, store.hosts(run.id))
+    return _fingerprint(store, run, store.hosts(run.id))
+
+
+def _fingerprint(
+    store: ResultsStore, run: RunSummary, hosts: Mapping[str, tuple[str, Mapping[str, Any]]]
+) -> Fingerprint:
+    fp = fingerprint(run.experiment, run.params, hosts)
     if run.fingerprint != fp.digest:
         store.set_run_identity(run.id, fp.digest)
     return fp
@@ -79,7 +88,8 @@ def compare_run(
     alpha: float = 0.05,
 ) -> RunComparison:
     run = store.run(run_id)
-    fp = run_fingerprint(store, run)
+    hosts = store.hosts(run.id)
+    fp = _fingerprint(store, run, hosts)
     watched = dict(metrics or WATCHED.get(run.experiment, {}))
     label = label if label is not None else run.label
     candidates = [
@@ -88,13 +98,12 @@ def compare_run(
         if (label is None or r.label == label) and r.valid > 0
     ]
     same: list[RunSummary] = []
-    other: RunSummary | None = None
+    other: RunSummary | None = None  # the newest run of an older history
     for r in candidates:
-        digest = r.fingerprint or run_fingerprint(store, r).digest
-        if digest == fp.digest:
+        if (r.fingerprint or run_fingerprint(store, r).digest) == fp.digest:
             same.append(r)
         elif other is None and not same:
-            other = r  # the newest run of an older history
+            other = r
     base = same[:history]
     if base:
         note = f"compared with run{'s' if len(base) > 1 else ''} " + ", ".join(
@@ -106,31 +115,35 @@ def compare_run(
         note = f"new history (run {other.id} and before no longer compare): {why}"
     else:
         note = "no earlier run to compare with: this run starts the history"
+    trend_runs = list(reversed(same[:TREND_RUNS]))  # oldest first; the baseline among them
+    wanted = dict.fromkeys(r.id for r in [*trend_runs, *base])  # each run read once
+    past = {run_id: store.trials(run_id) for run_id in wanted}
     current = store.trials(run.id)
-    base_trials = [(r.id, store.trials(r.id)) for r in base]
-    verdicts = compare(run.experiment, current, base_trials, watched, threshold, alpha)
-    changes: list[str] = []
-    if base:
-        newest = base[0]
-        changes = provenance_changes(
-            newest.params, run.params, store.hosts(newest.id), store.hosts(run.id)
-        )
-    elif other is not None:
-        changes = provenance_changes(
-            other.params, run.params, store.hosts(other.id), store.hosts(run.id)
-        )
-    trend_runs = list(reversed(same[:TREND_RUNS]))
-    trend_trials = {r.id: store.trials(r.id) for r in trend_runs}
-    for r_id, trials in base_trials:
-        trend_trials[r_id] = trials
+    verdicts = compare(
+        run.experiment, current, [(r.id, past[r.id]) for r in base], watched, threshold, alpha
+    )
+    reference = base[0] if base else other  # what tonight is explained against
+    changes = (
+        provenance_changes(reference.params, run.params, store.hosts(reference.id), hosts)
+        if reference is not None
+        else []
+    )
     trends: dict[tuple[str, str], tuple[HistoryPoint, ...]] = {}
     for v in verdicts:
         points = [
-            HistoryPoint(r.id, r.started, _median_of(trend_trials[r.id], v.metric, v.config))
+            HistoryPoint(r.id, r.started, _median_of(past[r.id], v.metric, v.config))
             for r in trend_runs
         ]
         points.append(HistoryPoint(run.id, run.started, v.current.median if v.current else None))
         trends[(v.metric, v.config)] = tuple(points)
     return RunComparison(
-        run, fp, tuple(r.id for r in base), note, tuple(verdicts), tuple(changes), trends
+        run,
+        tuple(current),
+        hosts,
+        fp,
+        tuple(r.id for r in base),
+        note,
+        tuple(verdicts),
+        tuple(changes),
+        trends,
     )
