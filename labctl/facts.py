@@ -40,8 +40,23 @@ class NetmapFacts:
     status: str  # "loaded", "not loaded", or "unavailable: <why>"
     loaded: bool  # /sys/module/netmap exists
     device: bool  # /dev/netmap exists
-    source: str | None  # the provisioned source's stamp: "git <url> <commit>" or a hash
+    source: str | None  # the installed build's source: "git <url> <commit>" or a hash
     admode: int | None  # 0 native or generic, 1 native only, 2 generic only
+    native_drivers: tuple[str, ...] = ()  # loaded drivers built against netmap (its holders)
+    build: str | None = None  # the installed build's key
+    patches: str | None = None  # its drivers' patches, "e1000e:vanilla--e1000e--…"
+
+    def mode(self, driver: str | None) -> str | None:
+        """How netmap would open an interface driven by `driver`: native, generic, or None
+        when netmap is not loaded. admode 2 forces generic; 1 refuses what is not native."""
+        if not self.loaded:
+            return None
+        native = driver is not None and driver in self.native_drivers
+        if self.admode == 2:
+            return "generic"
+        if native:
+            return "native"
+        return "none (admode 1: native only)" if self.admode == 1 else "generic"
 
 
 @dataclass(frozen=True)
@@ -100,10 +115,13 @@ FACT_COMMANDS: Mapping[str, str] = {
     'printf "%s=%s\\n" "$k" "$(cat /proc/sys/$k)"; done',
     "netmap": (
         "[ -d /sys/module/netmap ] && echo loaded=yes; [ -c /dev/netmap ] && echo device=yes; "
-        "f=/root/labctl/netmap/.labctl-source; "
-        '[ -f "$f" ] && printf "source=%s\\n" "$(head -n 1 "$f")"; '
+        "f=/root/labctl/netmap/current/build.txt; "
+        '[ -f "$f" ] && sed -n "s/^key=/build=/p; s/^source=/source=/p; s/^patches=/patches=/p"'
+        ' "$f"; '
         "a=/sys/module/netmap/parameters/admode; "
-        '[ -r "$a" ] && printf "admode=%s\\n" "$(cat "$a")"; true'
+        '[ -r "$a" ] && printf "admode=%s\\n" "$(cat "$a")"; '
+        'printf "holders=%s\\n" "$(ls /sys/module/netmap/holders 2>/dev/null | tr "\\n" " ")"; '
+        "true"
     ),
     "tools": 'printf "gcc=%s\\n" "$(gcc -dumpfullversion 2>/dev/null)"; '
     'printf "tc=%s\\n" "$(tc -V 2>/dev/null)"',
@@ -316,6 +334,9 @@ def parse_netmap(text: str, modules_supported: bool, lockdown: str | None) -> Ne
         device=values.get("device") == "yes",
         source=values.get("source") or None,
         admode=_int_or_none(values.get("admode")),
+        native_drivers=tuple(sorted(values.get("holders", "").split())),
+        build=values.get("build") or None,
+        patches=values.get("patches") or None,
     )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.errors import LabctlError
+from labctl.failures import explain
 from labctl.filelock import exclusive
 
 DEFAULT_CACHE = Path("/var/cache/labctl/kmod")
@@ -122,8 +123,7 @@ def build_on_controller(
                 ) from exc
             built = work / f"{name}.ko"
             if proc.returncode != 0 or not built.is_file():
-                lines = (proc.stderr + proc.stdout).splitlines()
-                why = next((x for x in lines if "error" in x.lower()), lines[-1] if lines else "")
+                why = "; ".join(explain(proc.stdout, proc.stderr, proc.returncode))
                 raise ControllerBuildError(f"controller: building {name} for {release}: {why}")
             vermagic = _vermagic(built)
             if not vermagic.split() or vermagic.split()[0] != release:

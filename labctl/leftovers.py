@@ -25,7 +25,6 @@ from labctl.remote import Connections, HostConnection, ShellScript
 class Leftovers:
     host: str
     stopped: tuple[str, ...]  # process names stopped (their pidfile named a live process)
-    files: int  # other files removed
 
     def describe(self) -> str:
         return f"{self.host}: stopped {', '.join(self.stopped)}, left running by an earlier run"
@@ -53,7 +52,7 @@ def clean_host(conn: HostConnection, run_dir: str = RUN_DIR) -> Leftovers:
         conn.run(
             ShellScript(f"cd {shlex.quote(run_dir)} && rm -f -- {shlex.join(others)}"), timeout=60
         )
-    return Leftovers(conn.host.name, tuple(stopped), len(others))
+    return Leftovers(conn.host.name, tuple(stopped))
 
 
 def clean_leftovers(conns: Connections, hosts: list[str]) -> list[Leftovers]:

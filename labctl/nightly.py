@@ -123,7 +123,8 @@ def run_nightly(
     ttl: float = DEFAULT_TTL,
 ) -> NightlyOutcome:
     """The whole nightly; `finish` writes the reports before the lock is released."""
-    hosts = [h.name for h in inventory.select(suite.hosts)]
+    selected = list(inventory.select(suite.hosts))
+    hosts = [h.name for h in selected]
     if not hosts:
         raise LabctlError(f"suite {suite.name}: pattern {suite.hosts!r} selects no host")
     for entry in suite.experiments:  # never measure on a host the run has not locked
@@ -143,7 +144,7 @@ def run_nightly(
     for run_id in store.mark_crashed_runs():
         outcome.notes.append(f"run {run_id} was left running by a labctl that died: crashed")
         say(outcome.notes[-1])
-    with Connections(inventory.select(suite.hosts)) as conns, interrupts_as_exception():
+    with Connections(selected) as conns, interrupts_as_exception():
         lock = LabLock(conns, hosts, f"nightly {suite.name}", ttl=ttl, on_message=say)
         lock.acquire()  # LockHeld: refused, nothing recorded
         try:

@@ -16,7 +16,13 @@ from labctl.actions import ACTIONS
 from labctl.actions.base import ArgsError, build_args, check_arg_names
 from labctl.errors import InputError
 from labctl.inventory import Host
-from labctl.templating import TemplateError, builtin_names, names_tested_defined, names_used
+from labctl.templating import (
+    TemplateError,
+    builtin_names,
+    is_templated,
+    names_tested_defined,
+    names_used,
+)
 from labctl.yamlfile import LineList, LineMap, line_of, load_yaml
 
 PLAY_KEYS = {"name", "hosts", "vars", "become", "gather_facts", "any_errors_fatal", "tasks", "tags"}
@@ -159,7 +165,7 @@ def _task(path: str, raw: Any, play_tags: frozenset[str]) -> Task:
         raise _fail(path, line, f"{action}: arguments must be a mapping", name)
     try:
         check_arg_names(ACTIONS[action], args)
-        if not names_used(args):
+        if not is_templated(args):
             # Nothing to render: the typed arguments and their checks can run right now.
             build_args(ACTIONS[action], args)
     except (ArgsError, ValueError) as exc:

@@ -3,8 +3,7 @@
 - which kernel headers a host has (`installed_header_releases`);
 - whether a driver may be unloaded without cutting the SSH session (`mgmt_driver_guard`),
   and the commands that arm and cancel a revert when it is forced (DESIGN.md section 2:
-  "never cut the branch you sit on");
-- netmap's configure and make command lines and the files they must produce.
+  "never cut the branch you sit on").
 
 Commands are argument lists; the only shell text is inside `sh -c` scripts built from
 quoted pieces.
@@ -15,7 +14,6 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from labctl.facts import HostFacts
@@ -178,70 +176,3 @@ def cancel_revert_command(driver: str, run_dir: str = "/run") -> list[str]:
         ]
     )
     return ["sh", "-c", script]
-
-
-# ---------------------------------------------------------------------------- netmap
-
-
-def _absolute(label: str, path: str) -> str:
-    if not path.startswith("/"):
-        raise ValueError(f"netmap: {label} must be an absolute path, not {path!r}")
-    return path
-
-
-def netmap_configure_argv(
-    src_dir: str,
-    build_dir: str,
-    kernel_dir: str,
-    kernel_sources: str,
-    drivers: Sequence[str],
-    extra: Sequence[str] = (),
-) -> list[str]:
-    """netmap's LINUX/configure, run in the build dir (it builds where it is run, in $PWD).
-
-    `--no-ext-drivers`: otherwise configure downloads Intel's driver, and offline drops it
-    with exit status 0. `--fail-on-driver-errors`: a dropped driver is exit status 1.
-    `env -C` changes directory without a shell; the build dir must exist.
-    """
-    if not drivers:
-        raise ValueError("netmap: name at least one driver (netmap_drivers)")
-    for drv in drivers:
-        if not re.match(r"^[A-Za-z0-9_.-]+$", drv):
-            raise ValueError(f"netmap: bad driver name {drv!r}")
-    return [
-        "env",
-        "-C",
-        _absolute("build_dir", build_dir),
-        posixpath.join(_absolute("src_dir", src_dir), "LINUX", "configure"),
-        f"--kernel-dir={_absolute('kernel_dir', kernel_dir)}",
-        f"--kernel-sources={_absolute('kernel_sources', kernel_sources)}",
-        f"--drivers={','.join(drivers)}",
-        "--no-ext-drivers",
-        "--fail-on-driver-errors",
-        *extra,
-    ]
-
-
-def netmap_make_argv(build_dir: str, jobs: int) -> list[str]:
-    """make in the configured build dir: netmap.ko, the patched drivers and the apps."""
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"netmap: jobs must be a positive integer, not {jobs!r}")
-    return ["make", "-C", _absolute("build_dir", build_dir), f"-j{jobs}"]
-
-
-def netmap_outputs(build_dir: str, drivers: Sequence[str]) -> list[str]:
-    """The files a good build leaves: netmap.ko, one .ko per driver, pkt-gen.
-    A whole-directory driver (ixgbe) builds in its own subdirectory; a single-file one
-    (`veth.c`) builds `<name>.ko` at the top (LINUX/Makefile.in, O_DRIVERS)."""
-    kos = [
-        posixpath.join(build_dir, f"{d[:-2]}.ko" if d.endswith(".c") else f"{d}/{d}.ko")
-        for d in drivers
-    ]
-    return [
-        posixpath.join(build_dir, "netmap.ko"),
-        *kos,
-        posixpath.join(build_dir, "build-apps", "pkt-gen", "pkt-gen"),
-    ]
-
-
-# ---------------------------------------------------------------------------- the playbook

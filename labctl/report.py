@@ -59,6 +59,14 @@ class TerminalReporter:
     def _status_text(self) -> str:
         return f"{escape(self._task)}: waiting for {', '.join(self._waiting)}"
 
+    def host_progress(self, host: str, text: str) -> None:
+        """A long step's news: a line on the terminal, and the spinner says it too."""
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            self.console.print(f"[dim]  {escape(f'[{host}]')} {escape(text)} ({elapsed:.0f} s)[/]")
+            if self._status is not None:
+                self._status.update(f"{self._status_text()}: {escape(text)} ({elapsed:.0f} s)")
+
     def host_done(self, r: TaskHostResult) -> None:
         with self._lock:
             if r.host in self._waiting:
@@ -70,11 +78,14 @@ class TerminalReporter:
                 if r.status in ("failed", "unreachable", "skipped")
                 else "; ".join(r.changes) or r.msg  # an ok task may say why it did nothing
             )
-            if detail:
-                line += f" {escape(detail)}"
+            first, *more = detail.splitlines() or [""]
+            if first:
+                line += f" {escape(first)}"
             if r.duration >= 5:
                 line += f" [dim]({r.duration:.1f} s)[/]"
             self.console.print(line)
+            for extra in more:  # a failure's reasons, then where its whole output is
+                self.console.print(f"    {escape(extra)}")
             if self.show_diff and r.diff:
                 self.console.print(escape(r.diff.rstrip("\n")), style="dim")
             if self._status is not None:
@@ -110,6 +121,7 @@ class QuietReporter:
 
     def play_start(self, play: Play, hosts: list[str]) -> None: ...
     def task_start(self, play: Play, task_name: str, hosts: list[str]) -> None: ...
+    def host_progress(self, host: str, text: str) -> None: ...
     def host_done(self, result: TaskHostResult) -> None: ...
     def task_done(self) -> None: ...
 

@@ -7,14 +7,17 @@ from the real state of each host and changes nothing.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from labctl.actions import ACTIONS
 from labctl.actions.base import ActionResult, TaskContext, run_action
-from labctl.errors import HostUnreachable, LabctlError
+from labctl.errors import HostUnreachable, InputError, LabctlError
 from labctl.facts import HostFacts, gather_facts
 from labctl.inventory import Host, Inventory
 from labctl.playbook import Play, Playbook, Task, check_names
@@ -32,6 +35,7 @@ class RunOptions:
     tags: frozenset[str] = frozenset()
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     forks: int = 32
+    log_dir: Path | None = None  # a failed step's whole output goes to <log_dir>/<run>/<host>.log
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class TaskHostResult:
     output: Mapping[str, Any] = field(default_factory=dict)
     duration: float = 0.0
     ignored: bool = False  # failed, but the task has ignore_errors
+    log: str = ""  # a failed step's whole output
+    log_file: str | None = None  # where that output was written
 
 
 @dataclass
@@ -76,8 +82,34 @@ class PlaybookRun:
 class Reporter(Protocol):
     def play_start(self, play: Play, hosts: list[str]) -> None: ...
     def task_start(self, play: Play, task_name: str, hosts: list[str]) -> None: ...
+    def host_progress(self, host: str, text: str) -> None: ...
     def host_done(self, result: TaskHostResult) -> None: ...
     def task_done(self) -> None: ...
+
+
+class HostLogs:
+    """One log file per host for this run, written only when a step fails: its command and
+    whole output, which the task's message then names."""
+
+    def __init__(self, log_dir: Path | None) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.dir = log_dir / f"{stamp}-{os.getpid()}" if log_dir is not None else None
+        self._lock = threading.Lock()
+
+    def keep(self, result: TaskHostResult) -> TaskHostResult:
+        if self.dir is None or not result.log:
+            return result
+        path = self.dir / f"{result.host}.log"
+        header = f"=== {time.strftime('%F %T')} play [{result.play}] task [{result.task}]\n"
+        try:
+            with self._lock:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8", errors="replace") as fh:
+                    fh.write(header + result.log + "\n")
+        except OSError as exc:
+            note = f"\n(the whole output could not be written to {path}: {exc.strerror})"
+            return replace(result, msg=result.msg + note)
+        return replace(result, msg=f"{result.msg}\nfull output: {path}", log_file=str(path))
 
 
 @dataclass
@@ -96,8 +128,26 @@ def select_hosts(inventory: Inventory, pattern: str, limit: str | None) -> list[
     return hosts
 
 
+SPECIAL_TAGS = frozenset({"always", "never"})
+
+
+def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
+    """Ansible's rule: with no --tags every task runs but those tagged `never`; with --tags,
+    a task runs when it has one of them, or `always` (and is not `never`)."""
+    if "never" in task_tags:
+        return bool(task_tags & wanted)
+    return not wanted or bool(task_tags & wanted) or "always" in task_tags
+
+
 def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> list[list[Host]]:
-    """Resolve every play's hosts and check every variable: all before any connection."""
+    """Resolve every play's hosts and check every variable and tag: all before any connection."""
+    known = SPECIAL_TAGS.union(*(t.tags for p in playbook.plays for t in p.tasks))
+    unknown = sorted(options.tags - known)
+    if unknown:
+        raise InputError(
+            f"{playbook.path}: no task has tag {', '.join(map(repr, unknown))} "
+            f"(its tags: {', '.join(sorted(known - SPECIAL_TAGS)) or 'none'})"
+        )
     hosts_by_play = [select_hosts(inventory, p.hosts, options.limit) for p in playbook.plays]
     check_names(playbook, hosts_by_play, options.extra_vars)
     return hosts_by_play
@@ -137,6 +187,7 @@ def run_playbook(
 ) -> PlaybookRun:
     hosts_by_play = prepare(playbook, inventory, options)
     run = PlaybookRun()
+    logs = HostLogs(options.log_dir)
     all_hosts = {h.name: h for hosts in hosts_by_play for h in hosts}
     states = {name: _HostState(h) for name, h in all_hosts.items()}
     for name in all_hosts:
@@ -144,7 +195,7 @@ def run_playbook(
     with Connections(all_hosts.values()) as conns:
         for play, hosts in zip(playbook.plays, hosts_by_play, strict=True):
             if not _run_play(
-                play, hosts, playbook, inventory, options, reporter, conns, states, run
+                play, hosts, playbook, inventory, options, reporter, conns, states, run, logs
             ):
                 break
     return run
@@ -173,6 +224,7 @@ def _run_play(
     conns: Connections,
     states: dict[str, _HostState],
     run: PlaybookRun,
+    logs: HostLogs,
 ) -> bool:
     """Returns False when the run must stop (any_errors_fatal)."""
     active = [h.name for h in hosts if not states[h.name].out]
@@ -211,7 +263,7 @@ def _run_play(
                     )
             reporter.task_done()
     for task in play.tasks:
-        if options.tags and not (task.tags & options.tags) and "always" not in task.tags:
+        if not task_selected(task.tags, options.tags):
             continue
         active = [h.name for h in hosts if not states[h.name].out]
         if not active:
@@ -221,7 +273,12 @@ def _run_play(
         def step(conn: HostConnection, task: Task = task) -> TaskHostResult:
             state = states[conn.host.name]
             variables = host_variables(state, play, groups, hosts, options.extra_vars)
-            return run_task(conn, task, play, variables, playbook, options, state)
+
+            def progress(text: str, host: str = conn.host.name) -> None:
+                reporter.host_progress(host, text)
+
+            result = run_task(conn, task, play, variables, playbook, options, state, progress)
+            return logs.keep(result)
 
         failed_now = False
         for outcome in conns.run_on_hosts(step, names=active, pool_size=options.forks):
@@ -262,6 +319,7 @@ def run_task(
     playbook: Playbook,
     options: RunOptions,
     state: _HostState,
+    progress: Callable[[str], None] | None = None,
 ) -> TaskHostResult:
     """One task on one host: `when`, `loop`, the action, `register`. Never raises for the
     task's own failure; a lost connection propagates (the host is then unreachable)."""
@@ -278,7 +336,7 @@ def run_task(
             if falsy is not None:
                 results.append(ActionResult(skipped=True, msg=f"condition false: {falsy}"))
                 continue
-            ctx = TaskContext(conn, scope, playbook.base_dir, options.diff)
+            ctx = TaskContext(conn, scope, playbook.base_dir, options.diff, progress)
             raw = render_value(task.args, scope)
             results.append(run_action(action, ctx, raw, check=options.check))
             if results[-1].failed:
@@ -329,6 +387,7 @@ def _summarize(
     )
     changes = tuple(c for r in results for c in r.changes)
     diffs = [r.diff for r in results if r.diff]
+    log = "".join(r.log for r in results if r.log)
     return TaskHostResult(
         play.name,
         task.name,
@@ -340,4 +399,5 @@ def _summarize(
         output=output,
         duration=duration,
         ignored=failed and task.ignore_errors,
+        log=log,
     )

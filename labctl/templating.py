@@ -56,6 +56,17 @@ def _defined(value: Any) -> Any:
     return value
 
 
+def is_templated(value: Any) -> bool:
+    """Does any string inside `value` hold template syntax (so it is only known rendered)?"""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(is_templated(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(is_templated(v) for v in value)
+    return False
+
+
 def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
     """Render every string inside `value` (recursively through lists and mappings)."""
     if isinstance(value, str):

@@ -26,6 +26,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import select
 import shlex
 import shutil
 import socket
@@ -69,7 +70,9 @@ MAX_VMS = 2  # one socket netdev joins exactly two QEMUs (listen + connect)
 EXP_SUBNET = ipaddress.IPv4Network("10.78.0.0/24")  # the experiment link, inside the lab
 TCG_ACCEL = "tcg,thread=multi,tb-size=256"  # tb-size caps TCG's cache (DESIGN.md section 7)
 BOOT_TIMEOUT = 420.0  # seconds until sshd answers; ~35 s for one VM, ~70 s for two, on TCG
-KVM_PROBE_SECONDS = 3.0
+# A KVM guest must print its first console line within this many seconds: here /dev/kvm is
+# a PVM one where a paused QEMU looks fine but a booting guest never runs.
+KVM_PROBE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -583,7 +586,7 @@ class VmLab(RecordedLab):
         if want == "tcg":
             self._say("accel: tcg (labctl_vm_accel: tcg)")
             return "tcg"
-        why = kvm_problem()
+        why = kvm_problem(image.kernel)
         if why is None:
             self._say("accel: kvm")
             return "kvm"
@@ -745,49 +748,51 @@ class VmLab(RecordedLab):
 _KVM_CACHE: dict[str, str | None] = {}
 
 
-def kvm_problem() -> str | None:
-    """Why KVM cannot run a guest here, or None if it can. A paused VM (-S) with `-cpu host`
-    is started for a few seconds: a PVM /dev/kvm fails at once setting MSRs."""
+def kvm_problem(kernel: Path) -> str | None:
+    """Why KVM cannot run a guest here, or None if it can. The image's own kernel is booted
+    (no disk, serial on a pipe) until it prints its banner: a PVM /dev/kvm either fails at
+    once setting MSRs, or accepts a guest that never runs a single instruction."""
     if "kvm" in _KVM_CACHE:
         return _KVM_CACHE["kvm"]
     why: str | None
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         why = "no usable /dev/kvm"
     else:
-        argv = [
-            QEMU,
-            "-machine",
-            "pc",
-            "-accel",
-            "kvm",
-            "-cpu",
-            "host",
-            "-m",
-            "64",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-S",
-        ]
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            _, err = proc.communicate(timeout=KVM_PROBE_SECONDS)
-            lines = [x for x in err.splitlines() if x.strip()]
-            why = (
-                re.sub(r"^qemu-system-x86_64: ", "", lines[0])
-                if lines
-                else (f"QEMU exited {proc.returncode}")
-            )
-        except subprocess.TimeoutExpired:
-            why = None  # still running, paused: KVM accepted the guest's CPU
-            proc.kill()  # our own child, by its PID
-            proc.communicate()
+        why = _boot_probe(kernel)
     _KVM_CACHE["kvm"] = why
     return why
+
+
+def _boot_probe(kernel: Path) -> str | None:
+    argv = [
+        QEMU,
+        *("-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "128"),
+        *("-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"),
+        *("-serial", "stdio", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"),
+    ]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        seen = b""
+        deadline = time.monotonic() + KVM_PROBE_SECONDS
+        while time.monotonic() < deadline and proc.poll() is None:  # bounded
+            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if ready:
+                seen += proc.stdout.read() or b""
+                if b"Linux version" in seen:
+                    return None
+        if proc.poll() is not None:
+            lines = [x for x in proc.stderr.read().decode(errors="replace").splitlines() if x]
+            return (
+                re.sub(r"^qemu-system-x86_64: ", "", lines[0])
+                if lines
+                else f"QEMU exited {proc.returncode}"
+            )
+        return f"a KVM guest printed nothing in {KVM_PROBE_SECONDS:g} s"
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, by its PID
+        proc.communicate()

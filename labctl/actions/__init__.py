@@ -7,6 +7,7 @@ from labctl.actions.command import CommandAction, ShellAction
 from labctl.actions.driver import DriverAction
 from labctl.actions.files import CopyAction, FileAction, TemplateAction
 from labctl.actions.kmod import KmodAction
+from labctl.actions.netmap import NetmapAction
 from labctl.actions.packages import PackagesAction
 from labctl.actions.process import ProcessAction
 from labctl.actions.qdisc import QdiscAction
@@ -28,5 +29,6 @@ ACTIONS: dict[str, type[Action]] = {
         QdiscAction,
         KmodAction,
         DriverAction,
+        NetmapAction,
     )
 }

@@ -14,12 +14,13 @@ import shlex
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from labctl.errors import LabctlError
+from labctl.failures import explain, full_output
 from labctl.remote import (
     DEFAULT_COMMAND_TIMEOUT,
     Command,
@@ -94,6 +95,7 @@ class ActionResult:
     changes: tuple[str, ...] = ()
     diff: str | None = None
     output: Mapping[str, Any] = field(default_factory=dict)
+    log: str = ""  # a failed step's whole output, for the host's log file
 
     def registered(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class TaskContext:
     vars: Mapping[str, Any]
     base_dir: Path  # the playbook's directory: templates/ and files are looked up from here
     want_diff: bool = False
+    progress: Callable[[str], None] | None = None  # a long step's current state, for the user
 
 
 # ---------------------------------------------------------------------------- actions
@@ -150,13 +153,24 @@ class Action(ABC):
 
 
 def step_failed(plan: Plan, res: CommandResult, output: Mapping[str, Any]) -> ActionResult:
-    """A plan's step exited non-zero: failed, with its first error line."""
+    """A plan's step exited non-zero: failed, with the lines that say why."""
+    return failed_result(plan.changes, output, res)
+
+
+def failed_result(
+    changes: Sequence[str], output: Mapping[str, Any], res: CommandResult, what: str = ""
+) -> ActionResult:
+    """Failed: `what` (if given), then the lines of the step's output that explain it
+    (labctl/failures.py); the whole output goes to `log`, for the host's log file."""
+    lines = explain(res.stdout, res.stderr, res.exit_status)
+    first = f"{what}: {lines[0]}" if what else lines[0]
     return ActionResult(
         changed=True,
         failed=True,
-        msg=res.first_error_line(),
-        changes=tuple(plan.changes),
+        msg="\n".join([first, *lines[1:]]),
+        changes=tuple(changes),
         output=output,
+        log=full_output(res.command, res.exit_status, res.stdout, res.stderr),
     )
 
 

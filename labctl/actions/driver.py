@@ -14,13 +14,17 @@ Apply, in this order:
    rmmod the driver, modprobe `depends`, then insmod the replacement .ko (or modprobe the
    stock driver again when no replacement is given); its exit status goes to a file;
 4. reconnect (bounded), read that status;
-5. verify: the module is in /sys/module (with the replacement's srcversion) and every
+5. verify: the module is in /sys/module (with the replacement's identity) and every
    interface the driver drove before is back with it;
 6. cancel the revert (unless `cancel_revert: false`). A failed swap or verify leaves the
    revert armed: that is what brings the stock driver back, and the message says when.
 
-A replacement .ko already loaded (same srcversion) is ok, nothing to do; reloading the stock
-driver (no `replacement`) is a change every time, like a service restart.
+A module's identity is its GNU build-id, read from sysfs for the loaded one and from the
+file for a .ko (srcversion where there is no build-id; kmod.loaded_module_id). A replacement
+.ko already loaded (same identity) is ok, nothing to do; reloading the stock
+driver (no `replacement`) is a change every time, like a service restart. `state: stock` puts
+the stock driver (the one in /lib/modules) back where another module of its name is loaded,
+with the same guard, revert and checks; where the stock one, or none, is loaded it is ok.
 """
 
 from __future__ import annotations
@@ -36,13 +40,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
-from labctl.actions.kmod import explain_insmod_failure, sysfs_name, vermagic_matches
+from labctl.actions.kmod import (
+    explain_insmod_failure,
+    file_module_id,
+    loaded_module_id,
+    same_module,
+    sysfs_name,
+    vermagic_matches,
+)
 from labctl.errors import CommandTimeout, HostUnreachable
 from labctl.facts import gather_facts, parse_key_values
 from labctl.provision import cancel_revert_command, mgmt_driver_guard, revert_command
 from labctl.remote import ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+STATES = ("swapped", "stock")
 SWAP_TIMEOUT = 120.0  # seconds for rmmod + insmod on a slow (TCG) host
 VERIFY_SECONDS = 20  # for udev to bring the interfaces back and rename them
 
@@ -57,11 +69,16 @@ class DriverArgs:
     cancel_revert: bool = True  # false: leave the revert armed (it then fires)
     reconnect_timeout: float = 120.0
     record_dir: str = "/root/labctl"
+    state: str = "swapped"  # swapped: as above; stock: the stock driver back, if not loaded
 
     def __post_init__(self) -> None:
         where = f"driver {self.driver}"
         if not _NAME.match(self.driver):
             raise ValueError(f"driver: bad module name {self.driver!r}")
+        if self.state not in STATES:
+            raise ValueError(f"{where}: state must be one of {', '.join(STATES)}")
+        if self.state == "stock" and self.replacement is not None:
+            raise ValueError(f"{where}: state stock takes no `replacement`")
         bad = [d for d in self.depends if not _NAME.match(d)]
         if bad:
             raise ValueError(f"{where}: bad module name(s) in depends: {bad!r}")
@@ -85,12 +102,13 @@ class DriverProbe:
     modules_supported: bool
     modules: tuple[str, ...]
     loaded: bool
-    loaded_srcversion: str | None
+    loaded_id: str | None
     ko_exists: bool = False
     ko_name: str | None = None
     ko_vermagic: str | None = None
-    ko_srcversion: str | None = None
+    ko_id: str | None = None
     lockdown: str | None = None
+    stock_id: str | None = None  # of the module in /lib/modules/<release>
 
 
 def probe_script(args: DriverArgs) -> str:
@@ -103,15 +121,18 @@ def probe_script(args: DriverArgs) -> str:
         'printf "modules=%s\\n" "$(cut -d" " -f1 /proc/modules | tr "\\n" " ")"; fi',
         'printf "lockdown=%s\\n" "$(cat /sys/kernel/security/lockdown 2>/dev/null)"',
         f"if [ -d {q(mod)} ]; then echo loaded=yes; "
-        f'printf "loaded_srcversion=%s\\n" "$(cat {q(mod + "/srcversion")} 2>/dev/null)"; fi',
+        f'printf "loaded_id=%s\\n" "{loaded_module_id(args.driver)}"; fi',
     ]
+    if args.state == "stock":
+        stock = file_module_id(f'"$(modinfo -n {q(args.driver)} 2>/dev/null)"')
+        lines.append(f'printf "stock_id=%s\\n" "{stock}"')
     if args.replacement:
         ko = q(args.replacement)
         lines.append(
             f"if [ -f {ko} ]; then echo ko_exists=yes; "
             f'printf "ko_name=%s\\n" "$(modinfo -F name {ko})"; '
             f'printf "ko_vermagic=%s\\n" "$(modinfo -F vermagic {ko})"; '
-            f'printf "ko_srcversion=%s\\n" "$(modinfo -F srcversion {ko})"; fi'
+            f'printf "ko_id=%s\\n" "{file_module_id(ko)}"; fi'
         )
     return "\n".join(lines) + "\n"
 
@@ -123,12 +144,13 @@ def parse_probe(text: str) -> DriverProbe:
         modules_supported=values.get("modules_supported") == "yes",
         modules=tuple(values.get("modules", "").split()),
         loaded=values.get("loaded") == "yes",
-        loaded_srcversion=values.get("loaded_srcversion") or None,
+        loaded_id=values.get("loaded_id") or None,
         ko_exists=values.get("ko_exists") == "yes",
         ko_name=values.get("ko_name") or None,
         ko_vermagic=values.get("ko_vermagic") or None,
-        ko_srcversion=values.get("ko_srcversion") or None,
+        ko_id=values.get("ko_id") or None,
         lockdown=values.get("lockdown") or None,
+        stock_id=values.get("stock_id") or None,
     )
 
 
@@ -180,7 +202,7 @@ def launch_script(args: DriverArgs, loaded: bool) -> str:
 
 def verify_script(
     name: str,
-    srcversion: str | None,
+    module_id: str | None,
     interfaces: tuple[str, ...],
     addresses: tuple[tuple[str, str], ...] = (),
 ) -> str:
@@ -189,8 +211,8 @@ def verify_script(
     q = shlex.quote
     mod = f"/sys/module/{sysfs_name(name)}"
     checks = [f"[ -d {q(mod)} ]"]
-    if srcversion:
-        checks.append(f'[ "$(cat {q(mod + "/srcversion")} 2>/dev/null)" = {q(srcversion)} ]')
+    if module_id:
+        checks.append(f'[ "{loaded_module_id(name)}" = {q(module_id)} ]')
     for iface in interfaces:
         link = f"/sys/class/net/{iface}/device/driver"
         checks.append(f'[ "$(basename "$(readlink {q(link)})" 2>/dev/null)" = {q(name)} ]')
@@ -216,7 +238,7 @@ def verify_script(
 class DriverPlan(Plan):
     loaded: bool = False
     name: str = ""  # the module name to find in /sys/module afterwards
-    srcversion: str | None = None
+    module_id: str | None = None
     interfaces: tuple[str, ...] = ()
     addresses: tuple[tuple[str, str], ...] = ()  # (interface, IPv4 CIDR) to see again
     modules_before: tuple[str, ...] = ()
@@ -240,7 +262,15 @@ class DriverAction(Action):
                 f" {args.driver} not swapped",
                 output={"unsupported": True},
             )
-        name, srcversion = args.driver, None
+        name, module_id = args.driver, None
+        if args.state == "stock":
+            if not probe.loaded or same_module(probe.loaded_id, probe.stock_id):
+                return DriverPlan(output={"stock": True, "loaded": probe.loaded})
+            if probe.stock_id is None:
+                raise ActionFailed(
+                    f"{host}: no stock {args.driver} in /lib/modules/{probe.release} to put back"
+                )
+            module_id = probe.stock_id
         if args.replacement:
             if not probe.ko_exists:
                 raise ActionFailed(f"{host}: driver {args.driver}: no {args.replacement}")
@@ -249,9 +279,9 @@ class DriverAction(Action):
                     f"{host}: {args.replacement} has vermagic {probe.ko_vermagic!r}, "
                     f"the host runs {probe.release}: not loading it"
                 )
-            name, srcversion = probe.ko_name or args.driver, probe.ko_srcversion
-            if probe.loaded and name == args.driver and srcversion == probe.loaded_srcversion:
-                return DriverPlan(output={"swapped": True, "srcversion": srcversion})
+            name, module_id = probe.ko_name or args.driver, probe.ko_id
+            if probe.loaded and name == args.driver and same_module(module_id, probe.loaded_id):
+                return DriverPlan(output={"swapped": True, "module_id": module_id})
         facts = gather_facts(ctx.conn)  # afresh: an earlier task may have changed the NICs
         decision = mgmt_driver_guard(facts, args.driver, args.force_mgmt_driver_swap)
         if not decision.allowed:
@@ -267,7 +297,7 @@ class DriverAction(Action):
         plan = DriverPlan(
             loaded=probe.loaded,
             name=name,
-            srcversion=srcversion,
+            module_id=module_id,
             interfaces=interfaces,
             addresses=addresses,
             modules_before=probe.modules,
@@ -278,7 +308,7 @@ class DriverAction(Action):
             Run(ShellScript(record_script(args))),
             Run(revert_command(args.driver, args.revert_after)),
             Run(ShellScript(launch_script(args, probe.loaded))),
-            Run(ShellScript(verify_script(name, srcversion, interfaces, addresses))),
+            Run(ShellScript(verify_script(name, module_id, interfaces, addresses))),
         ]
         if args.cancel_revert:
             plan.steps.append(Run(cancel_revert_command(args.driver)))
@@ -335,7 +365,7 @@ class DriverAction(Action):
                 why = why.removeprefix(f"{host}: ")
             return failed(f"{host}: swapping {args.driver} failed: {why}; {revert_note()}")
         check = conn.run(
-            ShellScript(verify_script(plan.name, plan.srcversion, plan.interfaces, plan.addresses)),
+            ShellScript(verify_script(plan.name, plan.module_id, plan.interfaces, plan.addresses)),
             timeout=VERIFY_SECONDS + 30,
         )
         if not check.ok:
@@ -345,7 +375,9 @@ class DriverAction(Action):
         if args.cancel_revert:
             conn.run(cancel_revert_command(args.driver), check=True)
             output["revert_cancelled"] = True
-        output.update({"swapped": True, "srcversion": plan.srcversion})
+        output.update({"swapped": True, "module_id": plan.module_id})
+        if args.state == "stock":
+            output["stock"] = True
         return ActionResult(changed=True, changes=tuple(plan.changes), output=output)
 
     @staticmethod

@@ -38,10 +38,12 @@ from labctl.actions.base import (
     Run,
     TaskContext,
     Upload,
+    failed_result,
     step_failed,
     upload,
 )
 from labctl.facts import parse_key_values
+from labctl.failures import OWN_MARK
 from labctl.kbuild import (
     ControllerBuildError,
     build_on_controller,
@@ -60,7 +62,7 @@ STAMP_NAME = ".labctl-kmod"
 SOURCE_PATTERNS = ("*.[chS]", "Kbuild", "Makefile", "*.mk")  # what a Kbuild module is made of
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
-_MARK = "labctl: "  # prefix of this action's own error lines in a step's output
+_MARK = OWN_MARK  # prefix of this action's own error lines in a step's output
 _VERMAGIC_MARK = "@@vermagic "
 
 
@@ -118,6 +120,34 @@ def sysfs_name(module: str) -> str:
     return module.replace("-", "_")
 
 
+def loaded_module_id(module: str) -> str:
+    """Shell text printing a loaded module's identity: `build-id:<hex>` from its GNU build-id
+    note in sysfs, else `srcversion:<x>`, else nothing. Debian's modules carry no srcversion
+    (no MODULE_VERSION), so srcversion alone would call every e1000e.ko the same module."""
+    d = shlex.quote(f"/sys/module/{sysfs_name(module)}")
+    return (
+        f'$(b=$(od -An -tx1 -v -j 16 {d}/notes/.note.gnu.build-id 2>/dev/null | tr -d " \n"); '
+        f'if [ -n "$b" ]; then echo "build-id:$b"; '
+        f'else s=$(cat {d}/srcversion 2>/dev/null); [ -n "$s" ] && echo "srcversion:$s"; fi)'
+    )
+
+
+def file_module_id(ko: str) -> str:
+    """Shell text printing a .ko file's identity, as `loaded_module_id` spells it (`ko` is
+    shell text: a quoted path, or a command substitution)."""
+    return (
+        f'$(b=$(readelf -n {ko} 2>/dev/null | sed -n "s/.*Build ID: *//p" | head -n 1); '
+        f'if [ -n "$b" ]; then echo "build-id:$b"; '
+        f"else s=$(modinfo -F srcversion {ko} 2>/dev/null); "
+        '[ -n "$s" ] && echo "srcversion:$s"; fi)'
+    )
+
+
+def same_module(a: str | None, b: str | None) -> bool:
+    """Two identities name the same module only when both are known and equal."""
+    return bool(a) and a == b
+
+
 def cache_key(src_hash: str, release: str, kernel_dir: str, make_args: Sequence[str]) -> str:
     """The cache entry's name; `probe_script` computes the same bytes on the host."""
     material = "".join(f"{part}\n" for part in (KEY_VERSION, src_hash, release, kernel_dir))
@@ -155,17 +185,6 @@ def explain_insmod_failure(host: str, ko: str, output: str, lockdown: str | None
             "unsigned modules cannot be loaded"
         )
     return f"{host}: insmod {ko}: {first}"
-
-
-def failure_line(res: CommandResult) -> str:
-    """The line that says why a build failed: our own message, else the compiler's first
-    error, else the first line of output (make's noise comes before its error)."""
-    lines = [line.strip() for line in (res.stderr + "\n" + res.stdout).splitlines()]
-    ours = [line[len(_MARK) :] for line in lines if line.startswith(_MARK)]
-    if ours:
-        return ours[-1]
-    error = next((line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)), None)
-    return error or res.first_error_line()
 
 
 # ---------------------------------------------------------------------------- the probe
@@ -503,12 +522,8 @@ class KmodAction(Action):
                 res = ctx.conn.run(step.command, timeout=step.timeout)
             if role in ("build", "controller"):
                 if not res.ok:
-                    return _failed(
-                        plan,
-                        output,
-                        f"{host}: building {args.name} for "
-                        f"{args.kernel_release}: {failure_line(res)}",
-                    )
+                    what = f"{host}: building {args.name} for {args.kernel_release}"
+                    return failed_result(plan.changes, output, res, what)
                 vermagic = _parse_vermagic(res.stdout)
                 if not vermagic_matches(vermagic, args.kernel_release):
                     entry = posixpath.dirname(str(output["ko"]))

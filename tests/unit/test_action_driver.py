@@ -21,6 +21,7 @@ from labctl.actions.driver import (
     swap_script,
     verify_script,
 )
+from labctl.actions.kmod import file_module_id, loaded_module_id, same_module
 
 
 def test_driver_is_registered_and_checks_its_arguments() -> None:
@@ -41,11 +42,13 @@ def test_driver_is_registered_and_checks_its_arguments() -> None:
 def test_probe_output_parses() -> None:
     probe = parse_probe(
         "release=6.1.0-56-amd64\nmodules_supported=yes\nmodules=e1000e virtio_net ptp \n"
-        "loaded=yes\nloaded_srcversion=ABC\nko_exists=yes\nko_name=e1000e\n"
-        "ko_vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions\nko_srcversion=DEF\n"
+        "loaded=yes\nloaded_id=build-id:abc\nko_exists=yes\nko_name=e1000e\n"
+        "ko_vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions\nko_id=build-id:def\n"
+        "stock_id=build-id:abc\n"
     )
     assert probe.modules == ("e1000e", "virtio_net", "ptp")
-    assert (probe.loaded, probe.loaded_srcversion, probe.ko_srcversion) == (True, "ABC", "DEF")
+    assert (probe.loaded, probe.loaded_id, probe.ko_id) == (True, "build-id:abc", "build-id:def")
+    assert probe.stock_id == "build-id:abc"
     assert not parse_probe("release=6.18.0\n").modules_supported
 
 
@@ -106,9 +109,9 @@ def test_the_swap_is_launched_in_a_session_of_its_own(tmp_path: Path) -> None:
 
 
 def test_verify_waits_for_module_interfaces_and_addresses() -> None:
-    text = verify_script("e1000e", "ABC", ("enp0s4",), (("enp0s4", "10.78.0.11/24"),))
+    text = verify_script("e1000e", "build-id:abc", ("enp0s4",), (("enp0s4", "10.78.0.11/24"),))
     assert "[ -d /sys/module/e1000e ]" in text
-    assert "/sys/module/e1000e/srcversion" in text and "= ABC" in text
+    assert "/sys/module/e1000e/notes/.note.gnu.build-id" in text and "= build-id:abc" in text
     assert "/sys/class/net/enp0s4/device/driver" in text
     assert "ip -o -4 addr show dev enp0s4" in text and "' 10.78.0.11/24 '" in text
     # bounded: gives up after VERIFY_SECONDS with a one-line reason
@@ -116,3 +119,32 @@ def test_verify_waits_for_module_interfaces_and_addresses() -> None:
         ["sh", "-c", text.replace("-ge 80", "-ge 2")], capture_output=True, text=True
     )
     assert failed.returncode == 1 and "not back after" in failed.stderr
+
+
+def test_a_module_is_known_by_its_build_id(tmp_path: Path) -> None:
+    """Debian's modules carry no srcversion: two e1000e.ko with none are not the same module
+    (the driver action once took a patched e1000e for the stock one and swapped nothing)."""
+    assert same_module("build-id:ab", "build-id:ab")
+    assert not same_module("build-id:ab", "build-id:cd")
+    assert not same_module(None, None) and not same_module("", "")
+    # any ELF file with a GNU build-id note is read the same way (here: the shell itself)
+    shell = os.path.realpath("/bin/sh")
+    out = subprocess.run(
+        ["sh", "-c", f'echo "{file_module_id(shell)}"'], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    readelf = subprocess.run(["readelf", "-n", shell], capture_output=True, text=True).stdout
+    assert out.startswith("build-id:") and out.removeprefix("build-id:") in readelf
+    # a file with neither a build-id nor a srcversion has no identity
+    none = tmp_path / "x.ko"
+    none.write_bytes(b"not an ELF file")
+    out = subprocess.run(
+        ["sh", "-c", f'echo "{file_module_id(str(none))}"'], capture_output=True, text=True
+    ).stdout.strip()
+    assert out == ""
+    # sysfs notes: 16 bytes of note header, then the id; a module not loaded gives nothing
+    gone = subprocess.run(
+        ["sh", "-c", f'echo "{loaded_module_id("labctl_no_such_module")}"'],
+        capture_output=True,
+        text=True,
+    )
+    assert gone.stdout.strip() == ""

@@ -1,9 +1,8 @@
-"""playbooks/provision.yml without hosts: it loads, passes the static check, and renders the
-netmap command lines provision.py builds (DESIGN.md section 2)."""
+"""playbooks/provision.yml without hosts: it loads, passes the static check, and renders
+the netmap tasks' arguments into what the netmap action takes (docs/provisioning.md)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,10 @@ import pytest
 
 from labctl.actions import ACTIONS
 from labctl.actions.base import build_args
-from labctl.experiments.reuseport import PKTGEN_PATH
+from labctl.actions.netmap import NetmapArgs
 from labctl.inventory import parse_inventory
 from labctl.playbook import Play, PlaybookError, Task, load_playbook
-from labctl.provision import (
-    netmap_configure_argv,
-    netmap_make_argv,
-    netmap_outputs,
-)
-from labctl.runner import RunOptions, prepare
+from labctl.runner import RunOptions, prepare, task_selected
 from labctl.templating import evaluate, render_value
 
 BOOK = Path(__file__).resolve().parents[2] / "playbooks" / "provision.yml"
@@ -72,9 +66,18 @@ def runs(name: str, scope: dict[str, Any]) -> bool:
 
 
 def test_every_step_is_tagged() -> None:
-    tags = {"deps", "headers", "netmap", "load", "workloads"}
+    tags = {"deps", "headers", "netmap", "load", "workloads", "unload", "never"}
     assert all(t.tags and t.tags <= tags for t in play().tasks)
     assert set().union(*(t.tags for t in play().tasks)) == tags
+
+
+def test_unload_runs_only_when_asked() -> None:
+    unload = [t for t in play().tasks if "unload" in t.tags]
+    assert [t.action for t in unload] == ["netmap", "kmod"]
+    everything = [t.name for t in play().tasks if task_selected(t.tags, frozenset())]
+    assert not any(t.name in everything for t in unload)
+    asked = [t.name for t in play().tasks if task_selected(t.tags, frozenset({"unload"}))]
+    assert asked == [t.name for t in unload]
 
 
 def test_static_check_accepts_hosts_without_the_optional_vars() -> None:
@@ -100,13 +103,19 @@ def test_a_bare_optional_var_is_still_refused(tmp_path: Any) -> None:
 def test_the_inventory_release_wins_over_the_running_one() -> None:
     assert variables({"kernel_release": RELEASE})["target_release"] == RELEASE
     assert variables({})["target_release"] == FACTS["kernel_release"]
-    scope = variables({"kernel_release": RELEASE})
+    scope = variables({"kernel_release": RELEASE, "netmap_src": "/srv/netmap"})
     assert rendered("kernel headers", scope)["names"] == [f"linux-headers-{RELEASE}"]
     assert rendered("fixture module built", scope)["kernel_release"] == RELEASE
-    assert rendered("full kernel sources", scope)["names"] == ["linux-source-6.1"]
+    assert rendered("netmap built", scope)["kernel_release"] == RELEASE
 
 
-def test_netmap_command_lines_match_provision() -> None:
+def netmap_args(name: str, scope: dict[str, Any]) -> NetmapArgs:
+    args = build_args(ACTIONS["netmap"], render_value(task(name).args, scope))
+    assert isinstance(args, NetmapArgs)
+    return args
+
+
+def test_netmap_tasks_render_the_inventory_values() -> None:
     scope = variables(
         {
             "kernel_release": RELEASE,
@@ -115,64 +124,42 @@ def test_netmap_command_lines_match_provision() -> None:
             "netmap_drivers": "ixgbe,veth.c",
             "netmap_configure_extra": ["--enable-ptnetmap"],
             "netmap_jobs": 4,
+            "netmap_build_on": "host",
         }
     )
-    build = scope["netmap_build"]
-    assert build.startswith("/root/labctl/build/netmap-6.1.0-56-amd64")
-    assert "/" not in build[len("/root/labctl/build/") :]
-    configure = rendered("netmap configured", scope)
-    assert configure["argv"] == netmap_configure_argv(
-        "/root/labctl/netmap",
-        build,
-        f"/usr/src/linux-headers-{RELEASE}",
-        "/usr/src/linux-source-6.1",
-        ["ixgbe", "veth.c"],
-        ["--enable-ptnetmap"],
+    built = netmap_args("netmap built", scope)
+    assert built == NetmapArgs(
+        state="installed",
+        src="https://github.com/luigirizzo/netmap.git",
+        ref="89607e14",
+        kernel_release=RELEASE,
+        drivers=("ixgbe", "veth.c"),
+        configure_extra=("--enable-ptnetmap",),
+        build_on="host",
+        jobs=4,
     )
-    assert configure["creates"] == f"{build}/Makefile"
-    make = rendered("netmap built", scope)
-    assert make["argv"] == netmap_make_argv(build, 4)
-    outputs = netmap_outputs(build, ["ixgbe", "veth.c"])
-    assert scope["netmap_outputs"] == outputs
-    assert make["creates"] == outputs[-1]
-    check = rendered("netmap outputs", scope)
-    assert subprocess.run(["sh", "-n", "-c", check["cmd"]]).returncode == 0
-    assert all(o in check["cmd"] for o in outputs)
-    source = rendered("netmap source", scope)
-    assert source == {
-        "src": "https://github.com/luigirizzo/netmap.git",
-        "dest": "/root/labctl/netmap",
-        "ref": "89607e14",
-    }
+    loaded = netmap_args("netmap loaded", scope)
+    assert loaded.state == "loaded" and loaded.drivers == built.drivers
+    assert loaded.modules == ["ixgbe", "veth"]
     assert all(runs(t.name, scope) for t in play().tasks if "netmap" in t.tags)
 
 
-def test_netmap_defaults_and_build_dir_per_flags() -> None:
-    scope = variables({"kernel_release": RELEASE, "netmap_src": "/srv/netmap"})
-    assert rendered("netmap configured", scope)["argv"] == netmap_configure_argv(
-        "/root/labctl/netmap",
-        scope["netmap_build"],
-        f"/usr/src/linux-headers-{RELEASE}",
-        "/usr/src/linux-source-6.1",
-        ["ixgbe"],
-    )
-    assert rendered("netmap built", scope)["argv"] == netmap_make_argv(scope["netmap_build"], 2)
-    assert rendered("netmap source", scope)["ref"] is None
-    link = rendered("pkt-gen where experiments look", scope)
-    built = f"{scope['netmap_build']}/build-apps/pkt-gen/pkt-gen"
-    assert f"{built} {PKTGEN_PATH}" in link["cmd"]  # where the reuseport experiment looks
-    assert link["creates"] == f"{scope['netmap_build']}/.labctl-linked"  # relinked per build
-    other = variables({"kernel_release": RELEASE, "netmap_src": "/srv/netmap", "netmap_ref": "x"})
-    assert other["netmap_build"] != scope["netmap_build"]
+def test_netmap_defaults() -> None:
+    args = netmap_args("netmap built", variables({"kernel_release": RELEASE, "netmap_src": "/x"}))
+    assert (args.ref, args.drivers, args.configure_extra) == (None, ("ixgbe",), ())
+    assert (args.build_on, args.jobs, args.root) == ("auto", 0, "/root/labctl/netmap")
+    unload = netmap_args("netmap unloaded", variables({}))
+    assert unload.state == "unloaded" and unload.src is None
 
 
 @pytest.mark.parametrize("host_vars", [{}, {"netmap_src": None}, {"netmap_src": ""}])
 def test_no_netmap_src_no_netmap_tasks(host_vars: dict[str, Any]) -> None:
     scope = variables(host_vars)
-    netmap = [t for t in play().tasks if "netmap" in t.tags]
-    assert len(netmap) == 8
+    netmap = [t for t in play().tasks if t.action == "netmap" and "unload" not in t.tags]
+    assert len(netmap) == 2
     assert not any(runs(t.name, scope) for t in netmap)
     # and undefined outright (no optional vars given) is false too, not an error
     bare = {k: v for k, v in scope.items() if k != "netmap_src"}
     assert not any(runs(t.name, bare) for t in netmap)
-    assert all(runs(t.name, scope) for t in play().tasks if "netmap" not in t.tags)
+    others = [t for t in play().tasks if t.action != "netmap"]
+    assert all(runs(t.name, scope) for t in others)

@@ -1,0 +1,765 @@
+"""netmap: built once per kernel release, installed on each host, loaded, unloaded.
+
+States (docs/provisioning.md tells the whole path, docs/netmap.md the facts behind it):
+- `installed`: the build of (source, kernel release, drivers, configure flags) is in
+  `<root>/installed/<key>` on the host, checked there by sha256 and vermagic; `<root>/current`
+  points at it and `<bin_dir>/pkt-gen` at its pkt-gen. The build runs once, on the controller
+  or on one host (`build_on`), and lands in the controller's cache; every host of that
+  release installs it from there. A second run with nothing changed builds and copies nothing.
+- `loaded`: installed, `netmap.ko` loaded (`/dev/netmap` appears), then each driver swapped for
+  its patched .ko by the `driver` action (the SSH interface's driver is never touched unless
+  forced; a revert is armed before and cancelled after the NIC is back with its address).
+  The modules loaded before are recorded in `<root>/modules-before.txt`.
+- `unloaded`: labctl's own processes holding `/dev/netmap` (pkt-gen) stopped by pidfile PID,
+  each patched driver replaced by the stock one (the `driver` action again), `netmap.ko`
+  removed, and every module recorded as loaded before put back. A process labctl did not
+  start that holds `/dev/netmap` stops it with its PID named: it is not ours to kill.
+
+On a kernel without module support (the namespace lab) `loaded` and `unloaded` say so in one
+line and report ok; `installed` still installs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl.actions.base import (
+    Action,
+    ActionFailed,
+    ActionResult,
+    Plan,
+    TaskContext,
+    failed_result,
+    run_action,
+)
+from labctl.actions.driver import DriverAction
+from labctl.actions.kmod import (
+    explain_insmod_failure,
+    file_module_id,
+    loaded_module_id,
+    same_module,
+    sysfs_name,
+)
+from labctl.actions.packages import PackagesAction
+from labctl.actions.process import ProcessAction, parse_pidfile
+from labctl.actions.source import (
+    _FULL_COMMIT,
+    SourceAction,
+    directory_digest,
+    is_git_url,
+    parse_ls_remote,
+    tarball_suffix,
+)
+from labctl.builds.builder import (
+    DEFAULT_CACHE,
+    BuildError,
+    BuildPlace,
+    HostShell,
+    LocalShell,
+    controller_kernel_sources,
+    controller_tree,
+    debian_version,
+    fetch_build,
+    install_tarball,
+    run_build,
+    store_build,
+    unpack_kernel_sources,
+)
+from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached, module_name
+from labctl.facts import parse_key_values
+from labctl.failures import OWN_MARK
+from labctl.filelock import exclusive
+from labctl.kbuild import headers_dir, kernel_dir_candidates
+from labctl.remote import CommandResult, ShellScript
+
+STATES = ("installed", "loaded", "unloaded")
+BUILD_ON = ("auto", "controller", "host")
+RUN_DIRS = ("/root/labctl/run/experiments", "/root/labctl/run")  # where pidfiles of ours are
+DEVICE_WAIT = 10  # seconds for udev to make /dev/netmap after insmod
+_MARK = OWN_MARK
+
+
+@dataclass(frozen=True)
+class NetmapArgs:
+    state: str = "installed"
+    src: str | None = None  # git URL (with `ref`), a controller directory or tarball
+    ref: str | None = None
+    kernel_release: str | None = None  # needed to install or load
+    drivers: tuple[str, ...] = ("ixgbe",)
+    configure_extra: tuple[str, ...] = ()
+    build_on: str = "auto"  # controller, host, or auto: the controller when it can
+    jobs: int = 0  # make -j; 0: the builder's CPUs
+    root: str = "/root/labctl/netmap"
+    bin_dir: str = "/root/labctl/bin"
+    cache_dir: str = str(DEFAULT_CACHE)  # on the controller
+    force_mgmt_driver_swap: bool = False
+    revert_after: int = 60
+    run_dirs: tuple[str, ...] = RUN_DIRS
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"netmap: state must be one of {', '.join(STATES)}")
+        if self.state != "unloaded" and not self.src:
+            raise ValueError(f"netmap: state {self.state} needs `src` (netmap_src)")
+        if self.state != "unloaded" and not self.kernel_release:
+            raise ValueError(f"netmap: state {self.state} needs `kernel_release`")
+        if self.build_on not in BUILD_ON:
+            raise ValueError(f"netmap: build_on must be one of {', '.join(BUILD_ON)}")
+        if self.jobs < 0:
+            raise ValueError("netmap: jobs must be 0 (the builder's CPUs) or more")
+        for label, path in (
+            ("root", self.root),
+            ("bin_dir", self.bin_dir),
+            ("cache_dir", self.cache_dir),
+            *(("run_dirs", d) for d in self.run_dirs),
+        ):
+            if not path.startswith("/") or path.rstrip("/") == "" or "\n" in path:
+                raise ValueError(f"netmap: {label} must be an absolute path, not {path!r}")
+        if self.src and is_git_url(self.src) and not self.ref:
+            raise ValueError(f"netmap: {self.src} is a git URL: pin it with `ref` (netmap_ref)")
+
+    def spec(self, source: str) -> NetmapSpec:
+        assert self.kernel_release is not None
+        return NetmapSpec(source, self.kernel_release, self.drivers, self.configure_extra)
+
+    @property
+    def modules(self) -> list[str]:
+        return [module_name(d) for d in self.drivers]
+
+
+# ---------------------------------------------------------------------------- pure pieces
+
+
+def installed_dir(args: NetmapArgs, key: str) -> str:
+    return posixpath.join(args.root, "installed", key)
+
+
+def record_file(args: NetmapArgs) -> str:
+    return posixpath.join(args.root, "modules-before.txt")
+
+
+def probe_script(args: NetmapArgs, key: str | None) -> str:
+    """Read-only, one round trip: the kernel, what is installed and loaded, netmap's users."""
+    q = shlex.quote
+    current = posixpath.join(args.root, "current")
+    lines = [
+        'printf "release=%s\\n" "$(uname -r)"',
+        "[ -e /proc/modules ] && echo modules=yes",
+        'printf "lockdown=%s\\n" "$(cat /sys/kernel/security/lockdown 2>/dev/null)"',
+        'printf "cpus=%s\\n" "$(nproc 2>/dev/null)"',
+        f'printf "current=%s\\n" "$(readlink {q(current)} 2>/dev/null)"',
+        f'printf "pktgen_link=%s\\n" "$(readlink {q(args.bin_dir + "/pkt-gen")} 2>/dev/null)"',
+        "if [ -d /sys/module/netmap ]; then echo loaded=yes",
+        '  printf "holders=%s\\n" "$(ls /sys/module/netmap/holders 2>/dev/null | tr "\\n" " ")"',
+        "fi",
+        f"if [ -f {q(record_file(args))} ]; then echo record=yes",
+        f'  printf "missing=%s\\n" "$(for m in $(cat {q(record_file(args))}); do '
+        '[ -d "/sys/module/$m" ] || printf "%s " "$m"; done)"',
+        "fi",
+    ]
+    if args.state == "unloaded":
+        # every process holding /dev/netmap open (one `find`, not a fork per process: TCG
+        # hosts are slow), and the pidfiles that may name them
+        lines.append(
+            'printf "users=%s\\n" "$(find /proc/[0-9]*/fd -lname /dev/netmap 2>/dev/null '
+            '| cut -d/ -f3 | sort -un | tr "\\n" " ")"'
+        )
+        for d in args.run_dirs:
+            lines.append(
+                f'for f in {q(d)}/*.pid; do [ -f "$f" ] && '
+                'printf "pidfile %s %s\\n" "$f" "$(head -n 1 "$f")"; done'
+            )
+    for m in [*args.modules, "netmap"]:
+        ko = q(posixpath.join(current, f"{m}.ko"))
+        lines += [
+            f'printf "sys_{sysfs_name(m)}=%s\\n" "{loaded_module_id(m)}"',
+            f'[ -f {ko} ] && printf "ko_{sysfs_name(m)}=%s\\n" "{file_module_id(ko)}"',
+        ]
+    if key is not None:
+        inst = installed_dir(args, key)
+        lines += [
+            f"i={q(inst)}",
+            'if [ -f "$i/SHA256SUMS" ] && (cd "$i" && sha256sum -c --quiet --status SHA256SUMS)'
+            "; then echo installed=yes; fi",
+        ]
+        assert args.kernel_release is not None
+        cands = " ".join(q(c) for c in kernel_dir_candidates(args.kernel_release, None))
+        lines += [
+            f'for d in {cands}; do if [ -f "$d/Makefile" ]; then '
+            'printf "kernel_dir=%s\\n" "$d"; break; fi; done',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class NetmapProbe:
+    release: str
+    modules_supported: bool
+    lockdown: str | None
+    cpus: int
+    current: str
+    pktgen_link: str
+    loaded: bool
+    holders: tuple[str, ...]
+    record: bool
+    missing: tuple[str, ...]  # recorded as loaded before, not loaded now
+    users: tuple[int, ...]  # PIDs holding /dev/netmap
+    pidfiles: dict[int, tuple[str, str]]  # PID → (process name, run dir), start time checked
+    module_ids: dict[str, str]  # module (sysfs name) → identity of what is loaded now
+    installed_ids: dict[str, str]  # module (sysfs name) → identity of <root>/current/<m>.ko
+    installed: bool
+    kernel_dir: str | None
+
+
+def parse_probe(text: str) -> NetmapProbe:
+    values = parse_key_values(text)
+    pidfiles: dict[int, tuple[str, str]] = {}
+    for line in text.splitlines():
+        if not line.startswith("pidfile "):
+            continue
+        path, _, record_text = line[len("pidfile ") :].partition(" ")
+        record = parse_pidfile(record_text)
+        if record is not None:
+            name = posixpath.basename(path).removesuffix(".pid")
+            pidfiles[record.pid] = (name, posixpath.dirname(path))
+    return NetmapProbe(
+        release=values.get("release", ""),
+        modules_supported=values.get("modules") == "yes",
+        lockdown=values.get("lockdown") or None,
+        cpus=int(values.get("cpus") or 1) if (values.get("cpus") or "1").isdigit() else 1,
+        current=values.get("current", ""),
+        pktgen_link=values.get("pktgen_link", ""),
+        loaded=values.get("loaded") == "yes",
+        holders=tuple(values.get("holders", "").split()),
+        record=values.get("record") == "yes",
+        missing=tuple(values.get("missing", "").split()),
+        users=tuple(int(p) for p in values.get("users", "").split() if p.isdigit()),
+        pidfiles=pidfiles,
+        module_ids={k[len("sys_") :]: v for k, v in values.items() if k.startswith("sys_") and v},
+        installed_ids={k[len("ko_") :]: v for k, v in values.items() if k.startswith("ko_") and v},
+        installed=values.get("installed") == "yes",
+        kernel_dir=values.get("kernel_dir") or None,
+    )
+
+
+def install_script(args: NetmapArgs, build: NetmapBuild, upload: str) -> str:
+    """Unpack the upload beside its place, check every file there (sha256, each module's
+    vermagic, pkt-gen's libraries), swap it in, point `current` and pkt-gen at it."""
+    q = shlex.quote
+    inst = installed_dir(args, build.key)
+    rel = build.spec.release
+    return "\n".join(
+        [
+            "set -u",
+            f"u={q(upload)}; i={q(inst)}; n={q(inst + '.new')}",
+            'trap \'rm -rf "$n" "$u"\' EXIT',
+            'rm -rf "$n" && mkdir -p "$n" && tar -xzf "$u" --no-same-owner -C "$n" || exit 1',
+            '(cd "$n" && sha256sum -c --quiet SHA256SUMS) || '
+            f'{{ echo "{_MARK}the copy in $n does not match the build (sha256)" >&2; exit 1; }}',
+            'for k in "$n"/*.ko; do v=$(modinfo -F vermagic "$k") || exit 1; '
+            f'[ "${{v%% *}}" = {q(rel)} ] || '
+            f'{{ echo "{_MARK}${{k##*/}} has vermagic $v, not "{q(rel)} >&2; exit 1; }}; done',
+            'if ldd "$n/pkt-gen" 2>/dev/null | grep -q "not found"; then '
+            f'echo "{_MARK}pkt-gen cannot run here: $(ldd "$n/pkt-gen" | grep "not found" '
+            '| head -n 1)" >&2; exit 1; fi',
+            'rm -rf "$i" && mv "$n" "$i" || exit 1',
+            f"ln -sfn {q('installed/' + build.key)} {q(args.root + '/current')}",
+            f"mkdir -p {q(args.bin_dir)} && "
+            f"ln -sfn {q(args.root + '/current/pkt-gen')} {q(args.bin_dir + '/pkt-gen')}",
+        ]
+    )
+
+
+def load_script(args: NetmapArgs) -> str:
+    """Record the modules loaded now (before netmap), insmod netmap.ko, wait for its device."""
+    q = shlex.quote
+    ko = posixpath.join(args.root, "current", "netmap.ko")
+    rec = record_file(args)
+    tries = DEVICE_WAIT * 4
+    return "\n".join(
+        [
+            f"cut -d' ' -f1 /proc/modules | LC_ALL=C sort > {q(rec + '.tmp')} && "
+            f"mv {q(rec + '.tmp')} {q(rec)} || exit 1",
+            f"insmod {q(ko)} || exit 1",
+            f"i=0; until [ -c /dev/netmap ]; do i=$((i + 1)); [ $i -ge {tries} ] && "
+            f'{{ echo "{_MARK}netmap.ko loaded but /dev/netmap did not appear in '
+            f'{DEVICE_WAIT} s" >&2; exit 1; }}; sleep 0.25; done',
+        ]
+    )
+
+
+def restore_script(args: NetmapArgs, missing: tuple[str, ...]) -> str:
+    """modprobe each module recorded as loaded before netmap and missing now; forget the
+    record once all are back."""
+    q = shlex.quote
+    rec = record_file(args)
+    lines = ["failed="]
+    for m in missing:
+        lines.append(f'modprobe {q(m)} 2>/dev/null || failed="$failed {m}"')
+    lines += [
+        'if [ -n "$failed" ]; then',
+        f'  echo "{_MARK}could not put back:$failed" >&2; exit 1',
+        "fi",
+        f"rm -f {q(rec)}",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the source
+
+
+def resolve_src(ctx: TaskContext, src: str) -> Path:
+    """A controller path: relative to the playbook's directory, else to the current one."""
+    path = Path(src).expanduser()
+    if path.is_absolute():
+        return path
+    beside = ctx.base_dir / path
+    return beside if beside.exists() else Path.cwd() / path
+
+
+def source_identity(ctx: TaskContext, args: NetmapArgs) -> str:
+    """What the build is made from, as the source action stamps it: `git <url> <commit>` or
+    `sha256:<content hash>` (a tree's .git left out: a fetch is not a change)."""
+    assert args.src is not None
+    if is_git_url(args.src):
+        assert args.ref is not None
+        if _FULL_COMMIT.match(args.ref):
+            return f"git {args.src} {args.ref.lower()}"
+        argv = ["git", "ls-remote", "--", args.src, args.ref, f"{args.ref}^{{}}"]
+        commit = _ls_remote_controller(argv, args.ref)
+        if commit is None:  # the controller may not reach it; the host may
+            res = ctx.conn.run(argv, timeout=120)
+            commit = parse_ls_remote(res.stdout, args.ref) if res.ok else None
+        if commit is None:
+            raise ActionFailed(f"netmap: ref {args.ref!r} not found in {args.src}")
+        return f"git {args.src} {commit}"
+    path = resolve_src(ctx, args.src)
+    if path.is_dir():
+        if not (path / "LINUX" / "configure").is_file():
+            raise ActionFailed(f"netmap: {path} has no LINUX/configure: not a netmap tree")
+        return "sha256:" + directory_digest(path, exclude=(".git",)).removeprefix("sha256:")
+    if path.is_file() and tarball_suffix(path.name):
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return f"sha256:{h.hexdigest()}"
+    raise ActionFailed(f"netmap: src {path} is not a directory, a tarball or a git URL")
+
+
+def _ls_remote_controller(argv: list[str], ref: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_ls_remote(proc.stdout, ref) if proc.returncode == 0 else None
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class NetmapPlan(Plan):
+    """`work` lists what apply will do, in order: install, load, swap:<m>, stop:<pid>,
+    stock:<m>, rmmod, restore."""
+
+    work: list[str] = field(default_factory=list)
+    spec: NetmapSpec | None = None
+    probe: NetmapProbe | None = None
+    cached: NetmapBuild | None = None
+    builder: str = ""  # "controller" or "host" when a build is needed
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.work)
+
+
+class NetmapAction(Action):
+    name = "netmap"
+    Args = NetmapArgs
+
+    def plan(self, ctx: TaskContext, args: NetmapArgs) -> NetmapPlan:
+        host = ctx.conn.host.name
+        spec = args.spec(source_identity(ctx, args)) if args.state != "unloaded" else None
+        res = ctx.conn.run(ShellScript(probe_script(args, spec.key if spec else None)), timeout=120)
+        if not res.ok:
+            raise ActionFailed(f"{host}: netmap: {res.first_error_line()}", res)
+        probe = parse_probe(res.stdout)
+        plan = NetmapPlan(spec=spec, probe=probe)
+        if args.state == "unloaded":
+            self._plan_unload(ctx, args, probe, plan)
+            return plan
+        assert spec is not None
+        self._plan_install(ctx, args, spec, probe, plan)
+        if args.state == "loaded":
+            self._plan_load(ctx, args, spec, probe, plan)
+        return plan
+
+    # -- installed
+    def _plan_install(
+        self,
+        ctx: TaskContext,
+        args: NetmapArgs,
+        spec: NetmapSpec,
+        probe: NetmapProbe,
+        plan: NetmapPlan,
+    ) -> None:
+        key = spec.key
+        inst = installed_dir(args, key)
+        plan.output.update(
+            {
+                "key": key,
+                "source": spec.source,
+                "release": spec.release,
+                "drivers": list(spec.drivers),
+                "dir": inst,
+            }
+        )
+        current_ok = probe.current == f"installed/{key}"
+        link_ok = probe.pktgen_link == posixpath.join(args.root, "current", "pkt-gen")
+        if probe.installed and current_ok and link_ok:
+            plan.output["installed"] = True
+            return
+        cache = Path(args.cache_dir)
+        plan.cached = load_cached(cache, key)
+        what = f"netmap {_short(spec.source)} for {spec.release} ({', '.join(spec.drivers)})"
+        if plan.cached is not None:
+            plan.changes.append(
+                f"install {what} into {inst} (built on {plan.cached.built_on}, "
+                f"from the controller's cache)"
+            )
+        else:
+            plan.builder, why_not = self._choose_builder(args, spec, probe, ctx.conn.host.name)
+            where = "the controller" if plan.builder == "controller" else ctx.conn.host.name
+            line = f"build {what} on {where}, install it into {inst}"
+            if why_not:
+                line += f" (not on the controller: {why_not})"
+            plan.changes.append(line)
+        plan.work.append("install")
+
+    @staticmethod
+    def _choose_builder(
+        args: NetmapArgs, spec: NetmapSpec, probe: NetmapProbe, host: str
+    ) -> tuple[str, str]:
+        """("controller" or "host", why not the controller)."""
+        why_not = ""
+        if args.build_on != "host":
+            if headers_dir(spec.release) is None:
+                why_not = f"no headers for {spec.release} on the controller"
+            else:
+                tarball, why_not = controller_kernel_sources(spec, Path(args.cache_dir))
+            if not why_not:
+                return "controller", ""
+            if args.build_on == "controller":
+                raise ActionFailed(f"{host}: netmap: cannot build on the controller: {why_not}")
+        if probe.kernel_dir is None:
+            raise ActionFailed(
+                f"{host}: netmap: no kernel headers for {spec.release} here"
+                + (f" nor on the controller ({why_not})" if why_not else "")
+                + f": install linux-headers-{spec.release} (labctl provision --tags headers)"
+            )
+        return "host", why_not
+
+    # -- loaded
+    def _plan_load(
+        self,
+        ctx: TaskContext,
+        args: NetmapArgs,
+        spec: NetmapSpec,
+        probe: NetmapProbe,
+        plan: NetmapPlan,
+    ) -> None:
+        host = ctx.conn.host.name
+        if not probe.modules_supported:
+            note = (
+                f"{host}: kernel {probe.release} cannot load modules (no /proc/modules): "
+                "netmap installed, not loaded"
+            )
+            plan.output["unsupported"] = True
+            if plan.work:
+                plan.changes.append(note)
+            else:
+                plan.skipped = note
+            return
+        if probe.release != spec.release:
+            raise ActionFailed(
+                f"{host}: netmap was built for {spec.release}, the host runs {probe.release}: "
+                "cannot load it"
+            )
+        # What each module should be: the installed files (or, before they are, the build).
+        if "install" in plan.work:
+            build = plan.cached
+            wanted = (
+                {sysfs_name(a.name.removesuffix(".ko")): a.module_id for a in build.artifacts}
+                if build
+                else {}
+            )
+        else:
+            wanted = probe.installed_ids
+        if probe.loaded:
+            loaded_id = probe.module_ids.get("netmap")
+            if "netmap" in wanted and not same_module(loaded_id, wanted["netmap"]):
+                raise ActionFailed(
+                    f"{host}: another netmap.ko is loaded ({loaded_id or 'unknown'}):"
+                    " unload it first (labctl provision --tags unload)"
+                )
+        else:
+            plan.changes.append(f"load netmap.ko (insmod {args.root}/current/netmap.ko)")
+            plan.work.append("load")
+        for m in args.modules:
+            name = sysfs_name(m)
+            if probe.loaded and same_module(probe.module_ids.get(name), wanted.get(name)):
+                continue
+            plan.changes.append(
+                f"swap {m} for netmap's {m}.ko (driver action: guard, revert armed first)"
+            )
+            plan.work.append(f"swap:{m}")
+        plan.output["loaded"] = True
+
+    # -- unloaded
+    def _plan_unload(
+        self, ctx: TaskContext, args: NetmapArgs, probe: NetmapProbe, plan: NetmapPlan
+    ) -> None:
+        host = ctx.conn.host.name
+        if not probe.modules_supported:
+            plan.skipped = f"{host}: kernel {probe.release} cannot load modules: nothing to unload"
+            plan.output["unsupported"] = True
+            return
+        foreign = [p for p in probe.users if p not in probe.pidfiles]
+        if foreign:
+            raise ActionFailed(
+                f"{host}: /dev/netmap is held by PID {', '.join(map(str, foreign))}, "
+                "which labctl did not start: stop it first"
+            )
+        for pid in probe.users:
+            name, _ = probe.pidfiles[pid]
+            plan.changes.append(f"stop {name} (PID {pid}, holds /dev/netmap)")
+            plan.work.append(f"stop:{pid}")
+        for m in probe.holders:
+            plan.changes.append(f"put stock {m} back (driver action)")
+            plan.work.append(f"stock:{m}")
+        if probe.loaded:
+            plan.changes.append("unload netmap.ko")
+            plan.work.append("rmmod")
+        missing = [m for m in probe.missing if m != "netmap" and m not in probe.holders]
+        if probe.record and (missing or plan.work):
+            if missing:
+                plan.changes.append(
+                    f"load again what was loaded before netmap: {', '.join(missing)}"
+                )
+            plan.work.append("restore")
+        plan.output.update({"loaded": False, "modules_put_back": missing})
+
+    # ------------------------------------------------------------------------ apply
+
+    def apply(self, ctx: TaskContext, args: NetmapArgs, plan: Plan) -> ActionResult:
+        assert isinstance(plan, NetmapPlan) and plan.probe is not None
+        host = ctx.conn.host.name
+        output: dict[str, Any] = dict(plan.output)
+        changes = list(plan.changes)
+        build: NetmapBuild | None = plan.cached
+        for item in plan.work:
+            kind, _, arg = item.partition(":")
+            try:
+                if kind == "install":
+                    assert plan.spec is not None
+                    build = self._install(ctx, args, plan, output)
+                elif kind == "load":
+                    res = ctx.conn.run(ShellScript(load_script(args)), timeout=60)
+                    if not res.ok:
+                        msg = explain_insmod_failure(
+                            host, "netmap.ko", res.stderr + res.stdout, plan.probe.lockdown
+                        )
+                        return failed_result(changes, output, res, msg)
+                elif kind == "swap":
+                    build = build or load_cached(Path(args.cache_dir), plan.output["key"])
+                    result = self._swap(ctx, args, arg, build)
+                    output.setdefault("drivers_swapped", {})[arg] = result.output
+                    if result.failed:
+                        return _failed(changes, output, result.msg)
+                elif kind == "stop":
+                    name, run_dir = plan.probe.pidfiles[int(arg)]
+                    result = run_action(
+                        ProcessAction(), ctx, {"name": name, "state": "stopped", "run_dir": run_dir}
+                    )
+                    if result.failed:
+                        return _failed(changes, output, f"{host}: stopping {name}: {result.msg}")
+                elif kind == "stock":
+                    result = run_action(
+                        DriverAction(),
+                        ctx,
+                        {
+                            "driver": arg,
+                            "state": "stock",
+                            "force_mgmt_driver_swap": args.force_mgmt_driver_swap,
+                            "revert_after": args.revert_after,
+                            "record_dir": args.root,
+                        },
+                    )
+                    output.setdefault("drivers_restored", {})[arg] = result.output
+                    if result.failed:
+                        return _failed(changes, output, result.msg)
+                elif kind == "rmmod":
+                    res = ctx.conn.run(["rmmod", "netmap"], timeout=60)
+                    if not res.ok:
+                        return failed_result(changes, output, res, f"{host}: rmmod netmap")
+                elif kind == "restore":
+                    res = ctx.conn.run(
+                        ShellScript(restore_script(args, tuple(output["modules_put_back"]))),
+                        timeout=120,
+                    )
+                    if not res.ok:
+                        return failed_result(changes, output, res, f"{host}: putting modules back")
+            except BuildError as exc:
+                if not isinstance(exc.result, CommandResult):
+                    return _failed(changes, output, f"{host}: {exc}")
+                return failed_result(changes, output, exc.result, f"{host}: {exc}")
+        return ActionResult(changed=True, changes=tuple(changes), output=output)
+
+    def _install(
+        self, ctx: TaskContext, args: NetmapArgs, plan: NetmapPlan, output: dict[str, Any]
+    ) -> NetmapBuild:
+        """Build (once: the first host to take the key's lock builds, the others wait and then
+        find it cached), then copy to this host and check it there."""
+        assert plan.spec is not None and plan.probe is not None
+        spec, cache = plan.spec, Path(args.cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        with exclusive(cache / f"{spec.key}.lock"):
+            build = load_cached(cache, spec.key)
+            output["built_now"] = build is None
+            if build is None:
+                builder = (
+                    plan.builder
+                    or self._choose_builder(args, spec, plan.probe, ctx.conn.host.name)[0]
+                )
+                build = (
+                    self._build_on_controller(ctx, args, spec)
+                    if builder == "controller"
+                    else self._build_on_host(ctx, args, spec, plan.probe)
+                )
+        _say(ctx, f"netmap: copying {len(build.artifacts)} files to {ctx.conn.host.name}")
+        upload = posixpath.join(args.root, "installed", f"{spec.key}.upload.tar.gz")
+        ctx.conn.run(["mkdir", "-p", posixpath.dirname(upload)], check=True)
+        with tempfile.NamedTemporaryFile(suffix=".tar.gz") as packed:
+            install_tarball(cache, build, Path(packed.name))
+            ctx.conn.put(packed.name, upload)
+        res = ctx.conn.run(ShellScript(install_script(args, build, upload)), timeout=300)
+        if not res.ok:
+            raise BuildError(f"installing netmap into {installed_dir(args, spec.key)}", res)
+        output.update(
+            {
+                "installed": True,
+                "built_on": build.built_on,
+                "build_seconds": dict(build.seconds),
+                "patches": dict(build.patches),
+                "files": {a.name: a.sha256 for a in build.artifacts},
+                "vermagic": build.artifact("netmap.ko").vermagic,
+            }
+        )
+        return build
+
+    def _build_on_controller(
+        self, ctx: TaskContext, args: NetmapArgs, spec: NetmapSpec
+    ) -> NetmapBuild:
+        cache = Path(args.cache_dir)
+        tarball, why_not = controller_kernel_sources(spec, cache)
+        kernel_dir = headers_dir(spec.release)
+        if tarball is None or kernel_dir is None:
+            raise BuildError(f"cannot build on the controller: {why_not or 'no headers'}")
+        assert args.src is not None
+        _say(ctx, f"netmap: preparing the source and {tarball.name} on the controller")
+        local = args.src if is_git_url(args.src) else str(resolve_src(ctx, args.src))
+        src_dir = controller_tree(local, spec.source, cache)
+        version = debian_version(f"linux-source-{spec.series}") or "unknown"
+        sources = unpack_kernel_sources(tarball, version, cache)
+        place = BuildPlace(
+            LocalShell(),
+            str(src_dir),
+            str(kernel_dir),
+            str(sources),
+            str(cache / f"{spec.key}.build"),
+            args.jobs or os.cpu_count() or 1,
+        )
+        build = run_build(spec, place, progress=lambda text: _say(ctx, text))
+        store_build(cache, build, Path(f"{place.work_dir}.out"))
+        shutil.rmtree(place.work_dir, ignore_errors=True)
+        return build
+
+    def _build_on_host(
+        self, ctx: TaskContext, args: NetmapArgs, spec: NetmapSpec, probe: NetmapProbe
+    ) -> NetmapBuild:
+        host = ctx.conn.host.name
+        assert args.src is not None and probe.kernel_dir is not None
+        src_dir = posixpath.join(args.root, "src")
+        _say(ctx, f"netmap: source and linux-source-{spec.series} onto {host}")
+        for action, raw in (
+            (SourceAction(), {"src": args.src, "dest": src_dir, "ref": args.ref}),
+            (PackagesAction(), {"names": [f"linux-source-{spec.series}"]}),
+        ):
+            result = run_action(action, ctx, raw)
+            if result.failed:
+                raise BuildError(f"{host}: preparing the build: {result.msg}")
+        sources = f"/usr/src/linux-source-{spec.series}"
+        res = ctx.conn.run(
+            ShellScript(
+                f"[ -f {shlex.quote(sources + '/Makefile')} ] || "
+                f"tar -C /usr/src -xaf {shlex.quote(sources + '.tar.xz')}"
+            ),
+            timeout=1800,
+        )
+        if not res.ok:
+            raise BuildError(f"{host}: unpacking {sources}.tar.xz", res)
+        work = posixpath.join(args.root, "build", spec.key)
+        place = BuildPlace(
+            HostShell(ctx.conn), src_dir, probe.kernel_dir, sources, work, args.jobs or probe.cpus
+        )
+        build = run_build(spec, place, progress=lambda text: _say(ctx, text))
+        _say(ctx, f"netmap: fetching the build from {host} into the controller's cache")
+        fetch_build(ctx.conn, f"{work}.out", build, Path(args.cache_dir))
+        ctx.conn.run(["rm", "-rf", work, f"{work}.out"])
+        return build
+
+    def _swap(
+        self, ctx: TaskContext, args: NetmapArgs, module: str, build: NetmapBuild | None
+    ) -> ActionResult:
+        depends: list[str] = []
+        if build is not None:
+            depends = [d for d in build.artifact(f"{module}.ko").depends if d != "netmap"]
+        return run_action(
+            DriverAction(),
+            ctx,
+            {
+                "driver": module,
+                "replacement": posixpath.join(args.root, "current", f"{module}.ko"),
+                "depends": depends,
+                "force_mgmt_driver_swap": args.force_mgmt_driver_swap,
+                "revert_after": args.revert_after,
+                "record_dir": args.root,
+            },
+        )
+
+
+def _short(source: str) -> str:
+    if source.startswith("git "):
+        return source.rsplit(" ", 1)[-1][:12]
+    return source[: len("sha256:") + 12]
+
+
+def _say(ctx: TaskContext, text: str) -> None:
+    if ctx.progress is not None:
+        ctx.progress(text)
+
+
+def _failed(changes: list[str], output: dict[str, Any], msg: str) -> ActionResult:
+    return ActionResult(changed=True, failed=True, msg=msg, changes=tuple(changes), output=output)
