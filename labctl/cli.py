@@ -6,15 +6,17 @@ host failed; 4 a host was unreachable (Ansible's meanings).
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from invoke import Collection, Context, Exit, Program, task
+from invoke import Collection, Context, Exit, Program, Task, task
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from labctl import __version__, cli_nightly
@@ -23,6 +25,8 @@ from labctl.clikit import console as _console
 from labctl.clikit import errors_as_exit as _errors_as_exit
 from labctl.clikit import inventory as _inventory
 from labctl.errors import InputError, LabctlError
+from labctl.experiments import registry
+from labctl.experiments.base import Experiment, option_infos
 from labctl.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -439,184 +443,90 @@ def provision(
 # ---------------------------------------------------------------------------- experiments
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"--{what} {text!r}: expected numbers like 1,2") from None
+COMMON_EXPERIMENT_FLAGS: dict[str, tuple[Any, str]] = {
+    "inventory": (None, "inventory file (default: hosts/local.yml, the local lab)"),
+    "server": (None, "the server host (default: the first host of group `servers`)"),
+    "clients": ("clients", "host pattern of the load generators (default: clients)"),
+    "seed": (-1, "shuffle seed (default: random; stored with the run)"),
+    "store": ("results/labctl.db", "results database (default: results/labctl.db)"),
+    "plot": (None, "write the plot here (default: results/run-<id>-<experiment>.png)"),
+    "json": (False, "print the run's trials and summary as JSON"),
+}
 
 
-@task(
-    help={
-        "name": "the experiment: reuseport (accept scaling) or qdisc (root qdiscs on veth)",
-        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
-        "server": "the server host (default: the first host of group `servers`)",
-        "clients": "host pattern of the load generators (default: clients)",
-        "modes": "server modes: shared,reuseport,reuseport-cbpf",
-        "workers": "server worker counts to sweep, e.g. 1,2",
-        "duration": "seconds per trial",
-        "repeat": "repeats of the whole matrix, interleaved in shuffled order",
-        "backlog": "listen backlog (capped by net.core.somaxconn)",
-        "port": "server port",
-        "threads": "client threads per client host (default: its CPU count)",
-        "inflight": "connects in flight per client thread",
-        "seed": "shuffle seed (default: random; stored with the run)",
-        "no_pktgen": "skip the netmap pkt-gen trial",
-        "no_warmup": "no warm-up trial (it is stored but never counted)",
-        "store": "results database (default: results/labctl.db)",
-        "plot": "write the plot here (default: results/run-<id>-reuseport.png)",
-        "json": "print the run's trials and summary as JSON",
-        "qdiscs": "qdisc: root qdiscs to compare (noqueue,pfifo,pfifo_fast,bfifo,fq_codel)",
-        "protos": "qdisc: tcp (iperf3 throughput), udp (64-byte packet rate), or both",
-    }
-)
-@_errors_as_exit
-def experiment(
-    c: Context,
-    name: str,
-    inventory: str | None = None,
-    server: str | None = None,
-    clients: str = "clients",
-    modes: str = "shared,reuseport,reuseport-cbpf",
-    workers: str = "1,2",
-    duration: float = 5.0,
-    repeat: int = 8,
-    backlog: int = 4096,
-    port: int = 5000,
-    threads: int = 0,
-    inflight: int = 16,
-    seed: int = -1,
-    no_pktgen: bool = False,
-    no_warmup: bool = False,
-    store: str = "results/labctl.db",
-    plot: str | None = None,
-    json: bool = False,
-    qdiscs: str = "noqueue,pfifo,pfifo_fast,bfifo",
-    protos: str = "tcp,udp",
-) -> None:
-    """Run an experiment sweep on the lab and store every trial (reuseport, qdisc)."""
-    from labctl.experiments.reuseport import ReuseportOptions, run_reuseport
-    from labctl.results import ResultsStore
+def experiment_task(cls: type[Experiment]) -> Task:
+    """`labctl experiment NAME`: the experiment's own options as flags, its own help, and
+    the flags every experiment takes (COMMON_EXPERIMENT_FLAGS)."""
+    infos = option_infos(cls.Options)
+    clash = set(COMMON_EXPERIMENT_FLAGS) & {i.name for i in infos}
+    if clash:
+        raise TypeError(f"experiment {cls.name()}: options {sorted(clash)} clash with common flags")
+    params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    helps: dict[str, str] = {}
+    for name, (default, text) in COMMON_EXPERIMENT_FLAGS.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        helps[name] = text
+    for info in infos:
+        default = ",".join(map(str, info.default)) if info.many else info.default
+        params.append(inspect.Parameter(info.name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        helps[info.name] = info.help + (f" (default: {default})" if info.kind is not bool else "")
 
-    if name == "qdisc":
-        _experiment_qdisc(
-            inventory,
-            server,
-            clients,
-            qdiscs,
-            protos,
-            duration,
-            repeat,
-            port,
-            seed,
-            no_warmup,
-            store,
-            plot,
-            json,
-        )
-        return
-    if name != "reuseport":
-        raise InputError(f"unknown experiment {name!r} (known: reuseport, qdisc)")
-    try:
-        options = ReuseportOptions(
-            modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
-            workers=_ints(workers, "workers"),
-            duration=duration,
-            repeat=repeat,
-            backlog=backlog,
-            port=port,
-            threads=threads,
-            inflight=inflight,
-            pktgen=not no_pktgen,
-            warmup=not no_warmup,
-        )
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    inv = _inventory(inventory)
-    console = _console()
-    with _experiment_lock(inv, server, clients, "reuseport"), ResultsStore(store) as db:
-        progress = _TrialProgress(console, quiet=json)
-        outcome = run_reuseport(
-            inv,
-            options,
-            db,
-            server=server,
-            clients=clients,
-            seed=None if seed < 0 else seed,
-            workloads_dir=PROJECT_DIR / "workloads",
-            on_trial=progress,
-        )
-        _report_run(db, outcome.run_id, console, plot, json)
-    if outcome.status != "finished":
-        print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
-        raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
+    def body(c: Context, **flags: Any) -> None:
+        run_experiment_command(cls, flags)
+
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    body.__name__ = cls.name().replace("-", "_")
+    body.__doc__ = cls.help
+    return task(help=helps)(_errors_as_exit(body))
 
 
-def _experiment_lock(inv: Inventory, server: str | None, clients: str, name: str) -> Any:
-    """By hand or nightly, one run at a time on a host: the server and the clients are locked."""
-    from labctl.experiments.base import experiment_hosts
+def run_experiment_command(cls: type[Experiment], flags: dict[str, Any]) -> None:
+    from labctl.experiments.base import RunContext, make_options
     from labctl.lock import lab_locked
-
-    hosts = experiment_hosts(inv, server, clients)
-    return lab_locked(hosts, f"experiment {name}", on_message=_console().print)
-
-
-def _experiment_qdisc(
-    inventory: str | None,
-    server: str | None,
-    clients: str,
-    qdiscs: str,
-    protos: str,
-    duration: float,
-    repeat: int,
-    port: int,
-    seed: int,
-    no_warmup: bool,
-    store: str,
-    plot: str | None,
-    as_json: bool,
-) -> None:
-    from labctl.experiments.qdisc import QdiscOptions, run_qdisc
     from labctl.results import ResultsStore
 
-    def names(text: str) -> tuple[str, ...]:
-        return tuple(x.strip() for x in text.split(",") if x.strip())
-
+    common = {k: flags.pop(k) for k in COMMON_EXPERIMENT_FLAGS}
     try:
-        options = QdiscOptions(
-            qdiscs=names(qdiscs),
-            protos=names(protos),
-            duration=duration,
-            repeat=repeat,
-            port=port if port != 5000 else 5301,
-            warmup=not no_warmup,
-        )
+        options = make_options(cls.Options, flags)
     except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    inv = _inventory(inventory)
-    sender = next((h.name for h in inv.select(clients) if h.name != server), None)
+        raise InputError(f"experiment {cls.name()}: {exc}") from exc
+    inv = _inventory(common["inventory"])
+    experiment = cls()
     console = _console()
-    with _experiment_lock(inv, server, clients, "qdisc"), ResultsStore(store) as db:
-        outcome = run_qdisc(
+    hosts = experiment.hosts(inv, common["server"], common["clients"])
+    locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=console.print)
+    with locked, ResultsStore(common["store"]) as db:
+        ctx = RunContext(
             inv,
-            options,
             db,
-            sender=sender,
-            receiver=server,
-            seed=None if seed < 0 else seed,
-            on_trial=_TrialProgress(console, quiet=as_json),
+            server=common["server"],
+            clients=common["clients"],
+            seed=None if common["seed"] < 0 else common["seed"],
+            on_trial=_TrialProgress(console, experiment, quiet=common["json"]),
+            project_dir=PROJECT_DIR,
         )
-        _report_run(db, outcome.run_id, console, plot, as_json)
+        outcome = experiment.run(ctx, options)
+        _report_run(db, outcome.run_id, console, common["plot"], common["json"])
     if outcome.status != "finished":
         print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else 130)
+
+
+@task(default=True)
+def list_experiments(c: Context) -> None:
+    """The experiments: `labctl experiment NAME --help` shows one's options."""
+    from labctl.experiments import registry
+
+    for name, cls in registry().items():
+        print(f"{name:12} {cls.help}")
 
 
 class _TrialProgress:
-    """One line per trial: i of n, the configuration, the rate, the verdict."""
+    """One line per trial: i of n, the configuration, its headline number, the verdict."""
 
-    def __init__(self, console: Console, quiet: bool) -> None:
+    def __init__(self, console: Console, experiment: Experiment, quiet: bool) -> None:
         self.console = console
+        self.experiment = experiment
         self.quiet = quiet
         self.count = 0
         self.total = 0
@@ -629,70 +539,49 @@ class _TrialProgress:
         if self.quiet:
             return
         what = " ".join(f"{k}={v}" for k, v in spec.params.items())
-        m = record.metrics
-        shown = (
-            f"{m['conn_per_s'] / 1000:.1f}k conn/s"
-            if "conn_per_s" in m
-            else f"{m['throughput_mbps']:,.0f} Mbit/s"
-            if "throughput_mbps" in m
-            else f"{m['pps'] / 1000:.1f}k pkt/s"
-            if "pps" in m
-            else ""
-        )
-        verdict = "[green]valid[/]" if record.valid else f"[yellow]{record.reason}[/]"
+        shown = self.experiment.trial_text(record)
+        verdict = "[green]valid[/]" if record.valid else f"[yellow]{escape(record.reason)}[/]"
         tag = " (warm-up)" if record.warmup else ""
         self.console.print(f"trial {self.count} of {self.total}: {what}{tag} {shown} {verdict}")
 
 
 def _report_run(db: Any, run_id: int, console: Console, plot: str | None, as_json: bool) -> None:
+    """A stored run: its summary table(s), the notes its experiment adds, its plot."""
     import dataclasses
 
-    from labctl.experiments.summary import plot_sweep, summarize_sweep
+    from labctl.experiments import registry
+    from labctl.experiments.summary import summarize_run
+    from labctl.views.plots import plot_run
+    from labctl.views.summary import summary_tables
 
     run = db.run(run_id)
     trials = db.trials(run_id)
-    if run.experiment == "qdisc":
-        _report_qdisc(run, trials, console, plot, as_json)
-        return
-    rows = summarize_sweep(trials)
-    png = None
-    if any(r.stats for r in rows):
-        png = plot_sweep(
-            rows,
-            Path(plot or f"results/run-{run_id}-{run.experiment}.png"),
-            f"run {run_id}: {run.experiment}",
-        )
-    if as_json:
-        print(_run_json(run, [dataclasses.asdict(r) for r in rows], trials, png))
-        return
-    table = Table(
-        title=f"run {run_id} ({run.experiment}, {run.status}): conn/s of valid trials",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    cls = registry().get(run.experiment)
+    if cls is None:
+        raise LabctlError(f"run {run_id}: experiment {run.experiment!r} is not known here")
+    rows = summarize_run(cls.spec, trials)
+    png = plot_run(
+        cls.spec,
+        rows,
+        Path(plot or f"results/run-{run_id}-{run.experiment}.png"),
+        f"run {run_id}: {run.experiment}",
     )
-    for col in ("workers", "mode", "n", "median", "IQR", "vs shared", "p", "invalid"):
-        table.add_column(col, justify="left" if col == "mode" else "right")
-    for r in rows:
-        s = r.stats
-        table.add_row(
-            str(r.workers),
-            r.mode,
-            str(s.n if s else 0),
-            f"{s.median:,.0f}" if s else "-",
-            f"{s.iqr:,.0f}" if s else "-",
-            f"{r.ratio_vs_baseline:.2f}x" if r.ratio_vs_baseline else "-",
-            f"{r.p_vs_baseline:.3f}" if r.p_vs_baseline is not None else "-",
-            str(r.invalid),
-        )
-    console.print(table)
-    for t in trials:
-        if t.kind != "accept" and not t.valid:
-            console.print(f"{t.kind}: {t.reason}")
+    notes = cls().notes(db.hosts(run_id), trials)
+    if as_json:
+        summary = [
+            {**dataclasses.asdict(r), "metric": r.metric.name, "unit": r.metric.unit} for r in rows
+        ]
+        print(_run_json(run, summary, trials, png, notes))
+        return
+    for part in summary_tables(cls.spec, rows, f"run {run_id} ({run.experiment}, {run.status})"):
+        console.print(part)
+    for note in notes:
+        console.print(f"note: {escape(note)}")
     if png:
         console.print(f"plot: {png}")
 
 
-def _run_json(run: Any, summary: Any, trials: list[Any], png: Path | None) -> str:
+def _run_json(run: Any, summary: Any, trials: list[Any], png: Path | None, notes: list[str]) -> str:
     """A stored run as one JSON document: the run, its summary, every trial, the plot."""
     import dataclasses
 
@@ -700,54 +589,11 @@ def _run_json(run: Any, summary: Any, trials: list[Any], png: Path | None) -> st
         {
             "run": dataclasses.asdict(run),
             "summary": summary,
+            "notes": notes,
             "trials": [dataclasses.asdict(t) for t in trials],
             "plot": str(png) if png else None,
         }
     )
-
-
-def _report_qdisc(
-    run: Any, trials: list[Any], console: Console, plot: str | None, as_json: bool
-) -> None:
-
-    from labctl.experiments.qdisc import plot_qdisc, rows_as_dicts, summarize_qdisc
-
-    rows = summarize_qdisc(trials)
-    png = None
-    if any(r.stats for r in rows):
-        png = plot_qdisc(
-            rows,
-            Path(plot or f"results/run-{run.id}-qdisc.png"),
-            f"run {run.id}: {run.params.get('path', 'root qdisc')}",
-        )
-    if as_json:
-        print(_run_json(run, rows_as_dicts(rows), trials, png))
-        return
-    table = Table(
-        title=f"run {run.id} (qdisc, {run.status}): {run.params.get('path', '')}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for col in ("proto", "qdisc", "n", "median", "IQR", "drops", "requeues", "invalid"):
-        table.add_column(col, justify="left" if col in ("proto", "qdisc") else "right")
-    for r in rows:
-        s = r.stats
-        unit = " Mbit/s" if r.proto == "tcp" else " pkt/s"
-        table.add_row(
-            r.proto,
-            r.qdisc,
-            str(s.n if s else 0),
-            f"{s.median:,.0f}{unit}" if s else "-",
-            f"{s.iqr:,.0f}" if s else "-",
-            f"{r.drops:,.0f}",
-            f"{r.requeues:,.0f}",
-            str(r.invalid),
-        )
-    console.print(table)
-    for reason in dict.fromkeys(r.reason for r in rows if r.reason):
-        console.print(f"invalid or skipped: {reason}")
-    if png:
-        console.print(f"plot: {png}")
 
 
 @task(help={"store": "results database (default: results/labctl.db)", "json": "print JSON"})
@@ -810,7 +656,11 @@ ns.add_collection(lab)
 ns.add_task(facts)
 ns.add_task(play)
 ns.add_task(provision)
-ns.add_task(experiment)
+experiments = Collection("experiment")
+experiments.add_task(list_experiments, name="list", default=True)
+for _cls in registry().values():
+    experiments.add_task(experiment_task(_cls), name=_cls.name())
+ns.add_collection(experiments)
 ns.add_task(cli_nightly.nightly)
 ns.add_task(cli_nightly.report)
 
@@ -826,5 +676,18 @@ qdisc.add_task(qdisc_show, name="show")
 ns.add_collection(qdisc)
 
 
+def route(argv: list[str]) -> list[str]:
+    """`labctl experiment NAME ...` is the task `experiment.NAME` (invoke's own spelling,
+    which works too): each experiment has its own flags and help."""
+    for i, word in enumerate(argv[1:], 1):
+        if word.startswith("-"):
+            continue
+        if word == "experiment" and i + 1 < len(argv) and argv[i + 1] in registry():
+            return [*argv[:i], f"experiment.{argv[i + 1]}", *argv[i + 2 :]]
+        break
+    return argv
+
+
 def main() -> None:
-    Program(namespace=ns, version=__version__, name="labctl", binary="labctl").run()
+    program = Program(namespace=ns, version=__version__, name="labctl", binary="labctl")
+    program.run(route(sys.argv))

@@ -117,6 +117,7 @@ def _nightly(
     quiet: bool,
 ) -> int:
     from labctl.cli import _TrialProgress
+    from labctl.experiments import find
     from labctl.htmlreport import NightlyReport, write_html
     from labctl.junit import junit_xml
     from labctl.nightly import NightlyOutcome, run_nightly
@@ -154,9 +155,9 @@ def _nightly(
             suite,
             inv,
             db,
-            workloads_dir=PROJECT_DIR / "workloads",
+            project_dir=PROJECT_DIR,
             say=say,
-            on_trial=lambda entry: _TrialProgress(con, quiet=quiet),
+            on_trial=lambda entry: _TrialProgress(con, find(entry.experiment)(), quiet=quiet),
             finish=finish,
         )
     for name, comparison in outcome.comparisons:
@@ -203,13 +204,21 @@ def report(
     threshold: float = 0.10,
 ) -> None:
     """Write one run's HTML report: summary, plots, trends against its history, provenance."""
+    from labctl.experiments import spec_of
     from labctl.history import compare_run
     from labctl.htmlreport import NightlyReport, write_html
     from labctl.regress import overall
     from labctl.results import ResultsStore
 
     with ResultsStore(store) as db:
-        comparison = compare_run(db, int(run), history=int(history), threshold=float(threshold))
+        run_id = int(run)
+        comparison = compare_run(
+            db,
+            run_id,
+            spec_of(db.run(run_id).experiment),
+            history=int(history),
+            threshold=float(threshold),
+        )
         r = comparison.run
         status = "failed" if r.status != "finished" else overall(comparison.verdicts)
         page = NightlyReport(
@@ -243,8 +252,9 @@ def results_compare(
     alpha: float = 0.05,
 ) -> None:
     """Run B against run A, metric by metric: medians, ratio, p-value, verdict."""
+    from labctl.experiments import spec_of
     from labctl.history import run_fingerprint
-    from labctl.regress import WATCHED, compare, fingerprint_changes, provenance_changes
+    from labctl.regress import compare, fingerprint_changes, provenance_changes
     from labctl.results import ResultsStore
 
     with ResultsStore(store) as db:
@@ -253,14 +263,16 @@ def results_compare(
             raise InputError(
                 f"run {a} is {run_a.experiment}, run {b} is {run_b.experiment}: not comparable"
             )
-        fp_a, fp_b = run_fingerprint(db, run_a), run_fingerprint(db, run_b)
+        spec = spec_of(run_b.experiment)
+        fp_a, fp_b = run_fingerprint(db, run_a, spec), run_fingerprint(db, run_b, spec)
         verdicts = compare(
             run_b.experiment,
             db.trials(run_b.id),
             [(run_a.id, db.trials(run_a.id))],
-            WATCHED.get(run_b.experiment, {}),
+            spec.watched if spec is not None else {},
             float(threshold),
             float(alpha),
+            spec,
         )
         changes = provenance_changes(
             run_a.params, run_b.params, db.hosts(run_a.id), db.hosts(run_b.id)
@@ -286,11 +298,12 @@ def results_export(
     c: Context, run: int, format: str = "json", store: str = DEFAULT_STORE, output: str = ""
 ) -> None:
     """One run's trials and metrics as JSON or CSV."""
+    from labctl.experiments import spec_of
     from labctl.export import export_run
     from labctl.results import ResultsStore
 
     with ResultsStore(store) as db:
-        text = export_run(db, int(run), format)
+        text = export_run(db, int(run), format, spec_of(db.run(int(run)).experiment))
     if output:
         Path(output).write_text(text)
     else:

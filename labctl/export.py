@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from labctl.errors import InputError
+from labctl.metrics import ExperimentSpec
 from labctl.regress import config_key
 from labctl.results import ResultsStore, TrialRecord
 
@@ -48,7 +49,7 @@ def _json(store: ResultsStore, run_id: int) -> str:
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 
-def _csv(store: ResultsStore, run_id: int) -> str:
+def _csv(store: ResultsStore, run_id: int, spec: ExperimentSpec | None) -> str:
     store.run(run_id)  # an unknown run is an error, not an empty file
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -60,7 +61,7 @@ def _csv(store: ResultsStore, run_id: int) -> str:
             "kind": t.kind,
             "warmup": str(t.warmup).lower(),
             "valid": str(t.valid).lower(),
-            "config": config_key(t),
+            "config": config_key(t, spec),
             "metric": "",
             "value": "",
             "reason": t.reason,
@@ -72,9 +73,11 @@ def _csv(store: ResultsStore, run_id: int) -> str:
     return buf.getvalue()
 
 
-def export_run(store: ResultsStore, run_id: int, fmt: str) -> str:
+def export_run(
+    store: ResultsStore, run_id: int, fmt: str, spec: ExperimentSpec | None = None
+) -> str:
     """The run, its hosts' facts and its trials as JSON; or one CSV row per trial and metric
     (a trial without a metric still gets one row, metric and value empty)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}: choose {' or '.join(FORMATS)}")
-    return _json(store, run_id) if fmt == "json" else _csv(store, run_id)
+    return _json(store, run_id) if fmt == "json" else _csv(store, run_id, spec)

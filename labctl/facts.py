@@ -83,6 +83,7 @@ class HostFacts:
     tc_version: str | None
     errors: tuple[str, ...] = field(default=())  # facts whose command failed, with why
     netmap: NetmapFacts | None = None
+    virtualization: str | None = None  # systemd-detect-virt: qemu, kvm, docker, none
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
@@ -123,6 +124,8 @@ FACT_COMMANDS: Mapping[str, str] = {
         'printf "holders=%s\\n" "$(ls /sys/module/netmap/holders 2>/dev/null | tr "\\n" " ")"; '
         "true"
     ),
+    "virtualization": "systemd-detect-virt 2>/dev/null || "
+    '{ v=$(cat /sys/class/dmi/id/sys_vendor 2>/dev/null); [ "$v" = QEMU ] && echo qemu; }; true',
     "tools": 'printf "gcc=%s\\n" "$(gcc -dumpfullversion 2>/dev/null)"; '
     'printf "tc=%s\\n" "$(tc -V 2>/dev/null)"',
 }
@@ -314,6 +317,7 @@ def parse_host_facts(host: str, stdout: str) -> HostFacts:
         tc_version=tools.get("tc") or None,
         errors=tuple(errors),
         netmap=parse_netmap(out("netmap"), modules_supported, lockdown),
+        virtualization=out("virtualization").strip() or None,
     )
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.htmlreport import ExperimentSection, HistoryPoint
+from labctl.metrics import ExperimentSpec
 from labctl.regress import (
-    WATCHED,
     Direction,
     Fingerprint,
     MetricVerdict,
@@ -40,6 +40,7 @@ class RunComparison:
     verdicts: tuple[MetricVerdict, ...]
     changes: tuple[str, ...]  # what differs from the newest compared run: possible causes
     trends: Mapping[tuple[str, str], tuple[HistoryPoint, ...]]
+    spec: ExperimentSpec | None = None
 
     def section(self) -> ExperimentSection:
         return ExperimentSection(
@@ -51,28 +52,36 @@ class RunComparison:
             verdicts=self.verdicts,
             trends=self.trends,
             changes=self.changes,
+            spec=self.spec,
         )
 
 
-def run_fingerprint(store: ResultsStore, run: RunSummary) -> Fingerprint:
+def run_fingerprint(
+    store: ResultsStore, run: RunSummary, spec: ExperimentSpec | None
+) -> Fingerprint:
     """The run's fingerprint, stored the first time it is worked out."""
-    return _fingerprint(store, run, store.hosts(run.id))
+    return _fingerprint(store, run, store.hosts(run.id), spec)
 
 
 def _fingerprint(
-    store: ResultsStore, run: RunSummary, hosts: Mapping[str, tuple[str, Mapping[str, Any]]]
+    store: ResultsStore,
+    run: RunSummary,
+    hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+    spec: ExperimentSpec | None,
 ) -> Fingerprint:
-    fp = fingerprint(run.experiment, run.params, hosts)
+    fp = fingerprint(run.experiment, run.params, hosts, spec)
     if run.fingerprint != fp.digest:
         store.set_run_identity(run.id, fp.digest)
     return fp
 
 
-def _median_of(trials: Sequence[TrialRecord], metric: str, config: str) -> float | None:
+def _median_of(
+    trials: Sequence[TrialRecord], metric: str, config: str, spec: ExperimentSpec | None
+) -> float | None:
     values = [
         t.metrics[metric]
         for t in trials
-        if t.valid and not t.warmup and metric in t.metrics and config_key(t) == config
+        if t.valid and not t.warmup and metric in t.metrics and config_key(t, spec) == config
     ]
     return summarize(values).median if values else None
 
@@ -80,6 +89,7 @@ def _median_of(trials: Sequence[TrialRecord], metric: str, config: str) -> float
 def compare_run(
     store: ResultsStore,
     run_id: int,
+    spec: ExperimentSpec | None,
     *,
     label: str | None = None,
     metrics: Mapping[str, Direction] | None = None,
@@ -89,8 +99,8 @@ def compare_run(
 ) -> RunComparison:
     run = store.run(run_id)
     hosts = store.hosts(run.id)
-    fp = _fingerprint(store, run, hosts)
-    watched = dict(metrics or WATCHED.get(run.experiment, {}))
+    fp = _fingerprint(store, run, hosts, spec)
+    watched = dict(metrics or (spec.watched if spec is not None else {}))
     label = label if label is not None else run.label
     candidates = [
         r
@@ -100,7 +110,7 @@ def compare_run(
     same: list[RunSummary] = []
     other: RunSummary | None = None  # the newest run of an older history
     for r in candidates:
-        if (r.fingerprint or run_fingerprint(store, r).digest) == fp.digest:
+        if (r.fingerprint or run_fingerprint(store, r, spec).digest) == fp.digest:
             same.append(r)
         elif other is None and not same:
             other = r
@@ -110,7 +120,7 @@ def compare_run(
             str(r.id) for r in base
         )
     elif other is not None:
-        old = fingerprint(other.experiment, other.params, store.hosts(other.id))
+        old = fingerprint(other.experiment, other.params, store.hosts(other.id), spec)
         why = "; ".join(fingerprint_changes(old.parts, fp.parts)) or "its fingerprint changed"
         note = f"new history (run {other.id} and before no longer compare): {why}"
     else:
@@ -120,18 +130,26 @@ def compare_run(
     past = {run_id: store.trials(run_id) for run_id in wanted}
     current = store.trials(run.id)
     verdicts = compare(
-        run.experiment, current, [(r.id, past[r.id]) for r in base], watched, threshold, alpha
+        run.experiment,
+        current,
+        [(r.id, past[r.id]) for r in base],
+        watched,
+        threshold,
+        alpha,
+        spec,
     )
     reference = base[0] if base else other  # what tonight is explained against
     changes = (
-        provenance_changes(reference.params, run.params, store.hosts(reference.id), hosts)
+        provenance_changes(
+            reference.params, run.params, store.hosts(reference.id), hosts, spec=spec
+        )
         if reference is not None
         else []
     )
     trends: dict[tuple[str, str], tuple[HistoryPoint, ...]] = {}
     for v in verdicts:
         points = [
-            HistoryPoint(r.id, r.started, _median_of(past[r.id], v.metric, v.config))
+            HistoryPoint(r.id, r.started, _median_of(past[r.id], v.metric, v.config, spec))
             for r in trend_runs
         ]
         points.append(HistoryPoint(run.id, run.started, v.current.median if v.current else None))
@@ -146,4 +164,5 @@ def compare_run(
         tuple(verdicts),
         tuple(changes),
         trends,
+        spec,
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import jinja2
 import markupsafe
 
+from labctl.metrics import ExperimentSpec
 from labctl.regress import Fingerprint, MetricVerdict, config_key
 from labctl.results import RunSummary, TrialRecord
 from labctl.stats import Summary
@@ -60,6 +61,7 @@ class ExperimentSection:
     verdicts: Sequence[MetricVerdict]
     trends: Mapping[tuple[str, str], Sequence[HistoryPoint]]  # (metric, config), oldest first
     changes: Sequence[str]  # provenance differences from the baseline: possible causes
+    spec: ExperimentSpec | None = None  # the experiment's, to group its trials by configuration
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def render_html(report: NightlyReport) -> str:
 
 
 def _section_view(s: ExperimentSection) -> dict[str, Any]:
-    by_config = _values_by_config(s.trials, s.verdicts)
+    by_config = _values_by_config(s.trials, s.verdicts, s.spec)
     common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
     main_plots = []
     for metric in dict.fromkeys(v.metric for v in s.verdicts):
@@ -268,7 +270,7 @@ def _netmap(value: Any) -> str:
 
 
 def _values_by_config(
-    trials: Sequence[TrialRecord], verdicts: Sequence[MetricVerdict]
+    trials: Sequence[TrialRecord], verdicts: Sequence[MetricVerdict], spec: ExperimentSpec | None
 ) -> dict[tuple[str, str], list[float]]:
     """Tonight's counted values per (metric, config): the very values the verdicts judged."""
     metrics = {v.metric for v in verdicts}
@@ -276,7 +278,7 @@ def _values_by_config(
     for t in trials:
         if t.warmup or not t.valid:
             continue  # invalid trials never count, on the page as in the verdict
-        config = config_key(t)
+        config = config_key(t, spec)
         for m in metrics:
             value = t.metrics.get(m)
             if value is not None and math.isfinite(value):

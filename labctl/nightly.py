@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import InputError, LabctlError
-from labctl.experiments.base import Interrupted, experiment_hosts, interrupts_as_exception
+from labctl.experiments import find
+from labctl.experiments.base import (
+    Interrupted,
+    RunContext,
+    SweepOutcome,
+    interrupts_as_exception,
+)
 from labctl.history import RunComparison, compare_run
 from labctl.inventory import Inventory
 from labctl.leftovers import clean_leftovers
@@ -59,36 +65,21 @@ def run_experiment(
     entry: SuiteExperiment,
     inventory: Inventory,
     store: ResultsStore,
-    workloads_dir: Path,
+    project_dir: Path,
     on_trial: Any = None,
-) -> Any:
-    """One suite entry, as `labctl experiment` would run it; its SweepOutcome."""
-    options = entry.options()
-    if entry.experiment == "reuseport":
-        from labctl.experiments.reuseport import run_reuseport
-
-        return run_reuseport(
-            inventory,
-            options,
-            store,
-            server=entry.server,
-            clients=entry.clients,
-            seed=entry.seed,
-            workloads_dir=workloads_dir,
-            on_trial=on_trial,
-        )
-    from labctl.experiments.qdisc import run_qdisc
-
-    sender = next((h.name for h in inventory.select(entry.clients) if h.name != entry.server), None)
-    return run_qdisc(
+) -> SweepOutcome:
+    """One suite entry, as `labctl experiment` would run it."""
+    experiment = find(entry.experiment)()
+    ctx = RunContext(
         inventory,
-        options,
         store,
-        sender=sender,
-        receiver=entry.server,
+        server=entry.server,
+        clients=entry.clients,
         seed=entry.seed,
         on_trial=on_trial,
+        project_dir=project_dir,
     )
+    return experiment.run(ctx, entry.options())
 
 
 def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list[str]:
@@ -116,7 +107,7 @@ def run_nightly(
     inventory: Inventory,
     store: ResultsStore,
     *,
-    workloads_dir: Path,
+    project_dir: Path,
     say: Say = lambda msg: None,
     on_trial: Callable[[SuiteExperiment], Any] | None = None,
     finish: Callable[[NightlyOutcome], None] | None = None,
@@ -130,7 +121,7 @@ def run_nightly(
     for entry in suite.experiments:  # never measure on a host the run has not locked
         outside = [
             h.name
-            for h in experiment_hosts(inventory, entry.server, entry.clients)
+            for h in find(entry.experiment)().hosts(inventory, entry.server, entry.clients)
             if h.name not in hosts
         ]
         if outside:
@@ -150,9 +141,7 @@ def run_nightly(
         try:
             outcome.notes.extend(lock.messages)
             outcome.nightly_id = store.start_nightly(suite.name, suite.path, inventory.path)
-            _body(
-                suite, inventory, store, conns, hosts, lock, outcome, workloads_dir, say, on_trial
-            )
+            _body(suite, inventory, store, conns, hosts, lock, outcome, project_dir, say, on_trial)
         except Interrupted as exc:
             outcome.status = "interrupted"
             outcome.errors.append(("nightly", f"interrupted by {exc}"))
@@ -194,7 +183,7 @@ def _body(
     hosts: list[str],
     lock: LabLock,
     outcome: NightlyOutcome,
-    workloads_dir: Path,
+    project_dir: Path,
     say: Say,
     on_trial: Callable[[SuiteExperiment], Any] | None,
 ) -> None:
@@ -214,7 +203,7 @@ def _body(
     for entry in suite.experiments:
         say(f"experiment {entry.name} ({entry.experiment}) ...")
         progress = _RenewingProgress(lock, on_trial(entry) if on_trial else None)
-        result = run_experiment(entry, inventory, store, workloads_dir, progress)
+        result = run_experiment(entry, inventory, store, project_dir, progress)
         run_ids[entry.name] = result.run_id
         store.update_nightly(outcome.nightly_id, runs=run_ids)
         store.set_run_identity(result.run_id, label=entry.name)
@@ -229,6 +218,7 @@ def _body(
         comparison = compare_run(
             store,
             result.run_id,
+            find(entry.experiment).spec,
             label=entry.name,
             metrics=entry.metrics or None,
             history=suite.history,

@@ -19,36 +19,16 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from labctl.metrics import Direction, ExperimentSpec
 from labctl.results import TrialRecord
 from labctl.stats import Summary, mann_whitney_p, summarize
 
-Direction = Literal["higher", "lower"]
+__all__ = ["Direction"]  # re-exported: suites and reports name it from here
 
-WATCHED: Mapping[str, Mapping[str, Direction]] = {
-    "reuseport": {
-        "conn_per_s": "higher",
-        "latency_p99_us": "lower",
-        "tx_pps": "higher",
-        "rx_pps": "higher",
-    },
-    "qdisc": {"throughput_mbps": "higher", "pps": "higher"},
-}
-
-IDENTITY_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "reuseport": ("modes", "workers", "duration", "wait_fin", "pktgen"),
-    "qdisc": ("qdiscs", "protos", "duration"),
-}
-
-# The trial parameters that say which configuration a trial measured; the rest of a trial's
-# params (duration, backlog, the qdisc's own arguments, the path...) are the run's settings.
-CONFIG_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "accept": ("mode", "workers"),
-    "pktgen": (),
-    "qdisc": ("proto", "qdisc"),
-}
-# For a kind not listed above every scalar param counts, except these knobs.
+# A trial kind no experiment declares (a run of one since removed) is named by all its
+# scalar params, except these knobs.
 _KNOBS = frozenset({"backlog", "threads", "inflight", "port", "repeat", "seed", "warmup"})
 
 HOST_IDENTITY = ("role", "kernel_release", "arch", "cpu_model", "cpus", "nics")
@@ -103,11 +83,12 @@ def fingerprint(
     experiment: str,
     params: Mapping[str, Any],
     hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+    spec: ExperimentSpec | None,
 ) -> Fingerprint:
     """What must match for two runs to compare. `hosts`: name -> (role, facts dict), as
-    `ResultsStore.hosts` returns them. An experiment without an IDENTITY_PARAMS entry is
-    identified by all its params (never compare what might differ)."""
-    keys = IDENTITY_PARAMS.get(experiment, tuple(params))
+    `ResultsStore.hosts` returns them. Without the experiment's spec (no longer known) a run
+    is identified by all its params (never compare what might differ)."""
+    keys = spec.identity if spec is not None else tuple(params)
     parts: dict[str, Any] = {
         "experiment": experiment,
         "params": {k: _canonical(params[k]) for k in sorted(keys) if k in params},
@@ -195,15 +176,16 @@ def provenance_changes(
     old_hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
     new_hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
     *,
-    experiment: str | None = None,
+    spec: ExperimentSpec | None = None,
 ) -> list[str]:
     """Everything that differs between two runs and may explain a change, sorted, one line
     each: params ("backlog: 4096 -> 5"), and per host its kernel, sysctls, compiler, each
     interface's driver, driver version and root qdisc, and netmap's state where recorded.
 
-    With `experiment`, its identity params are left out (the fingerprint covers them); without
-    it every param is compared, which for two runs of one history gives the same lines."""
-    identity = set(IDENTITY_PARAMS.get(experiment, ())) if experiment else set()
+    With the experiment's `spec`, its identity params are left out (the fingerprint covers
+    them); without it every param is compared, which for two runs of one history gives the
+    same lines."""
+    identity = set(spec.identity) if spec is not None else set()
     lines = _diff_mappings(
         "",
         {k: _canonical(v) for k, v in old_params.items() if k not in identity},
@@ -259,10 +241,12 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-def config_key(trial: TrialRecord) -> str:
-    """ "accept mode=reuseport workers=2", "pktgen", "qdisc proto=udp qdisc=pfifo": the trial's
-    kind and the params that say which configuration it measured, sorted by name."""
-    keys = CONFIG_PARAMS.get(trial.kind)
+def config_key(trial: TrialRecord, spec: ExperimentSpec | None = None) -> str:
+    """ "accept mode=reuseport workers=2", "qdisc proto=udp qdisc=pfifo": the trial's kind and
+    the params that say which configuration it measured (its kind's `config` in the
+    experiment's spec), sorted by name."""
+    kind = spec.kind(trial.kind) if spec is not None else None
+    keys = kind.config if kind is not None else None
     if keys is None:
         keys = tuple(
             k
@@ -283,7 +267,9 @@ def _runs_text(runs: Iterable[int]) -> str:
     return ",".join(str(r) for r in runs)
 
 
-def _values_by_config(trials: Iterable[TrialRecord], metric: str) -> dict[str, list[float]]:
+def _values_by_config(
+    trials: Iterable[TrialRecord], metric: str, spec: ExperimentSpec | None
+) -> dict[str, list[float]]:
     """Valid, non-warm-up values of `metric` per configuration."""
     out: dict[str, list[float]] = defaultdict(list)
     for t in trials:
@@ -291,7 +277,7 @@ def _values_by_config(trials: Iterable[TrialRecord], metric: str) -> dict[str, l
             continue
         value = float(t.metrics[metric])
         if math.isfinite(value):
-            out[config_key(t)].append(value)
+            out[config_key(t, spec)].append(value)
     return out
 
 
@@ -359,6 +345,7 @@ def compare(
     metrics: Mapping[str, Direction],
     threshold: float = 0.10,
     alpha: float = 0.05,
+    spec: ExperimentSpec | None = None,
 ) -> list[MetricVerdict]:
     """One verdict per (metric, configuration) seen tonight or in `history` (run_id, trials)
     of comparable past runs, newest first; every run given is pooled into the baseline.
@@ -369,22 +356,24 @@ def compare(
     """
     out: list[MetricVerdict] = []
     for metric, direction in metrics.items():
-        tonight = _values_by_config(current, metric)
+        tonight = _values_by_config(current, metric, spec)
         past: dict[str, list[float]] = defaultdict(list)
         runs_of: dict[str, set[int]] = defaultdict(set)
-        seen = {config_key(t) for t in current if not t.warmup and metric in t.metrics}
+        seen = {config_key(t, spec) for t in current if not t.warmup and metric in t.metrics}
         for run_id, trials in history:
-            for key, values in _values_by_config(trials, metric).items():
+            for key, values in _values_by_config(trials, metric, spec).items():
                 past[key] += values
                 runs_of[key].add(run_id)
-            seen |= {config_key(t) for t in trials if not t.warmup and metric in t.metrics}
+            seen |= {config_key(t, spec) for t in trials if not t.warmup and metric in t.metrics}
         for key in sorted(seen):
-            invalid = [t for t in current if not t.warmup and config_key(t) == key and not t.valid]
+            invalid = [
+                t for t in current if not t.warmup and config_key(t, spec) == key and not t.valid
+            ]
             why = "no valid trial tonight"
             if invalid:
                 first = " ".join(invalid[0].reason.split()) or "no reason given"
                 why += f" ({len(invalid)} invalid: {first})"
-            elif not any(not t.warmup and config_key(t) == key for t in current):
+            elif not any(not t.warmup and config_key(t, spec) == key for t in current):
                 why += " (not run)"
             runs = tuple(sorted(runs_of.get(key, ())))
             cur_s, base_s, ratio, p, verdict, reason = _judge(

@@ -6,26 +6,25 @@ file and line); labctl.nightly does it. Example: playbooks/nightly.yml.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from labctl.errors import InputError
-from labctl.regress import Direction
+from labctl.experiments import registry
+from labctl.experiments.base import make_options, option_infos
+from labctl.metrics import DIRECTIONS, Direction
 from labctl.yamlfile import LineMap, line_of, load_yaml
 
-EXPERIMENTS = ("reuseport", "qdisc")
-DIRECTIONS = ("higher", "lower")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 @dataclass(frozen=True)
 class SuiteExperiment:
     name: str  # the entry's own name: its results history is this name's
-    experiment: str  # reuseport | qdisc
-    params: Mapping[str, Any]  # the experiment's options (ReuseportOptions / QdiscOptions)
+    experiment: str  # a registered experiment's name
+    params: Mapping[str, Any]  # the experiment's options
     server: str | None = None
     clients: str = "clients"
     seed: int | None = None
@@ -34,9 +33,7 @@ class SuiteExperiment:
 
     def options(self) -> Any:
         """The experiment's options object (raises ValueError on a bad value)."""
-        cls = _options_class(self.experiment)
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.params.items()}
-        return cls(**values)
+        return make_options(registry()[self.experiment].Options, self.params)
 
 
 @dataclass(frozen=True)
@@ -50,16 +47,6 @@ class Suite:
     history: int = 5  # compare with the last N comparable runs
     threshold: float = 0.10  # a change counts beyond this fraction of the baseline median...
     alpha: float = 0.05  # ...and when Mann-Whitney's p is below this
-
-
-def _options_class(experiment: str) -> Any:
-    if experiment == "reuseport":
-        from labctl.experiments.reuseport import ReuseportOptions
-
-        return ReuseportOptions
-    from labctl.experiments.qdisc import QdiscOptions
-
-    return QdiscOptions
 
 
 def _known(doc: LineMap, allowed: set[str], path: str, what: str) -> None:
@@ -102,16 +89,17 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
     seen.add(name)
     what = f"experiment {name}"
     experiment = _typed(entry, "experiment", str, path, what)
-    if experiment not in EXPERIMENTS:
+    known = registry()
+    if experiment not in known:
         raise InputError(
-            f"{what}: unknown experiment {experiment!r} (known: {', '.join(EXPERIMENTS)})",
+            f"{what}: unknown experiment {experiment!r} (known: {', '.join(known)})",
             path,
             line_of(entry, "experiment"),
         )
     params = entry.get("params") or LineMap()
     if not isinstance(params, dict):
         raise InputError(f"{what}: params must be a mapping", path, line_of(entry, "params"))
-    fields = {f.name for f in dataclasses.fields(_options_class(experiment))}
+    fields = {i.name for i in option_infos(known[experiment].Options)}
     if isinstance(params, LineMap):
         _known(params, fields, path, f"{what}: params")
     metrics = entry.get("metrics") or {}

@@ -507,19 +507,24 @@ class NetmapAction(Action):
             )
         else:
             wanted = probe.installed_ids
-        if probe.loaded:
-            loaded_id = probe.module_ids.get("netmap")
-            if "netmap" in wanted and not same_module(loaded_id, wanted["netmap"]):
-                raise ActionFailed(
-                    f"{host}: another netmap.ko is loaded ({loaded_id or 'unknown'}):"
-                    " unload it first (labctl provision --tags unload)"
-                )
-        else:
+        loaded = probe.loaded
+        loaded_id = probe.module_ids.get("netmap")
+        if loaded and "netmap" in wanted and not same_module(loaded_id, wanted["netmap"]):
+            # Another build is loaded (a new ref, new flags): take it out the way `unloaded`
+            # does (stock drivers back first: they hold netmap), then load this one.
+            plan.changes.append(
+                f"replace the loaded netmap.ko ({loaded_id or 'unknown build'}): "
+                + "".join(f"put stock {m} back, " for m in probe.holders)
+                + "unload it"
+            )
+            plan.work += [*(f"stock:{m}" for m in probe.holders), "rmmod"]
+            loaded = False
+        if not loaded:
             plan.changes.append(f"load netmap.ko (insmod {args.root}/current/netmap.ko)")
             plan.work.append("load")
         for m in args.modules:
             name = sysfs_name(m)
-            if probe.loaded and same_module(probe.module_ids.get(name), wanted.get(name)):
+            if loaded and same_module(probe.module_ids.get(name), wanted.get(name)):
                 continue
             plan.changes.append(
                 f"swap {m} for netmap's {m}.ko (driver action: guard, revert armed first)"

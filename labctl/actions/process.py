@@ -23,6 +23,7 @@ from labctl.remote import ShellScript
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STATES = ("started", "stopped", "restarted")
+STOP_SIGNALS = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2")
 STOP_GRACE_TICKS = 50  # x 0.1 s between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 10
 
@@ -36,6 +37,7 @@ class ProcessArgs:
     env: dict[str, str] = field(default_factory=dict)
     run_dir: str = "/root/labctl/run"
     startup_wait: float = 0.3
+    stop_signal: str = "TERM"  # sent first (pkt-gen prints its summary on INT); KILL after 5 s
 
 
 def check_args(args: ProcessArgs) -> None:
@@ -55,6 +57,10 @@ def check_args(args: ProcessArgs) -> None:
         raise ValueError(f"process {args.name}: bad environment variable name(s) {bad}")
     if not 0 <= args.startup_wait <= 600:
         raise ValueError(f"process {args.name}: startup_wait must be 0..600 s")
+    if args.stop_signal not in STOP_SIGNALS:
+        raise ValueError(
+            f"process {args.name}: stop_signal must be one of {', '.join(STOP_SIGNALS)}"
+        )
 
 
 # ---------------------------------------------------------------------------- facts
@@ -170,9 +176,9 @@ def _probe_script(pidfile: str) -> str:
     )
 
 
-def _stop_script(record: PidRecord, pidfile: str) -> str:
-    """SIGTERM the group, up to ~5 s, then SIGKILL; only if the PID is still ours.
-    Prints `stopped term|kill`, or nothing if it had already gone."""
+def _stop_script(record: PidRecord, pidfile: str, signal: str = "TERM") -> str:
+    """`signal` (SIGTERM) to the group, up to ~5 s, then SIGKILL; only if the PID is still
+    ours. Prints `stopped term|kill`, or nothing if it had already gone."""
     return "\n".join(
         [
             "set -f",
@@ -180,7 +186,7 @@ def _stop_script(record: PidRecord, pidfile: str) -> str:
             _ALIVE,
             "if alive; then",
             # setsid made the program its group's leader: the group is the program and its children.
-            '  kill -s TERM -- "-$pid" 2>/dev/null || kill -s TERM "$pid"; how=term; i=0',
+            f'  kill -s {signal} -- "-$pid" 2>/dev/null || kill -s {signal} "$pid"; how=term; i=0',
             f"  while alive && [ $i -lt {STOP_GRACE_TICKS} ]; do sleep 0.1; i=$((i+1)); done",
             '  if alive; then how=kill; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"',
             "    i=0; while alive && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi",
@@ -256,7 +262,7 @@ class ProcessAction(Action):
         change = ""
         if args.state == "stopped":
             if running and record:
-                script = [_stop_script(record, pidfile)]
+                script = [_stop_script(record, pidfile, args.stop_signal)]
                 change = f"stop {args.name} (pid {record.pid})"
             elif state.pidfile:
                 script = [shlex.join(["rm", "-f", pidfile])]
@@ -265,7 +271,7 @@ class ProcessAction(Action):
             pass
         else:
             if running and record:
-                script.append(_stop_script(record, pidfile))
+                script.append(_stop_script(record, pidfile, args.stop_signal))
                 why = (
                     "restart"
                     if args.state == "restarted"

@@ -8,16 +8,23 @@ ends; SIGINT or SIGTERM stops the sweep, cleans the hosts, and keeps what was me
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import signal
 import time
+import types
+import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 from labctl.errors import LabctlError
+from labctl.inventory import Host, Inventory
+from labctl.metrics import ExperimentSpec, Metric
 from labctl.results import ResultsStore, TrialRecord
 
 # The experiments' own pidfiles and outputs, apart from the `process` action's default
@@ -29,7 +36,7 @@ class ExperimentError(LabctlError):
     """The experiment cannot go on (a busy port, a workload that does not start, ...)."""
 
 
-def experiment_hosts(inventory: Any, server: str | None, clients: str) -> list[Any]:
+def experiment_hosts(inventory: Any, server: str | None, clients: str) -> list[Host]:
     """The hosts an experiment runs on: its server (default: the first of `servers`) and the
     hosts of the `clients` pattern. What a run must lock."""
     servers = [inventory.host(server)] if server else list(inventory.select("servers"))[:1]
@@ -138,3 +145,144 @@ def run_sweep(
                 note += f"; cleanup interrupted after {time.monotonic() - started:.1f} s"
         store.finish_run(run_id, status, note)
     return SweepOutcome(run_id, status, done, note)
+
+
+# ---------------------------------------------------------------------------- the plug-in
+
+
+def option(default: Any, help: str) -> Any:
+    """An experiment option: a dataclass field whose help text the command line shows."""
+    if isinstance(default, list | dict | set):
+        raise TypeError("options are immutable: use a tuple")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    name: str
+    kind: type  # bool, int, float or str
+    many: bool  # a comma-separated list on the command line, a YAML list in a suite
+    default: Any
+    help: str
+
+
+def option_infos(options_type: type) -> list[OptionInfo]:
+    """An Options dataclass's fields as the command line and suites read them."""
+    hints = typing.get_type_hints(options_type)
+    out = []
+    for f in dataclasses.fields(options_type):
+        hint = hints[f.name]
+        many = typing.get_origin(hint) in (tuple, list)
+        inner = typing.get_args(hint)[0] if many else hint
+        if typing.get_origin(inner) in (typing.Union, types.UnionType):
+            inner = next(a for a in typing.get_args(inner) if a is not type(None))
+        if inner not in (bool, int, float, str):
+            raise TypeError(f"{options_type.__name__}.{f.name}: unsupported option type {hint}")
+        out.append(OptionInfo(f.name, inner, many, f.default, f.metadata.get("help", "")))
+    return out
+
+
+def parse_option(info: OptionInfo, value: Any) -> Any:
+    """A command-line string or a YAML value → the option's typed value (ValueError if not)."""
+
+    def one(v: Any) -> Any:
+        if info.kind is bool:
+            if isinstance(v, bool):
+                return v
+            raise ValueError(f"{info.name}: expected true or false, not {v!r}")
+        if info.kind in (int, float) and isinstance(v, bool):
+            raise ValueError(f"{info.name}: expected a number, not {v!r}")
+        try:
+            return info.kind(v.strip() if isinstance(v, str) else v)
+        except (TypeError, ValueError):
+            what = {int: "an integer", float: "a number", str: "text"}[info.kind]
+            raise ValueError(f"{info.name}: expected {what}, not {v!r}") from None
+
+    if not info.many:
+        return one(value)
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"{info.name}: expected a list, not {value!r}")
+    return tuple(one(v) for v in items if not (isinstance(v, str) and not v.strip()))
+
+
+def make_options(options_type: type, values: Mapping[str, Any]) -> Any:
+    """The Options object from given values (the rest default); ValueError names what is
+    wrong: an unknown option, a value of the wrong type, or the dataclass's own checks."""
+    infos = {i.name: i for i in option_infos(options_type)}
+    unknown = sorted(set(values) - set(infos))
+    if unknown:
+        raise ValueError(
+            f"unknown option {', '.join(map(repr, unknown))} (takes {', '.join(sorted(infos))})"
+        )
+    return options_type(**{k: parse_option(infos[k], v) for k, v in values.items()})
+
+
+def run_params(options: Any) -> dict[str, Any]:
+    """An Options object as the run's stored params (JSON: tuples as lists)."""
+    return {
+        f.name: list(v) if isinstance(v := getattr(options, f.name), tuple) else v
+        for f in dataclasses.fields(options)
+    }
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run of an experiment gets from `labctl experiment` or a nightly suite."""
+
+    inventory: Inventory
+    store: ResultsStore
+    server: str | None = None  # default: the first host of group `servers`
+    clients: str = "clients"  # a host pattern
+    seed: int | None = None  # default: random, stored with the run
+    on_trial: SweepProgress | None = None
+    project_dir: Path = Path(".")  # where workloads/ is
+
+
+class Experiment(ABC):
+    """One experiment: its options, what it measures (`spec`), and how a run goes.
+
+    Adding one is adding a module under labctl/experiments/ with a subclass of this: the
+    registry (labctl/experiments/__init__.py) finds it, and the command line, suites, the
+    summary, the regression check and the report read its declarations; nothing else names it
+    (docs/architecture.md, "Adding an experiment")."""
+
+    spec: ClassVar[ExperimentSpec]
+    help: ClassVar[str]  # one line for `labctl experiment --help`
+    Options: ClassVar[type]  # a frozen dataclass of `option(...)` fields
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.spec.name
+
+    def hosts(self, inventory: Inventory, server: str | None, clients: str) -> list[Host]:
+        """The hosts a run uses (and must lock)."""
+        return experiment_hosts(inventory, server, clients)
+
+    @abstractmethod
+    def run(self, ctx: RunContext, options: Any) -> SweepOutcome:
+        """Select the hosts, record their facts, run the sweep, store every trial."""
+
+    def notes(
+        self, hosts: Mapping[str, tuple[str, Mapping[str, Any]]], trials: Sequence[TrialRecord]
+    ) -> list[str]:
+        """Lines a summary of a run must carry (virtual hardware, ...); `hosts` as the store
+        gives them: name → (role, facts)."""
+        return []
+
+    def trial_text(self, record: TrialRecord) -> str:
+        """A trial's headline number for progress lines: its kind's first metric."""
+        kind = self.spec.kind(record.kind)
+        metric: Metric | None = next(
+            (m for m in (kind.metrics if kind else ()) if m.name in record.metrics), None
+        )
+        if metric is None:
+            return ""
+        return f"{_scaled(record.metrics[metric.name])} {metric.unit}".rstrip()
+
+
+def _scaled(value: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.3g}"

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,23 @@ from labctl.actions.base import TaskContext, run_action
 from labctl.actions.process import ProcessAction
 from labctl.actions.qdisc import QdiscAction
 from labctl.errors import HostUnreachable, LabctlError
-from labctl.experiments.base import RUN_DIR, ExperimentError, TrialSpec, plan_trials, run_sweep
+from labctl.experiments.base import (
+    RUN_DIR,
+    Experiment,
+    ExperimentError,
+    RunContext,
+    SweepOutcome,
+    TrialSpec,
+    option,
+    plan_trials,
+    run_params,
+    run_sweep,
+)
 from labctl.facts import gather_all
+from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.qdisc_show import QdiscStat, qdisc_stats
 from labctl.remote import Connections, HostConnection
-from labctl.results import ResultsStore, TrialRecord
-from labctl.stats import Summary, summarize
+from labctl.results import TrialRecord
 
 # Each kind with the arguments that make it a fair fifo of about 100 packets.
 QDISCS: dict[str, dict[str, Any]] = {
@@ -42,13 +51,17 @@ COUNTERS = ("bytes", "packets", "drops", "overlimits", "requeues")
 
 @dataclass(frozen=True)
 class QdiscOptions:
-    qdiscs: tuple[str, ...] = ("noqueue", "pfifo", "pfifo_fast", "bfifo")
-    protos: tuple[str, ...] = ("tcp", "udp")
-    duration: float = 3.0
-    repeat: int = 3
-    port: int = 5301
-    udp_size: int = 64
-    warmup: bool = True
+    qdiscs: tuple[str, ...] = option(
+        ("noqueue", "pfifo", "pfifo_fast", "bfifo"), "root qdiscs to compare: " + ",".join(QDISCS)
+    )
+    protos: tuple[str, ...] = option(
+        ("tcp", "udp"), "tcp (iperf3 throughput), udp (64-byte packet rate), or both"
+    )
+    duration: float = option(3.0, "seconds per trial (whole seconds: iperf3's -t)")
+    repeat: int = option(3, "repeats of the whole matrix, interleaved in shuffled order")
+    port: int = option(5301, "iperf3 server port")
+    udp_size: int = option(64, "UDP payload size in bytes")
+    warmup: bool = option(True, "a warm-up trial first (stored, never counted)")
 
     def __post_init__(self) -> None:
         unknown = [q for q in self.qdiscs if q not in QDISCS]
@@ -154,7 +167,7 @@ def container_path(conn: HostConnection, sender_ns: str, receiver_ns: str) -> Tr
     return TrafficPath(host, sender_ns, host, receiver_ns, address, host, peer)
 
 
-class QdiscExperiment:
+class QdiscSweep:
     def __init__(
         self,
         conns: Connections,
@@ -290,137 +303,72 @@ class QdiscExperiment:
             self.set_qdisc("noqueue")
 
 
-def run_qdisc(
-    inventory: Any,
-    options: QdiscOptions,
-    store: ResultsStore,
-    *,
-    sender: str | None = None,
-    receiver: str | None = None,
-    containers: tuple[str, str] | None = ("c1", "c2"),
-    seed: int | None = None,
-    on_trial: Any = None,
-) -> Any:
+QDISC_KIND = TrialKind(
+    "qdisc",
+    config=("proto", "qdisc"),
+    metrics=(
+        Metric("throughput_mbps", "TCP throughput", "Mbit/s", "higher", watched=True),
+        Metric("pps", "UDP packet rate", "pkt/s", "higher", watched=True),
+    ),
+    totals=("qdisc_drops", "qdisc_requeues"),
+)
+
+
+class Qdisc(Experiment):
     """Containers on the receiver host if it has them (the docker pattern), else host to
     host across the lab bridge with the sender's eth0 under test."""
-    receiver_host = (
-        inventory.host(receiver) if receiver else next(iter(inventory.select("servers")))
+
+    spec = ExperimentSpec(
+        name="qdisc",
+        identity=("qdiscs", "protos", "duration"),
+        kinds=(QDISC_KIND,),
+        plot=PlotSpec("qdisc", x="qdisc", y=("throughput_mbps", "pps")),
     )
-    sender_host = (
-        inventory.host(sender)
-        if sender
-        else next(h for h in inventory.select("clients") if h.name != receiver_host.name)
-    )
-    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-    hosts = [receiver_host, sender_host]
-    with Connections(hosts) as conns:
-        facts = {name: f.to_dict() for name, f in gather_all(conns).items()}
-        path = container_path(conns[receiver_host.name], *containers) if containers else None
-        if path is None:
-            path = TrafficPath(
-                sender_host.name,
-                None,
-                receiver_host.name,
-                None,
-                receiver_host.address,
-                sender_host.name,
-                "eth0",
+    help = "root qdiscs on the veth path compared: iperf3 TCP throughput and UDP packet rate"
+    Options = QdiscOptions
+
+    def run(self, ctx: RunContext, options: QdiscOptions) -> SweepOutcome:
+        inventory = ctx.inventory
+        receiver_host = (
+            inventory.host(ctx.server) if ctx.server else next(iter(inventory.select("servers")))
+        )
+        sender_host = next(
+            (h for h in inventory.select(ctx.clients) if h.name != receiver_host.name), None
+        )
+        if sender_host is None:
+            raise ExperimentError(f"no sender in {ctx.clients!r} besides {receiver_host.name}")
+        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
+        hosts = [receiver_host, sender_host]
+        containers = ("c1", "c2")
+        with Connections(hosts) as conns:
+            facts = {name: f.to_dict() for name, f in gather_all(conns).items()}
+            path = container_path(conns[receiver_host.name], *containers)
+            if path is None:
+                path = TrafficPath(
+                    sender_host.name,
+                    None,
+                    receiver_host.name,
+                    None,
+                    receiver_host.address,
+                    sender_host.name,
+                    "eth0",
+                )
+            params = {**run_params(options), "path": path.describe()}
+            run_id = ctx.store.start_run(self.spec.name, params, inventory.path, seed)
+            ctx.store.add_hosts(
+                run_id,
+                {
+                    h.name: ("receiver" if h is receiver_host else "sender", facts[h.name])
+                    for h in hosts
+                },
             )
-        params = {k: list(v) if isinstance(v, tuple) else v for k, v in options.__dict__.items()}
-        params["path"] = path.describe()
-        run_id = store.start_run("qdisc", params, inventory.path, seed)
-        store.add_hosts(
-            run_id,
-            {
-                h.name: ("receiver" if h is receiver_host else "sender", facts[h.name])
-                for h in hosts
-            },
-        )
-        exp = QdiscExperiment(conns, path, options, run_id, Path(inventory.path).resolve().parent)
-        trials = plan_trials(
-            {"qdisc": options.qdiscs, "proto": options.protos},
-            options.repeat,
-            seed,
-            warmup=options.warmup,
-        )
-        return run_sweep(store, run_id, trials, exp.run_trial, exp.cleanup, on_trial=on_trial)
-
-
-# ---------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True)
-class QdiscRow:
-    qdisc: str
-    proto: str
-    metric: str
-    stats: Summary | None
-    drops: float
-    requeues: float
-    invalid: int
-    reason: str
-
-
-METRIC_OF = {"tcp": "throughput_mbps", "udp": "pps"}
-
-
-def summarize_qdisc(trials: Sequence[TrialRecord]) -> list[QdiscRow]:
-    groups: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
-    for t in trials:
-        if t.kind == "qdisc" and not t.warmup:
-            groups[(str(t.params["qdisc"]), str(t.params["proto"]))].append(t)
-    rows = []
-    for (name, proto), ts in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        metric = METRIC_OF[proto]
-        good = [t for t in ts if t.valid and metric in t.metrics]
-        rows.append(
-            QdiscRow(
-                name,
-                proto,
-                metric,
-                summarize([t.metrics[metric] for t in good]) if good else None,
-                sum(t.metrics.get("qdisc_drops", 0.0) for t in good),
-                sum(t.metrics.get("qdisc_requeues", 0.0) for t in good),
-                len(ts) - len(good),
-                next((t.reason for t in ts if not t.valid), ""),
+            exp = QdiscSweep(conns, path, options, run_id, Path(inventory.path).resolve().parent)
+            trials = plan_trials(
+                {"qdisc": options.qdiscs, "proto": options.protos},
+                options.repeat,
+                seed,
+                warmup=options.warmup,
             )
-        )
-    return rows
-
-
-def plot_qdisc(rows: Sequence[QdiscRow], path: Path, title: str) -> Path:
-    """One panel per protocol: the median per qdisc with IQR bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    protos = sorted({r.proto for r in rows})
-    fig, axes = plt.subplots(
-        1, len(protos), figsize=(4.2 * len(protos), 3.8), dpi=110, squeeze=False
-    )
-    for ax, proto in zip(axes[0], protos, strict=True):
-        pts = [r for r in rows if r.proto == proto and r.stats]
-        names = [r.qdisc for r in pts]
-        med = [r.stats.median for r in pts if r.stats]
-        err = [
-            [r.stats.median - r.stats.q1 for r in pts if r.stats],
-            [r.stats.q3 - r.stats.median for r in pts if r.stats],
-        ]
-        ax.bar(names, med, yerr=err, capsize=4, color="#4878a8")
-        ax.set_title(f"{proto.upper()}: {'Mbit/s' if proto == 'tcp' else 'packets/s'}")
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", alpha=0.3)
-        ax.tick_params(axis="x", rotation=20)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def rows_as_dicts(rows: Sequence[QdiscRow]) -> list[Mapping[str, Any]]:
-    import dataclasses
-
-    return [dataclasses.asdict(r) for r in rows]
+            return run_sweep(
+                ctx.store, run_id, trials, exp.run_trial, exp.cleanup, on_trial=ctx.on_trial
+            )

@@ -10,6 +10,7 @@ the trial measured the server or something else (overflows, counts that do not r
 from __future__ import annotations
 
 import json
+import random
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -21,15 +22,26 @@ from labctl.actions.base import TaskContext, run_action
 from labctl.actions.command import CommandAction
 from labctl.actions.process import ProcessAction
 from labctl.actions.source import SourceAction, directory_digest
-from labctl.experiments.base import RUN_DIR, ExperimentError, TrialSpec
-from labctl.experiments.pktgen import PktgenError, parse_pktgen, pktgen_argv
-from labctl.facts import HostFacts
+from labctl.experiments.base import (
+    RUN_DIR,
+    Experiment,
+    ExperimentError,
+    RunContext,
+    SweepOutcome,
+    TrialSpec,
+    option,
+    plan_trials,
+    run_params,
+    run_sweep,
+)
+from labctl.experiments.pktgen import PKTGEN_KIND, PktgenOptions, PktgenTrials, pktgen_notes
+from labctl.facts import HostFacts, gather_all
+from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections, HostConnection, ShellScript
 from labctl.results import TrialRecord
 
 MODES = ("shared", "reuseport", "reuseport-cbpf")
 WORK = "/root/labctl"
-PKTGEN_PATH = f"{WORK}/bin/pkt-gen"  # provision links the pkt-gen it built for the host here
 # Counters whose growth means the listen queue, not the server, limited the rate.
 OVERFLOW_COUNTERS = (
     "TcpExtListenOverflows",
@@ -48,17 +60,17 @@ MAX_ERROR_SHARE = 0.01
 
 @dataclass(frozen=True)
 class ReuseportOptions:
-    modes: tuple[str, ...] = MODES
-    workers: tuple[int, ...] = (1, 2)
-    duration: float = 5.0
-    repeat: int = 8
-    backlog: int = 4096
-    port: int = 5000
-    threads: int = 0  # client threads per client host; 0: its CPU count
-    inflight: int = 16  # connects in flight per client thread
-    wait_fin: bool = True
-    pktgen: bool = True
-    warmup: bool = True
+    modes: tuple[str, ...] = option(MODES, "server modes: " + ",".join(MODES))
+    workers: tuple[int, ...] = option((1, 2), "server worker counts to sweep, e.g. 1,2")
+    duration: float = option(5.0, "seconds per trial")
+    repeat: int = option(8, "repeats of the whole matrix, interleaved in shuffled order")
+    backlog: int = option(4096, "listen backlog (capped by net.core.somaxconn)")
+    port: int = option(5000, "server port")
+    threads: int = option(0, "client threads per client host (0: its CPU count)")
+    inflight: int = option(16, "connects in flight per client thread")
+    wait_fin: bool = option(True, "a client counts a connection once the server closed it")
+    pktgen: bool = option(True, "also a netmap pkt-gen trial where netmap is loaded")
+    warmup: bool = option(True, "a warm-up trial first (stored, never counted)")
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in MODES]
@@ -215,7 +227,7 @@ def read_state(conn: HostConnection, port: int) -> HostState:
     return HostState(parse_nstat(nstat), parse_cpu_line(cpu), values, listeners.strip())
 
 
-class ReuseportExperiment:
+class ReuseportSweep:
     """Sets the hosts up once, then runs one trial at a time."""
 
     def __init__(
@@ -456,84 +468,6 @@ class ReuseportExperiment:
 
         self.conns.run_on_hosts(stop, names=[self.server, *self.clients])
 
-    # -- netmap
-    def pktgen_trial(self, seq: int) -> TrialRecord:
-        """pkt-gen tx on the first client, rx on the server; skipped where netmap is absent."""
-        started = time.time()
-        client = self.clients[0]
-        reasons = []
-        for host in (self.server, client):
-            conn = self.conns[host]
-            facts = self.facts[host]
-            binary = str(conn.host.vars.get("pktgen_path", PKTGEN_PATH))
-            if not facts.modules_supported:
-                reasons.append(f"{host}: kernel without module support, netmap unavailable")
-            elif not conn.run(["test", "-c", "/dev/netmap"]).ok:
-                reasons.append(f"{host}: netmap not loaded (/dev/netmap missing)")
-            elif not conn.run(["test", "-x", binary]).ok:
-                reasons.append(f"{host}: no pkt-gen at {binary}")
-        params = {"tool": "pkt-gen", "duration": self.options.duration}
-        if reasons:
-            return TrialRecord(
-                seq,
-                "pktgen",
-                False,
-                params,
-                started,
-                0.0,
-                False,
-                "skipped: " + "; ".join(reasons),
-                {},
-            )
-        return self._run_pktgen(seq, client, params, started)
-
-    def _run_pktgen(
-        self, seq: int, client: str, params: dict[str, Any], started: float
-    ) -> TrialRecord:
-        server, cli = self.conns[self.server], self.conns[client]
-        iface_of = {
-            h: str(self.conns[h].host.vars.get("experiment_interface", "eth1"))
-            for h in (self.server, client)
-        }
-        binary = {
-            h: str(self.conns[h].host.vars.get("pktgen_path", PKTGEN_PATH))
-            for h in (self.server, client)
-        }
-        out = self._out("pktgen", seq, self.server)
-        rx = pktgen_argv(binary[self.server], iface_of[self.server], "rx")
-        self._process(server, "server", rx, out, "started")
-        try:
-            tx = pktgen_argv(binary[client], iface_of[client], "tx", count=None, rate=None)
-            res = cli.run(
-                ["timeout", "-s", "INT", f"{self.options.duration:g}", *tx],
-                timeout=self.options.duration + 30,
-            )
-        finally:
-            self._process(server, "server", None, out, "stopped")
-
-        def record(valid: bool, reason: str, metrics: dict[str, float]) -> TrialRecord:
-            return TrialRecord(
-                seq, "pktgen", False, params, started, time.time() - started, valid, reason, metrics
-            )
-
-        try:
-            sent = parse_pktgen(res.stdout, res.stderr)
-            received = parse_pktgen(
-                self._read(server, out + ".out"), self._read(server, out + ".err")
-            )
-        except PktgenError as exc:
-            return record(False, f"pkt-gen: {exc}", {})
-        metrics = {
-            "tx_pps": sent.pps,
-            "tx_bps": sent.bps,
-            "rx_pps": received.pps,
-            "rx_bps": received.bps,
-            "tx_packets": sent.packets,
-            "rx_bytes": received.bytes,
-        }
-        valid = sent.packets > 0 and sent.bytes >= received.bytes
-        return record(valid, "" if valid else "nothing sent or more received than sent", metrics)
-
 
 def _raise_first(outcomes: list[Any]) -> list[Any]:
     for o in outcomes:
@@ -542,66 +476,95 @@ def _raise_first(outcomes: list[Any]) -> list[Any]:
     return outcomes
 
 
-# ---------------------------------------------------------------------------- the whole run
+# ---------------------------------------------------------------------------- the experiment
+
+ACCEPT = TrialKind(
+    "accept",
+    config=("mode", "workers"),
+    metrics=(
+        Metric("conn_per_s", "connections/s", "conn/s", "higher", watched=True),
+        Metric("latency_p99_us", "connect latency p99", "us", "lower", watched=True),
+        Metric("latency_p50_us", "connect latency p50", "us", "lower", shown=False),
+    ),
+    baseline=("mode", "shared"),
+)
 
 
-def run_reuseport(
-    inventory: Any,
-    options: ReuseportOptions,
-    store: Any,
-    *,
-    server: str | None = None,
-    clients: str = "clients",
-    seed: int | None = None,
-    workloads_dir: Path,
-    on_trial: Any = None,
-) -> Any:
-    """Select the hosts, record their facts, build the workloads, run the sweep."""
-    import random as _random
+class Reuseport(Experiment):
+    """N pinned workers accept on one port (shared / reuseport / reuseport-cbpf), load from
+    every client host; a netmap pkt-gen trial at the end where netmap is loaded."""
 
-    from labctl.experiments.base import plan_trials, run_sweep
-    from labctl.facts import gather_all
+    spec = ExperimentSpec(
+        name="reuseport",
+        identity=("modes", "workers", "duration", "wait_fin", "pktgen"),
+        kinds=(ACCEPT, PKTGEN_KIND),
+        plot=PlotSpec("accept", x="workers", y=("conn_per_s",), series="mode"),
+    )
+    help = "SO_REUSEPORT accept scaling: shared, reuseport, reuseport-cbpf across worker counts"
+    Options = ReuseportOptions
 
-    server_host = inventory.host(server) if server else next(iter(inventory.select("servers")))
-    client_hosts = [h for h in inventory.select(clients) if h.name != server_host.name]
-    if not client_hosts:
-        raise ExperimentError(f"no client host in {clients!r} besides the server")
-    seed = seed if seed is not None else _random.SystemRandom().randrange(2**31)
-    hosts = [server_host, *client_hosts]
-    with Connections(hosts) as conns:
-        facts = gather_all(conns)
-        params = {
-            **options.__dict__,
-            "server": server_host.name,
-            "clients": [h.name for h in client_hosts],
-        }
-        params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-        run_id = store.start_run("reuseport", params, inventory.path, seed)
-        store.add_hosts(
-            run_id,
-            {
-                h.name: ("server" if h is server_host else "client", facts[h.name].to_dict())
-                for h in hosts
-            },
+    def notes(
+        self, hosts: Mapping[str, tuple[str, Mapping[str, Any]]], trials: Sequence[TrialRecord]
+    ) -> list[str]:
+        return pktgen_notes(hosts, trials)
+
+    def run(self, ctx: RunContext, options: ReuseportOptions) -> SweepOutcome:
+        """Select the hosts, record their facts, build the workloads, run the sweep."""
+        inventory = ctx.inventory
+        server_host = (
+            inventory.host(ctx.server) if ctx.server else next(iter(inventory.select("servers")))
         )
-        exp = ReuseportExperiment(
-            conns,
-            server_host.name,
-            [h.name for h in client_hosts],
-            facts,
-            options,
-            run_id,
-            workloads_dir,
-        )
-        trials = plan_trials(options.matrix(), options.repeat, seed, warmup=options.warmup)
-        if options.pktgen:
-            trials.append(TrialSpec(len(trials), {"kind": "pktgen"}))
+        client_hosts = [h for h in inventory.select(ctx.clients) if h.name != server_host.name]
+        if not client_hosts:
+            raise ExperimentError(f"no client host in {ctx.clients!r} besides the server")
+        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
+        hosts = [server_host, *client_hosts]
+        with Connections(hosts) as conns:
+            facts = gather_all(conns)
+            params = {
+                **run_params(options),
+                "server": server_host.name,
+                "clients": [h.name for h in client_hosts],
+            }
+            run_id = ctx.store.start_run(self.spec.name, params, inventory.path, seed)
+            ctx.store.add_hosts(
+                run_id,
+                {
+                    h.name: ("server" if h is server_host else "client", facts[h.name].to_dict())
+                    for h in hosts
+                },
+            )
+            sweep = ReuseportSweep(
+                conns,
+                server_host.name,
+                [h.name for h in client_hosts],
+                facts,
+                options,
+                run_id,
+                ctx.project_dir / "workloads",
+            )
+            # pkt-gen from the first client to the server, as `labctl experiment pktgen` runs it
+            pktgen = PktgenTrials(
+                conns,
+                sender=client_hosts[0].name,
+                receiver=server_host.name,
+                facts=facts,
+                options=PktgenOptions(duration=max(0.5, options.duration)),
+                run_id=run_id,
+            )
+            trials = plan_trials(options.matrix(), options.repeat, seed, warmup=options.warmup)
+            if options.pktgen:
+                trials.append(TrialSpec(len(trials), {"kind": PKTGEN_KIND.name}))
 
-        def run_one(spec: TrialSpec) -> TrialRecord:
-            if not exp.bin_dir:
-                exp.build()
-            if spec.params.get("kind") == "pktgen":
-                return exp.pktgen_trial(spec.seq)
-            return exp.run_trial(spec)
+            def run_one(spec: TrialSpec) -> TrialRecord:
+                if spec.params.get("kind") == PKTGEN_KIND.name:
+                    return pktgen.run_trial(TrialSpec(spec.seq, pktgen.default_params()))
+                if not sweep.bin_dir:
+                    sweep.build()
+                return sweep.run_trial(spec)
 
-        return run_sweep(store, run_id, trials, run_one, exp.stop_all, on_trial=on_trial)
+            def cleanup() -> None:
+                sweep.stop_all()
+                pktgen.cleanup()
+
+            return run_sweep(ctx.store, run_id, trials, run_one, cleanup, on_trial=ctx.on_trial)

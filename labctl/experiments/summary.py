@@ -1,80 +1,97 @@
-"""What a sweep found: median and IQR per configuration, compared with a baseline, and a plot."""
+"""What a sweep found, for any experiment: per trial kind and configuration (the kind's
+`config` params), each metric's median and IQR over the valid, non-warm-up trials, how many
+trials were invalid and why, the kind's totals, and the comparison with its baseline
+configuration (ratio of medians, Mann-Whitney p). Plain data; labctl/views draws it.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
+from labctl.metrics import ExperimentSpec, Metric, TrialKind
 from labctl.results import TrialRecord
 from labctl.stats import Summary, mann_whitney_p, summarize
 
 
 @dataclass(frozen=True)
-class ConfigRow:
-    mode: str
-    workers: int
-    stats: Summary | None  # None when no valid trial
-    invalid: int
-    p_vs_baseline: float | None
-    ratio_vs_baseline: float | None
+class ConfigSummary:
+    kind: str
+    config: Mapping[str, Any]  # param → value, in the kind's `config` order
+    metric: Metric
+    stats: Summary | None  # None when no valid trial gave the metric
+    invalid: int  # trials of this configuration not counted (invalid or skipped)
+    reason: str  # the first of their reasons
+    ratio_vs_baseline: float | None = None
+    p_vs_baseline: float | None = None
+    totals: Mapping[str, float] | None = None
+
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.config.items())
 
 
-def summarize_sweep(
-    trials: Sequence[TrialRecord], metric: str = "conn_per_s", baseline: str = "shared"
-) -> list[ConfigRow]:
-    """Valid, non-warm-up accept trials grouped by (mode, workers)."""
-    values: dict[tuple[str, int], list[float]] = defaultdict(list)
-    invalid: dict[tuple[str, int], int] = defaultdict(int)
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def _values(trials: Sequence[TrialRecord], metric: str) -> list[float]:
+    out = []
     for t in trials:
-        if t.kind != "accept" or t.warmup:
-            continue
-        key = (str(t.params["mode"]), int(t.params["workers"]))
-        if t.valid and metric in t.metrics:
-            values[key].append(t.metrics[metric])
-        else:
-            invalid[key] += 1
-    rows = []
-    for key in sorted(set(values) | set(invalid), key=lambda k: (k[1], k[0])):
-        mode, workers = key
-        vals = values.get(key, [])
-        base = values.get((baseline, workers), [])
-        stats = summarize(vals) if vals else None
-        p = ratio = None
-        if mode != baseline and vals and base:
-            p = mann_whitney_p(vals, base)
-            ratio = summarize(vals).median / summarize(base).median
-        rows.append(ConfigRow(mode, workers, stats, invalid.get(key, 0), p, ratio))
+        value = t.metrics.get(metric)
+        if t.valid and value is not None and math.isfinite(float(value)):
+            out.append(float(value))
+    return out
+
+
+def summarize_kind(kind: TrialKind, trials: Sequence[TrialRecord]) -> list[ConfigSummary]:
+    groups: dict[tuple[Any, ...], list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        if t.kind == kind.name and not t.warmup:
+            groups[tuple(t.params.get(p) for p in kind.config)].append(t)
+    rows: list[ConfigSummary] = []
+    for key in sorted(groups, key=lambda k: tuple(_sort_key(v) for v in k)):
+        ts = groups[key]
+        config = dict(zip(kind.config, key, strict=True))
+        bad = [t for t in ts if not t.valid]
+        reason = next((t.reason for t in bad if t.reason), "")
+        measured = [m for m in kind.metrics if any(m.name in t.metrics for t in ts)]
+        totals = {
+            name: sum(float(t.metrics.get(name, 0.0)) for t in ts if t.valid)
+            for name in kind.totals
+        }
+        for metric in measured or list(kind.metrics[:1]):
+            values = _values(ts, metric.name)
+            ratio = p = None
+            if kind.baseline is not None and values:
+                param, base_value = kind.baseline
+                if config.get(param) != base_value:
+                    base_key = tuple(
+                        base_value if p_ == param else config[p_] for p_ in kind.config
+                    )
+                    base = _values(groups.get(base_key, []), metric.name)
+                    if base:
+                        base_median = summarize(base).median
+                        ratio = summarize(values).median / base_median if base_median else None
+                        p = mann_whitney_p(values, base)
+            rows.append(
+                ConfigSummary(
+                    kind.name,
+                    config,
+                    metric,
+                    summarize(values) if values else None,
+                    len(bad),
+                    reason,
+                    ratio,
+                    p,
+                    totals,
+                )
+            )
     return rows
 
 
-def plot_sweep(rows: Sequence[ConfigRow], path: Path, title: str) -> Path:
-    """conn/s against workers, one line per mode, IQR as error bars (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for mode in sorted({r.mode for r in rows}):
-        pts = [r for r in rows if r.mode == mode and r.stats]
-        if not pts:
-            continue
-        xs = [r.workers for r in pts]
-        ys = [r.stats.median / 1000 for r in pts if r.stats]
-        lo = [(r.stats.median - r.stats.q1) / 1000 for r in pts if r.stats]
-        hi = [(r.stats.q3 - r.stats.median) / 1000 for r in pts if r.stats]
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=4, label=mode)
-    ax.set_xlabel("server workers")
-    ax.set_ylabel("connections/s (thousands), median and IQR")
-    ax.set_xticks(sorted({r.workers for r in rows}))
-    ax.set_ylim(bottom=0)  # differences shown at their true size
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+def summarize_run(spec: ExperimentSpec, trials: Sequence[TrialRecord]) -> list[ConfigSummary]:
+    """Every kind of the experiment, in the spec's order."""
+    return [row for kind in spec.kinds for row in summarize_kind(kind, trials)]

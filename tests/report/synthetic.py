@@ -13,9 +13,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from labctl.experiments.reuseport import Reuseport
 from labctl.htmlreport import ExperimentSection, HistoryPoint, NightlyReport
-from labctl.regress import WATCHED, compare, config_key, fingerprint, provenance_changes
+from labctl.regress import compare, config_key, fingerprint, provenance_changes
 from labctl.results import RunSummary, TrialRecord
+
+SPEC = Reuseport.spec
 
 T0 = 1_760_000_000.0  # a fixed night, so pages compare byte for byte between renders
 DAY = 86_400.0
@@ -116,7 +119,7 @@ def _median_of(trials: Sequence[TrialRecord], metric: str, config: str) -> float
     values = [
         t.metrics[metric]
         for t in trials
-        if not t.warmup and t.valid and metric in t.metrics and config_key(t) == config
+        if not t.warmup and t.valid and metric in t.metrics and config_key(t, SPEC) == config
     ]
     return statistics.median(values) if values else None
 
@@ -135,12 +138,13 @@ def reuseport_section(
     tonight = trials(rng, T0, slowdown=slowdown, invalid=2)
     params = dict(params) if params is not None else run_params(backlog=5)
     now_hosts, old_hosts = hosts(somaxconn=4096), hosts(somaxconn=4096)
-    fp = fingerprint("reuseport", params, now_hosts)
+    fp = fingerprint("reuseport", params, now_hosts, SPEC)
     verdicts = compare(
         "reuseport",
         tonight,
         [(run_id, ts) for run_id, _, ts in reversed(history)],
-        WATCHED["reuseport"],
+        SPEC.watched,
+        spec=SPEC,
     )
     trends = {
         (v.metric, v.config): [
@@ -169,9 +173,8 @@ def reuseport_section(
         history_note="compared with runs " + ", ".join(str(r) for r, _, _ in history),
         verdicts=verdicts,
         trends=trends,
-        changes=provenance_changes(
-            run_params(), params, old_hosts, now_hosts, experiment="reuseport"
-        ),
+        changes=provenance_changes(run_params(), params, old_hosts, now_hosts, spec=SPEC),
+        spec=SPEC,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from labctl.experiments.base import plan_trials
 from labctl.experiments.reuseport import (
+    ACCEPT,
     ReuseportOptions,
     cpu_shares,
     judge,
@@ -17,7 +18,7 @@ from labctl.experiments.reuseport import (
     parse_cpu_line,
     parse_nstat,
 )
-from labctl.experiments.summary import summarize_sweep
+from labctl.experiments.summary import summarize_kind
 from labctl.results import ResultsStore, TrialRecord
 
 
@@ -86,7 +87,10 @@ def test_summary_groups_valid_trials_and_compares_with_shared() -> None:
     trials += [record(1 + i, "shared", 27_000 + 100 * i) for i in range(8)]
     trials += [record(9 + i, "reuseport-cbpf", 33_000 + 100 * i) for i in range(8)]
     trials += [record(17, "reuseport-cbpf", 1.0, valid=False)]
-    rows = {r.mode: r for r in summarize_sweep(trials)}
+    rows = {
+        r.config["mode"]: r for r in summarize_kind(ACCEPT, trials) if r.metric.name == "conn_per_s"
+    }
+    assert {r.config["workers"] for r in rows.values()} == {2}
     shared, cbpf = rows["shared"], rows["reuseport-cbpf"]
     assert shared.stats is not None and shared.stats.n == 8  # the warm-up is not counted
     assert cbpf.stats is not None and cbpf.stats.median == 33_350 and cbpf.invalid == 1
@@ -145,7 +149,7 @@ def test_store_round_trip_and_one_transaction_per_trial(tmp_path: Path) -> None:
 def test_iperf3_parser_and_qdisc_summary() -> None:
     import json
 
-    from labctl.experiments.qdisc import parse_iperf3, summarize_qdisc
+    from labctl.experiments.qdisc import QDISC_KIND, parse_iperf3
 
     tcp = {
         "end": {
@@ -191,7 +195,8 @@ def test_iperf3_parser_and_qdisc_summary() -> None:
             {},
         )
     )
-    rows = {r.qdisc: r for r in summarize_qdisc(trials)}
+    rows = {r.config["qdisc"]: r for r in summarize_kind(QDISC_KIND, trials)}
     assert rows["pfifo"].stats is not None and rows["pfifo"].stats.median == 200.0
-    assert rows["pfifo"].drops == 3.0
+    assert rows["pfifo"].metric.name == "pps"  # the metric the trials have, not TCP's
+    assert rows["pfifo"].totals == {"qdisc_drops": 3.0, "qdisc_requeues": 0.0}
     assert rows["fq_codel"].stats is None and rows["fq_codel"].reason == "skipped: no fq_codel"

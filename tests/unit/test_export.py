@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import InputError
+from labctl.experiments.reuseport import Reuseport
 from labctl.export import CSV_FIELDS, export_run
 from labctl.results import ResultsStore, TrialRecord
 from tests.unit.test_regress import accept, lab_facts, run_params
@@ -82,7 +83,7 @@ def test_json_holds_run_hosts_and_trials(store: ResultsStore) -> None:
 
 def test_csv_one_row_per_trial_and_metric(store: ResultsStore) -> None:
     run_id = stored_run(store)
-    text = export_run(store, run_id, "csv")
+    text = export_run(store, run_id, "csv", Reuseport.spec)
     reader = csv.DictReader(io.StringIO(text))
     assert tuple(reader.fieldnames or ()) == CSV_FIELDS
     rows = list(reader)

@@ -230,6 +230,7 @@ def test_sections_are_dataclasses_of_the_documented_shape() -> None:
     fields = [f.name for f in dataclasses.fields(ExperimentSection)]
     assert fields == [
         "run", "trials", "hosts", "fingerprint", "history_note", "verdicts", "trends", "changes",
+        "spec",
     ]  # fmt: skip
     assert [f.name for f in dataclasses.fields(HistoryPoint)] == ["run_id", "started", "median"]
 

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from labctl.junit import junit_xml
-from labctl.regress import WATCHED, MetricVerdict, compare
+from labctl.regress import MetricVerdict
 from labctl.stats import summarize
-from tests.unit.test_regress import BASELINE_A, HALVED, HISTORY, trials
+from tests.unit.test_regress import BASELINE_A, HALVED, HISTORY, WATCHED, compare, trials
 
 
 def nightly_verdicts() -> list[MetricVerdict]:

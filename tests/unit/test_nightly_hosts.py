@@ -20,7 +20,7 @@ def test_an_experiment_outside_the_suites_hosts_is_refused(tmp_path: Path) -> No
     suite_file.write_text("hosts: servers\nexperiments:\n  - {name: a, experiment: reuseport}\n")
     inventory = load_inventory(ROOT / "hosts" / "local.yml")
     with ResultsStore(tmp_path / "r.db") as db, pytest.raises(InputError) as err:
-        run_nightly(load_suite(suite_file), inventory, db, workloads_dir=tmp_path)
+        run_nightly(load_suite(suite_file), inventory, db, project_dir=tmp_path)
     assert str(err.value).startswith(f"{suite_file}:3: experiment a runs on cli1, cli2, outside")
     with ResultsStore(tmp_path / "r.db") as db:
         assert db.nightly_runs() == [] and db.runs() == []

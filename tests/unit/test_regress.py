@@ -11,18 +11,46 @@ from typing import Any
 
 import pytest
 
+from labctl.experiments.qdisc import Qdisc
+from labctl.experiments.reuseport import Reuseport
 from labctl.facts import parse_host_facts
+from labctl.metrics import Direction
 from labctl.regress import (
-    IDENTITY_PARAMS,
-    WATCHED,
-    compare,
-    config_key,
-    fingerprint,
+    Fingerprint,
+    MetricVerdict,
     fingerprint_changes,
     overall,
     provenance_changes,
 )
+from labctl.regress import compare as _compare
+from labctl.regress import config_key as _config_key
+from labctl.regress import fingerprint as _fingerprint
 from labctl.results import TrialRecord
+
+# Each experiment's own spec, as the command line and the nightly run pass it
+SPECS = {"reuseport": Reuseport.spec, "qdisc": Qdisc.spec}
+WATCHED = {name: spec.watched for name, spec in SPECS.items()}
+BY_KIND = {k.name: spec for spec in SPECS.values() for k in spec.kinds}
+
+
+def compare(
+    experiment: str,
+    current: Sequence[TrialRecord],
+    history: Sequence[tuple[int, Sequence[TrialRecord]]],
+    metrics: Mapping[str, Direction],
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> list[MetricVerdict]:
+    return _compare(experiment, current, history, metrics, threshold, alpha, SPECS.get(experiment))
+
+
+def config_key(trial: TrialRecord) -> str:
+    return _config_key(trial, BY_KIND.get(trial.kind))
+
+
+def fingerprint(experiment: str, params: Mapping[str, Any], hosts: Any) -> Fingerprint:
+    return _fingerprint(experiment, params, hosts, SPECS.get(experiment))
+
 
 FACTS = Path(__file__).parent / "data" / "facts" / "lab-veth-host.txt"
 
@@ -223,7 +251,7 @@ def test_one_verdict_per_metric_and_configuration_in_a_stable_order() -> None:
             30,
             "pktgen",
             False,
-            {"tool": "pkt-gen", "duration": 5.0},
+            {"mode": "native", "size": 60, "rate": 0, "duration": 5.0},
             0.0,
             5.1,
             True,
@@ -237,8 +265,8 @@ def test_one_verdict_per_metric_and_configuration_in_a_stable_order() -> None:
         ("conn_per_s", "accept mode=shared workers=2"),
         ("latency_p99_us", "accept mode=reuseport-cbpf workers=2"),
         ("latency_p99_us", "accept mode=shared workers=2"),
-        ("tx_pps", "pktgen"),
-        ("rx_pps", "pktgen"),
+        ("rx_pps", "pktgen mode=native size=60"),
+        ("tx_pps", "pktgen mode=native size=60"),
     ]
     assert {v.verdict for v in verdicts} == {"new"}
     assert all(v.experiment == "reuseport" for v in verdicts)
@@ -295,9 +323,9 @@ def test_config_key() -> None:
     )
     assert config_key(qdisc_trial(1, "pfifo", "udp", 1.0)) == "qdisc proto=udp qdisc=pfifo"
     pktgen = TrialRecord(
-        9, "pktgen", False, {"tool": "pkt-gen", "duration": 5.0}, 0, 0, False, "", {}
+        9, "pktgen", False, {"mode": "native", "size": 60, "rate": 0}, 0, 0, False, "", {}
     )
-    assert config_key(pktgen) == "pktgen"
+    assert config_key(pktgen) == "pktgen mode=native size=60"
     # a kind labctl does not know: its scalar params, tuning knobs left out
     other = TrialRecord(
         1,
@@ -405,7 +433,7 @@ def test_identity_changes_are_named() -> None:
 
 
 def test_a_backlog_change_keeps_the_history_and_is_a_likely_cause() -> None:
-    assert "backlog" not in IDENTITY_PARAMS["reuseport"]
+    assert "backlog" not in Reuseport.spec.identity
     old = fingerprint("reuseport", run_params(), lab_hosts())
     new = fingerprint("reuseport", run_params(backlog=5, threads=1), lab_hosts())
     assert old.digest == new.digest
@@ -453,6 +481,4 @@ def test_provenance_of_identity_params_only_without_the_experiment() -> None:
         "backlog: 4096 -> 5",
         "duration: 5.0 -> 10.0",
     ]
-    assert provenance_changes(old, new, hosts, hosts, experiment="reuseport") == [
-        "backlog: 4096 -> 5"
-    ]
+    assert provenance_changes(old, new, hosts, hosts, spec=Reuseport.spec) == ["backlog: 4096 -> 5"]

@@ -1,0 +1,70 @@
+"""What an experiment measures, as data: its trial kinds, the parameters that name a
+configuration, its metrics (unit, which way is better, whether a nightly run judges it) and the
+parameters that define a run's measurement. The results store, the regression check, the
+summaries and the report read this; each experiment declares its own (docs/architecture.md,
+"Adding an experiment").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Direction = Literal["higher", "lower"]
+DIRECTIONS: tuple[Direction, ...] = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the key in a trial's metrics
+    label: str  # for tables and plot axes: "connections/s"
+    unit: str = ""  # "conn/s", "pkt/s", "Mbit/s", "us", "" for a ratio or a count
+    better: Direction = "higher"
+    watched: bool = False  # judged against the history by a nightly run
+    shown: bool = True  # a column of the terminal summary (all are in --json and exports)
+
+
+@dataclass(frozen=True)
+class TrialKind:
+    """One kind of trial an experiment stores (`TrialRecord.kind`)."""
+
+    name: str
+    config: tuple[str, ...]  # the trial params that say which configuration it measured
+    metrics: tuple[Metric, ...]  # summarized per configuration, in this order
+    baseline: tuple[str, Any] | None = None  # (param, value) others are compared with
+    totals: tuple[str, ...] = ()  # counters summed per configuration (drops, ...)
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """The experiment's main plot: each metric of `y` (a panel each) of `kind`'s trials
+    against the param `x`, one line per value of the param `series`."""
+
+    kind: str
+    x: str
+    y: tuple[str, ...]
+    series: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    identity: tuple[str, ...]  # run params that define what is measured (the fingerprint)
+    kinds: tuple[TrialKind, ...]
+    plot: PlotSpec | None = None
+
+    def kind(self, name: str) -> TrialKind | None:
+        return next((k for k in self.kinds if k.name == name), None)
+
+    @property
+    def watched(self) -> dict[str, Direction]:
+        """Metric → direction, for every metric a nightly run judges."""
+        return {m.name: m.better for k in self.kinds for m in k.metrics if m.watched}
+
+    @property
+    def config_params(self) -> Mapping[str, tuple[str, ...]]:
+        return {k.name: k.config for k in self.kinds}
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for k in self.kinds for m in k.metrics if m.name == name), None)

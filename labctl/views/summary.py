@@ -1,0 +1,83 @@
+"""A run's summary in the terminal: one table per trial kind, a row per configuration: each
+metric's median [IQR] over the valid trials, the first metric against the baseline
+configuration, the totals the experiment's spec declares, the count of trials not counted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from labctl.experiments.summary import ConfigSummary
+from labctl.metrics import ExperimentSpec
+
+
+def number(value: float) -> str:
+    if value != value:  # NaN
+        return "nan"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def summary_tables(
+    spec: ExperimentSpec, rows: Sequence[ConfigSummary], title: str
+) -> list[Table | str]:
+    """Tables (and lines for kinds with nothing measured) to print, in the spec's order."""
+    out: list[Table | str] = []
+    for kind in spec.kinds:
+        mine = [r for r in rows if r.kind == kind.name]
+        if not mine:
+            continue
+        if all(r.stats is None for r in mine):
+            reasons = dict.fromkeys(r.reason for r in mine if r.reason)
+            out.append(f"{kind.name}: {escape('; '.join(reasons)) or 'no valid trial'}")
+            continue
+        present = [m for m in kind.metrics if m.shown and any(r.metric == m for r in mine)]
+        if not present:
+            continue
+        head = present[0]
+        table = Table(
+            title=escape(f"{title}: {kind.name}, median [IQR] of valid trials"),
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for param in kind.config:
+            table.add_column(param, justify="left")
+        table.add_column("n", justify="right")
+        for m in present:
+            table.add_column(escape(m.name), justify="right")
+        if kind.baseline is not None:
+            table.add_column(escape(f"{head.name} vs {kind.baseline[1]}"), justify="right")
+            table.add_column("p", justify="right")
+        for name in kind.totals:
+            table.add_column(name, justify="right")
+        table.add_column("invalid", justify="right")
+        configs = list(dict.fromkeys(tuple(r.config.items()) for r in mine))
+        for config in configs:
+            by_metric = {r.metric.name: r for r in mine if tuple(r.config.items()) == config}
+            any_row = next(iter(by_metric.values()))
+            cells = [escape(str(v)) for _, v in config]
+            cells.append(str(max((r.stats.n for r in by_metric.values() if r.stats), default=0)))
+            for m in present:
+                r = by_metric.get(m.name)
+                cells.append(
+                    f"{number(r.stats.median)} [{number(r.stats.iqr)}]" if r and r.stats else "-"
+                )
+            if kind.baseline is not None:
+                first = by_metric.get(head.name)
+                ratio = first.ratio_vs_baseline if first else None
+                p = first.p_vs_baseline if first else None
+                cells += [f"{ratio:.2f}x" if ratio else "-", f"{p:.3f}" if p is not None else "-"]
+            cells += [number((any_row.totals or {}).get(name, 0.0)) for name in kind.totals]
+            cells.append(str(any_row.invalid))
+            table.add_row(*cells)
+        out.append(table)
+        units = [f"{m.name} in {m.unit}" for m in present if m.unit]
+        if units:
+            out.append(f"  units: {escape(', '.join(units))}")
+        reasons = dict.fromkeys(r.reason for r in mine if r.reason and r.invalid)
+        out += [f"  invalid or skipped: {escape(reason)}" for reason in reasons]
+    return out
