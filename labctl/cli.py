@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from labctl import __version__, cli_nightly
-from labctl.clikit import EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE, PROJECT_DIR
+from labctl.clikit import EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE, PROJECT_DIR, default_log_dir
 from labctl.clikit import console as _console
 from labctl.clikit import errors_as_exit as _errors_as_exit
 from labctl.clikit import inventory as _inventory
@@ -398,6 +398,7 @@ def _run_play(
         tags=frozenset(t.strip() for t in tags.split(",") if t.strip()),
         extra_vars=parse_extra_vars(extra or []),
         forks=forks,
+        log_dir=default_log_dir(),
     )
     if json:
         run = run_playbook(book, inv, options, QuietReporter())
@@ -646,34 +647,38 @@ def results_show(
 
 # ---------------------------------------------------------------------------- tree
 
-lab = Collection("lab")
-lab.add_task(up)
-lab.add_task(down)
-lab.add_task(status)
 
-ns = Collection()
-ns.add_collection(lab)
-ns.add_task(facts)
-ns.add_task(play)
-ns.add_task(provision)
-experiments = Collection("experiment")
-experiments.add_task(list_experiments, name="list", default=True)
-for _cls in registry().values():
-    experiments.add_task(experiment_task(_cls), name=_cls.name())
-ns.add_collection(experiments)
-ns.add_task(cli_nightly.nightly)
-ns.add_task(cli_nightly.report)
+def namespace() -> Collection:
+    """The task tree; the experiments' tasks come from the registry (one per experiment)."""
+    lab = Collection("lab")
+    lab.add_task(up)
+    lab.add_task(down)
+    lab.add_task(status)
 
-results = Collection("results")
-results.add_task(results_list, name="list")
-results.add_task(results_show, name="show")
-results.add_task(cli_nightly.results_compare, name="compare")
-results.add_task(cli_nightly.results_export, name="export")
-ns.add_collection(results)
+    ns = Collection()
+    ns.add_collection(lab)
+    ns.add_task(facts)
+    ns.add_task(play)
+    ns.add_task(provision)
+    experiments = Collection("experiment")
+    experiments.add_task(list_experiments, name="list", default=True)
+    for cls in registry().values():
+        experiments.add_task(experiment_task(cls), name=cls.name())
+    ns.add_collection(experiments)
+    ns.add_task(cli_nightly.nightly)
+    ns.add_task(cli_nightly.report)
 
-qdisc = Collection("qdisc")
-qdisc.add_task(qdisc_show, name="show")
-ns.add_collection(qdisc)
+    results = Collection("results")
+    results.add_task(results_list, name="list")
+    results.add_task(results_show, name="show")
+    results.add_task(cli_nightly.results_compare, name="compare")
+    results.add_task(cli_nightly.results_export, name="export")
+    ns.add_collection(results)
+
+    qdisc = Collection("qdisc")
+    qdisc.add_task(qdisc_show, name="show")
+    ns.add_collection(qdisc)
+    return ns
 
 
 def route(argv: list[str]) -> list[str]:
@@ -689,5 +694,11 @@ def route(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    program = Program(namespace=ns, version=__version__, name="labctl", binary="labctl")
-    program.run(route(sys.argv))
+    try:
+        tree = namespace()
+        argv = route(sys.argv)
+    except LabctlError as exc:  # e.g. an experiment module that does not import
+        print(f"labctl: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
+    program = Program(namespace=tree, version=__version__, name="labctl", binary="labctl")
+    program.run(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,15 @@ EXIT_ERROR, EXIT_FAILED, EXIT_UNREACHABLE = 1, 2, 4
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_log_dir() -> Path:
+    """Where a failed step's whole output goes: $LABCTL_LOG_DIR, else the XDG state dir."""
+    given = os.environ.get("LABCTL_LOG_DIR")
+    if given:
+        return Path(given)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "labctl" / "logs"
 
 
 def default_inventory() -> str:

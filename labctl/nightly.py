@@ -93,7 +93,7 @@ def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list
     say(f"provision ({', '.join(suite.provision_tags) or 'all steps'}) ...")
     run = run_playbook(book, inventory, options, QuietReporter())
     failures = [
-        f"{r.host}: {r.task}: {r.msg.splitlines()[0] if r.msg else r.status}"
+        f"{r.host}: {r.task}: {'; '.join(r.msg.splitlines()) if r.msg else r.status}"
         for r in run.results
         if r.status in ("failed", "unreachable") and not r.ignored
     ]

@@ -249,6 +249,7 @@ class VmLabSpec(LabStateFiles):
             "experiment_interface": "enp0s4",
             # build modules once on the controller when it has the VMs' headers (~15x faster)
             "kmod_build_on": "auto",
+            "netmap_drivers": "e1000e",  # the experiment NIC's driver, which netmap patches
         }
 
         def group(servers: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@ command line as a user runs it, and SIGTERM turned into a clean teardown."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,28 @@ def base36(n: int) -> str:
             return out
 
 
-def run_labctl(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """The `labctl` command line, as a user runs it."""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_labctl(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `labctl` command line, as a user runs it (`env`: variables added to ours)."""
     argv = [sys.executable, "-c", "from labctl.cli import main; main()", *args]
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env} if env else None,
     )
+
+
+def plugin_env() -> dict[str, str]:
+    """The test-only experiment `echo` (tests/plugins/echo_experiment.py) made known."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"LABCTL_EXPERIMENT_MODULES": "tests.plugins.echo_experiment", "PYTHONPATH": path}
 
 
 def sigterm_runs_teardown(signum: int, frame: object) -> None:

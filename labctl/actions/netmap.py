@@ -265,7 +265,8 @@ def install_script(args: NetmapArgs, build: NetmapBuild, upload: str) -> str:
             'rm -rf "$n" && mkdir -p "$n" && tar -xzf "$u" --no-same-owner -C "$n" || exit 1',
             '(cd "$n" && sha256sum -c --quiet SHA256SUMS) || '
             f'{{ echo "{_MARK}the copy in $n does not match the build (sha256)" >&2; exit 1; }}',
-            'for k in "$n"/*.ko; do v=$(modinfo -F vermagic "$k") || exit 1; '
+            'for k in "$n"/*.ko; do [ -e "$k" ] || continue; '
+            'v=$(modinfo -F vermagic "$k") || exit 1; '
             f'[ "${{v%% *}}" = {q(rel)} ] || '
             f'{{ echo "{_MARK}${{k##*/}} has vermagic $v, not "{q(rel)} >&2; exit 1; }}; done',
             'if ldd "$n/pkt-gen" 2>/dev/null | grep -q "not found"; then '
@@ -696,9 +697,12 @@ class NetmapAction(Action):
             str(cache / f"{spec.key}.build"),
             args.jobs or os.cpu_count() or 1,
         )
-        build = run_build(spec, place, progress=lambda text: _say(ctx, text))
-        store_build(cache, build, Path(f"{place.work_dir}.out"))
-        shutil.rmtree(place.work_dir, ignore_errors=True)
+        try:  # the whole output of a failure is in the result and the host's log: no leftovers
+            build = run_build(spec, place, progress=lambda text: _say(ctx, text))
+            store_build(cache, build, Path(f"{place.work_dir}.out"))
+        finally:
+            for path in (place.work_dir, f"{place.work_dir}.out"):
+                shutil.rmtree(path, ignore_errors=True)
         return build
 
     def _build_on_host(
@@ -729,10 +733,12 @@ class NetmapAction(Action):
         place = BuildPlace(
             HostShell(ctx.conn), src_dir, probe.kernel_dir, sources, work, args.jobs or probe.cpus
         )
-        build = run_build(spec, place, progress=lambda text: _say(ctx, text))
-        _say(ctx, f"netmap: fetching the build from {host} into the controller's cache")
-        fetch_build(ctx.conn, f"{work}.out", build, Path(args.cache_dir))
-        ctx.conn.run(["rm", "-rf", work, f"{work}.out"])
+        try:
+            build = run_build(spec, place, progress=lambda text: _say(ctx, text))
+            _say(ctx, f"netmap: fetching the build from {host} into the controller's cache")
+            fetch_build(ctx.conn, f"{work}.out", build, Path(args.cache_dir))
+        finally:
+            ctx.conn.run(["rm", "-rf", work, f"{work}.out"])
         return build
 
     def _swap(

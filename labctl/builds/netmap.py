@@ -101,6 +101,7 @@ def configure_script(
     """A fresh build directory, then configure in it. On failure the tail of config.log
     follows `CONFIG_LOG_MARK` on stderr: Kbuild's reason is only there."""
     q = shlex.quote
+    not_netmap = f"{_MARK}no executable {src_dir}/LINUX/configure (is this a netmap source tree?)"
     argv = [
         posixpath.join(src_dir, "LINUX", "configure"),
         f"--kernel-dir={kernel_dir}",
@@ -113,8 +114,7 @@ def configure_script(
     return "\n".join(
         [
             f"b={q(build_dir)}",
-            f'[ -x {q(argv[0])} ] || {{ echo "{_MARK}no executable {argv[0]}'
-            ' (is this a netmap source tree?)" >&2; exit 1; }',
+            f"[ -x {q(argv[0])} ] || {{ echo {q(not_netmap)} >&2; exit 1; }}",
             'rm -rf "$b" && mkdir -p "$b" && cd "$b" || exit 1',
             f"{shlex.join(argv)} </dev/null",
             "rc=$?",
@@ -145,12 +145,13 @@ def collect_script(build_dir: str, out_dir: str, spec: NetmapSpec) -> str:
     ]
     for name, rel in build_outputs(spec.drivers).items():
         lines.append(
-            f'[ -f "$b"/{q(rel)} ] || {{ echo "{_MARK}make built no {rel}" >&2; exit 1; }}; '
+            f'[ -f "$b"/{q(rel)} ] || {{ echo {q(f"{_MARK}make built no {rel}")} >&2; exit 1; }}; '
             f'cp "$b"/{q(rel)} "$n"/{q(name)} || exit 1'
         )
     want = q(spec.release)
     lines += [
         'for k in "$n"/*.ko; do',
+        '  [ -e "$k" ] || continue',
         '  strip --strip-debug "$k" || exit 1',
         '  v=$(modinfo -F vermagic "$k") || exit 1',
         f'  [ "${{v%% *}}" = {want} ] || '

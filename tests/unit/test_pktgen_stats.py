@@ -1,10 +1,21 @@
-"""pkt-gen output parsing on its documented formats, and the sample statistics."""
+"""pkt-gen output parsing on its documented formats, the sample statistics, and the
+verdict that checks pkt-gen against both NICs' counters."""
 
 from __future__ import annotations
 
 import pytest
 
-from labctl.experiments.pktgen import PktgenError, parse_periodic, parse_pktgen, pktgen_argv
+from labctl.experiments.pktgen import (
+    NicCounters,
+    PktgenError,
+    PktgenResult,
+    judge_pktgen,
+    parse_counters,
+    parse_periodic,
+    parse_pktgen,
+    pktgen_argv,
+    trial_metrics,
+)
 from labctl.stats import mann_whitney_p, summarize
 
 PERIODIC = (
@@ -66,3 +77,77 @@ def test_summary_and_mann_whitney() -> None:
     assert p is not None and p < 0.002  # 8 vs 8, fully separated
     assert mann_whitney_p(low, low) == pytest.approx(1.0, abs=0.05)
     assert mann_whitney_p([1.0], high) is None
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+def sent(packets: int, size: int = 60) -> PktgenResult:
+    return PktgenResult("Sent", packets, packets * size, 3.0, packets / 3.0, packets * size * 8 / 3)
+
+
+def received(packets: int, nbytes: int | None = None) -> PktgenResult:
+    nbytes = packets * 60 if nbytes is None else nbytes
+    return PktgenResult("Received", packets, nbytes, 3.0, packets / 3.0, nbytes * 8 / 3)
+
+
+def test_all_counts_agree() -> None:
+    v = judge_pktgen(sent(60_000), received(59_990), NicCounters(60_012, 3_600_720),
+                     NicCounters(60_004, 3_840_256))  # fmt: skip
+    assert (v.valid, v.reason, v.received) == (True, "", 59_990)
+
+
+def test_a_receiver_too_slow_is_a_loss_not_a_broken_measurement() -> None:
+    """Seen with the fixture's AF_PACKET rx in a VM: the NIC counted 59035, pkt-gen 54647."""
+    tx, nic_tx, nic_rx = sent(59_100), NicCounters(59_100, 3_546_000), NicCounters(59_035, 0)
+    rx = received(54_647)
+    v = judge_pktgen(tx, rx, nic_tx, nic_rx)
+    assert v.valid and v.received == 54_647
+    m = trial_metrics(tx, rx, nic_tx, nic_rx, v, 3.0)
+    assert m["rx_loss_share"] == pytest.approx(1 - 54_647 / 59_035)
+    assert m["link_loss_share"] == pytest.approx(1 - 59_035 / 59_100)
+    assert m["loss_share"] == pytest.approx(1 - 54_647 / 59_100)
+
+
+def test_a_wrong_rx_packet_count_with_right_bytes_uses_the_nics_count() -> None:
+    """netmap's pkt-gen in a VM (native e1000e): "Received 1 packets 311064240 bytes"."""
+    tx = sent(5_184_404)
+    v = judge_pktgen(
+        tx, received(1, 311_064_240), NicCounters(5_184_404, 311_064_240),
+        NicCounters(5_184_404, 311_064_240 + 4 * 5_184_404),
+    )  # fmt: skip
+    assert v.valid and v.received == 5_184_404
+    assert "pkt-gen rx counted 1 packets but 311064240 bytes" in v.reason
+
+
+def test_counts_that_rise_along_the_way_are_a_broken_measurement() -> None:
+    v = judge_pktgen(sent(10_000), received(10_000), NicCounters(7_000, 0), NicCounters(9_990, 0))
+    assert not v.valid
+    assert "the sender's NIC counted 7000 packets out, pkt-gen says it sent 10000" in v.reason
+    assert "more than the 7000 the sender's NIC sent" in v.reason
+    v = judge_pktgen(sent(10_000), received(10_000), NicCounters(10_000, 0), NicCounters(8_000, 0))
+    assert not v.valid and "more than its NIC counted in (8000)" in v.reason
+    v = judge_pktgen(sent(0), received(0), NicCounters(0, 0), NicCounters(0, 0))
+    assert not v.valid and v.reason == "pkt-gen sent nothing"
+
+
+def test_received_nothing_and_counters_parse() -> None:
+    assert parse_pktgen("Received nothing.\n").packets == 0
+    text = "tx_packets=12\ntx_bytes=720\nrx_packets=3\nrx_bytes=\nrx_dropped=0\n"
+    assert parse_counters(text, "enp0s4") == {
+        "tx_packets": 12, "tx_bytes": 720, "rx_packets": 3, "rx_dropped": 0,
+    }  # fmt: skip
+    from labctl.experiments.base import ExperimentError
+
+    with pytest.raises(ExperimentError, match="no counters for enp0s4"):
+        parse_counters("rx_bytes=1\n", "enp0s4")
+
+
+def test_pktgen_command_line_with_wait_and_macs() -> None:
+    argv = pktgen_argv(
+        "/root/labctl/bin/pkt-gen", "enp0s4", "tx", size=60, rate=5000, dst="10.78.0.11",
+        src="10.78.0.12", dst_mac="52:54:00:99:01:02", wait_link=2,
+    )  # fmt: skip
+    assert argv[:5] == ["/root/labctl/bin/pkt-gen", "-i", "netmap:enp0s4", "-f", "tx"]
+    pairs = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert pairs["-R"] == "5000" and pairs["-D"] == "52:54:00:99:01:02" and pairs["-w"] == "2"
