@@ -3,9 +3,11 @@ each trial cross-checked with both NICs' own counters (docs/netmap.md, "pkt-gen"
 
 Per trial: netmap's mode is set on both hosts (`admode` 1 native, 2 generic; put back when the
 run ends), both NICs' counters are read (/sys/class/net/IF/statistics), pkt-gen rx starts in
-the background on the receiver, pkt-gen tx runs for `duration` seconds on the sender (stopped
-with SIGINT, which makes pkt-gen print its summary), rx is stopped the same way, the counters
-are read again. The verdict compares what pkt-gen says it sent and received with what the NICs
+the background on the receiver, then pkt-gen tx on the sender; `duration` counts from tx's
+first packets out (pkt-gen first waits for the link, and in a TCG VM takes a second or more
+to map netmap's memory: a wall-clock limit cut one trial to 0.8 s of sending). Both are
+stopped with SIGINT, which makes pkt-gen print its summary, rx last; the counters are read
+again. The verdict compares what pkt-gen says it sent and received with what the NICs
 counted: pkt-gen's rx count has been seen wrong in a VM ("Received 1 packets 311064240 bytes",
 with the right byte count), so where only the bytes agree the NIC's packet count is used and
 the trial says so.
@@ -49,6 +51,7 @@ MODES = ("native", "generic")
 ADMODE = {"native": 1, "generic": 2}  # netmap's admode parameter
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "rx_dropped", "rx_missed_errors")
 DRAIN_SECONDS = 0.5  # after tx ends, for the last frames to arrive before rx is stopped
+START_TIMEOUT = 60.0  # beyond -w, for pkt-gen to map netmap's memory and start sending
 
 _UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUM = r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)"
@@ -307,7 +310,6 @@ PKTGEN_KIND = TrialKind(
         Metric("link_loss_share", "lost between the NICs", "", "lower", shown=False),
         Metric("rx_loss_share", "lost in the receiver (NIC to pkt-gen)", "", "lower", shown=False),
     ),
-    totals=("nic_rx_dropped",),
 )
 
 
@@ -317,7 +319,10 @@ def _address(host: Host) -> str:
 
 class PktgenTrials:
     """pkt-gen tx on `sender`, rx on `receiver`: one trial at a time, netmap's mode put back
-    at the end. Also what the reuseport sweep runs for its pkt-gen trial."""
+    at the end. Also what the reuseport sweep runs for its pkt-gen trial.
+
+    Both run in the background, stopped by pidfile PID with SIGINT (pkt-gen prints its
+    summary then): rx first up, tx second; `duration` counts from tx's first packets."""
 
     def __init__(
         self,
@@ -412,22 +417,41 @@ class PktgenTrials:
                 check=True,
             )
 
-    def _rx_process(self, conn: HostConnection, argv: list[str] | None, state: str) -> None:
+    def _process(self, conn: HostConnection, role: str, argv: list[str] | None, state: str) -> None:
+        """pkt-gen `role` (tx, rx) started in the background or stopped, by pidfile PID."""
         args: dict[str, Any] = {
-            "name": f"pktgen-rx-{self.run_id}",
+            "name": f"pktgen-{role}-{self.run_id}",
             "state": state,
             "run_dir": RUN_DIR,
             "startup_wait": 0.2,
             "stop_signal": "INT",  # pkt-gen prints its summary on SIGINT only
         }
         if argv is not None:
-            out = self._out("rx")
+            out = self._out(role)
             args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
         result = run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
         if result.failed:
-            said = conn.run(["tail", "-n", "3", self._out("rx") + ".err"]).stdout.strip()
+            said = conn.run(["tail", "-n", "3", self._out(role) + ".err"]).stdout.strip()
             why = f"{result.msg.splitlines()[0]}" + (f"; it said: {said}" if said else "")
-            raise ExperimentError(f"{conn.host.name}: pkt-gen rx {state}: {why}")
+            raise ExperimentError(f"{conn.host.name}: pkt-gen {role} {state}: {why}")
+
+    def _wait_for_sending(self, conn: HostConnection) -> None:
+        """Until tx's periodic lines show packets going out: pkt-gen first waits for the
+        link (-w) and maps netmap's memory (seconds in a TCG VM), and `duration` is what it
+        spends sending."""
+        deadline = time.monotonic() + self.options.wait_link + START_TIMEOUT
+        err = self._out("tx") + ".err"
+        while True:  # bounded by the deadline
+            text = conn.run(["cat", err], timeout=30).stdout
+            if any(pps > 0 for pps in parse_periodic(text)):
+                return
+            if time.monotonic() > deadline:
+                tail = " | ".join(text.strip().splitlines()[-3:])
+                raise ExperimentError(
+                    f"{conn.host.name}: pkt-gen tx sent nothing within "
+                    f"{self.options.wait_link + START_TIMEOUT:g} s" + (f": {tail}" if tail else "")
+                )
+            time.sleep(0.2)
 
     def _out(self, role: str) -> str:
         return f"{RUN_DIR}/{self.run_id}-pktgen-{role}"
@@ -467,35 +491,38 @@ class PktgenTrials:
         rx_argv = pktgen_argv(
             self.binary(self.receiver), rx_if, "rx", size=size, wait_link=opts.wait_link
         )
-        self._rx_process(rx_conn, rx_argv, "started")
+        tx_argv = pktgen_argv(
+            self.binary(self.sender),
+            tx_if,
+            "tx",
+            size=size,
+            rate=opts.rate or None,
+            src=_address(tx_conn.host),
+            dst=_address(rx_conn.host),
+            dst_mac=rx_nic.mac if rx_nic and rx_nic.mac else None,
+            wait_link=opts.wait_link,
+        )
+        self._process(rx_conn, "rx", rx_argv, "started")
         try:
-            tx_argv = pktgen_argv(
-                self.binary(self.sender),
-                tx_if,
-                "tx",
-                size=size,
-                rate=opts.rate or None,
-                src=_address(tx_conn.host),
-                dst=_address(rx_conn.host),
-                dst_mac=rx_nic.mac if rx_nic and rx_nic.mac else None,
-                wait_link=opts.wait_link,
-            )
-            limit = f"{opts.wait_link + opts.duration:g}"
-            tx = tx_conn.run(
-                ["timeout", "-s", "INT", limit, *tx_argv],
-                timeout=opts.wait_link + opts.duration + 30,
-            )
+            self._process(tx_conn, "tx", tx_argv, "started")
+            try:
+                self._wait_for_sending(tx_conn)
+                time.sleep(opts.duration)
+            finally:
+                self._process(tx_conn, "tx", None, "stopped")
             time.sleep(DRAIN_SECONDS)
         finally:
-            self._rx_process(rx_conn, None, "stopped")
+            self._process(rx_conn, "rx", None, "stopped")
         after = {h: self._counters(h) for h in (self.sender, self.receiver)}
-        rx_out = rx_conn.run(["cat", self._out("rx") + ".out"]).stdout
-        rx_err = rx_conn.run(["cat", self._out("rx") + ".err"]).stdout
+        read = {
+            (role, stream): conn.run(["cat", f"{self._out(role)}.{stream}"]).stdout
+            for role, conn in (("tx", tx_conn), ("rx", rx_conn))
+            for stream in ("out", "err")
+        }
         outputs += [
-            (self.sender, "tx", "stdout", tx.stdout),
-            (self.sender, "tx", "stderr", tx.stderr),
-            (self.receiver, "rx", "stdout", rx_out),
-            (self.receiver, "rx", "stderr", rx_err),
+            (host, role, "stdout" if stream == "out" else "stderr", read[(role, stream)])
+            for host, role in ((self.sender, "tx"), (self.receiver, "rx"))
+            for stream in ("out", "err")
         ]
 
         def delta(host: str, key: str) -> int:
@@ -513,8 +540,8 @@ class PktgenTrials:
             "admode": ADMODE[mode],
         }
         try:
-            sent = parse_pktgen(tx.stdout, tx.stderr)
-            received = parse_pktgen(rx_out, rx_err)
+            sent = parse_pktgen(read[("tx", "out")], read[("tx", "err")])
+            received = parse_pktgen(read[("rx", "out")], read[("rx", "err")])
         except PktgenError as exc:
             return record(False, f"pkt-gen: {exc}", {}, state)
         verdict = judge_pktgen(sent, received, nic_tx, nic_rx)
@@ -525,8 +552,9 @@ class PktgenTrials:
         """rx stopped (by pidfile PID) and netmap's mode put back on both hosts."""
 
         def put_back(conn: HostConnection) -> None:
-            self._rx_process(conn, None, "stopped")
-            conn.run(["rm", "-f", self._out("rx") + ".out", self._out("rx") + ".err"])
+            for role in ("tx", "rx"):
+                self._process(conn, role, None, "stopped")
+                conn.run(["rm", "-f", f"{self._out(role)}.out", f"{self._out(role)}.err"])
             admode = self._admode_before.get(conn.host.name)
             if admode is not None:
                 conn.run(

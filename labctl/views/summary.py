@@ -1,5 +1,5 @@
 """A run's summary in the terminal: one table per trial kind, a row per configuration: each
-metric's median [IQR] over the valid trials, the first metric against the baseline
+metric's median and half its IQR over the valid trials, the first metric against the baseline
 configuration, the totals the experiment's spec declares, the count of trials not counted."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from labctl.experiments.summary import ConfigSummary
 from labctl.metrics import ExperimentSpec
+from labctl.stats import Summary
 
 
 def number(value: float) -> str:
@@ -20,6 +21,14 @@ def number(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def _median_iqr(stats: Summary) -> str:
+    """`224,447 ±5%`: the median, and half the IQR relative to it (the spread a reader
+    compares between rows); absolute where the median is 0."""
+    if stats.median:
+        return f"{number(stats.median)} ±{stats.iqr / 2 / abs(stats.median):.0%}"
+    return f"{number(stats.median)} ±{number(stats.iqr / 2)}"
 
 
 def summary_tables(
@@ -40,21 +49,29 @@ def summary_tables(
             continue
         head = present[0]
         table = Table(
-            title=escape(f"{title}: {kind.name}, median [IQR] of valid trials"),
+            title=escape(
+                f"{title}: {kind.name}, median ±IQR/2 of valid trials"
+                + (
+                    f"; {head.name} against {kind.baseline[0]}={kind.baseline[1]}"
+                    if kind.baseline
+                    else ""
+                )
+            ),
             box=box.SIMPLE_HEAD,
             pad_edge=False,
+            collapse_padding=True,
         )
-        for param in kind.config:
-            table.add_column(param, justify="left")
-        table.add_column("n", justify="right")
+        for param in kind.config:  # the configuration is never cut: it names the row
+            table.add_column(param, justify="left", no_wrap=True)
+        table.add_column("n", justify="right", no_wrap=True)
         for m in present:
-            table.add_column(escape(m.name), justify="right")
-        if kind.baseline is not None:
-            table.add_column(escape(f"{head.name} vs {kind.baseline[1]}"), justify="right")
-            table.add_column("p", justify="right")
+            table.add_column(escape(m.name), justify="right", no_wrap=True)
+        if kind.baseline is not None:  # the first metric's ratio to the baseline's
+            table.add_column(escape(f"vs {kind.baseline[1]}"), justify="right", no_wrap=True)
+            table.add_column("p", justify="right", no_wrap=True)
         for name in kind.totals:
             table.add_column(name, justify="right")
-        table.add_column("invalid", justify="right")
+        table.add_column("invalid", justify="right", no_wrap=True)
         configs = list(dict.fromkeys(tuple(r.config.items()) for r in mine))
         for config in configs:
             by_metric = {r.metric.name: r for r in mine if tuple(r.config.items()) == config}
@@ -63,9 +80,7 @@ def summary_tables(
             cells.append(str(max((r.stats.n for r in by_metric.values() if r.stats), default=0)))
             for m in present:
                 r = by_metric.get(m.name)
-                cells.append(
-                    f"{number(r.stats.median)} [{number(r.stats.iqr)}]" if r and r.stats else "-"
-                )
+                cells.append(_median_iqr(r.stats) if r and r.stats else "-")
             if kind.baseline is not None:
                 first = by_metric.get(head.name)
                 ratio = first.ratio_vs_baseline if first else None

@@ -46,6 +46,35 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert entry.options().threads == 1
 
 
+def test_a_pktgen_entry(tmp_path: Path) -> None:
+    """Any registered experiment is a suite entry, its options checked as its command's."""
+    suite = load_suite(
+        write(
+            tmp_path,
+            "experiments:\n"
+            "  - name: line-rate\n"
+            "    experiment: pktgen\n"
+            "    params: {mode: [native, generic], size: [60, 1514], rate: 0, duration: 5}\n",
+        )
+    )
+    options = suite.experiments[0].options()
+    assert options.mode == ("native", "generic") and options.size == (60, 1514)
+    with pytest.raises(InputError, match="size: frames of 60 to 1514 bytes"):
+        load_suite(
+            write(
+                tmp_path,
+                "experiments:\n  - name: a\n    experiment: pktgen\n    params: {size: [30]}\n",
+            )
+        )
+    with pytest.raises(InputError, match="size: expected an integer"):
+        load_suite(
+            write(
+                tmp_path,
+                "experiments:\n  - name: a\n    experiment: pktgen\n    params: {size: big}\n",
+            )
+        )
+
+
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
