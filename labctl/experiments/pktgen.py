@@ -360,7 +360,7 @@ class PktgenTrials:
         if self._checked is not None:
             return self._checked
         checked: dict[str, str] = {}
-        for host in (self.sender, self.receiver):
+        for host in (self.receiver, self.sender):
             facts, iface = self.facts[host], self.interface(host)
             if not facts.modules_supported:
                 checked[host] = f"{host}: kernel without module support, netmap unavailable"

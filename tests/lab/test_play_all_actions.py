@@ -58,6 +58,8 @@ BOOK = f"""\
       qdisc: {{interfaces: [eth0], kind: pfifo, limit: 100}}
     - name: a driver swap (skipped, this kernel loads no modules)
       driver: {{driver: veth}}
+    - name: netmap unloaded (nothing to do, this kernel loads no modules)
+      netmap: {{state: unloaded}}
     - name: a background program
       process: {{name: sleeper, argv: [sleep, "300"], run_dir: "{{{{ work }}}}/run"}}
 """

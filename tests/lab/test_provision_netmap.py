@@ -154,3 +154,35 @@ def test_a_failed_configure_says_why_and_keeps_the_whole_output(
     assert "NOTE" in log  # everything configure printed, banners included
     assert r["log"] in log  # --json has it all too
     assert doc["exit_status"] == 2
+
+
+def test_built_on_a_host_when_asked_then_shared_through_the_controller(
+    lab: NamespaceLab, fixture_build: FixtureBuild
+) -> None:
+    """netmap_build_on=host: the first host to take the build's lock gets the source and
+    linux-source, builds, and the result reaches the controller's cache; the other hosts
+    install that copy. (The namespace lab's hosts share /usr with this machine: the sources
+    unpacked into /usr/src are removed again unless they were there before.)"""
+    release = _release()
+    sources = Path(f"/usr/src/linux-source-{'.'.join(release.split('.')[:2])}")
+    had_sources = sources.exists()
+    try:
+        doc = fixture_build.provision(
+            lab, "--tags", "netmap", "-e", f"kernel_release={release}",
+            "-e", "netmap_drivers=e1000e", "-e", "netmap_build_on=host",
+        )  # fmt: skip
+        installed = results(doc, INSTALL)
+        assert {r["status"] for r in installed.values()} == {"changed"}, doc
+        outs = [r["output"] for r in installed.values()]
+        (builder,) = {o["built_on"] for o in outs}
+        assert builder in HOSTS  # a host, not the controller
+        assert [o["built_now"] for o in outs].count(True) == 1
+        assert len({json.dumps(o["files"], sort_keys=True) for o in outs}) == 1
+        assert (DEFAULT_CACHE / outs[0]["key"] / "manifest.json").is_file()
+        # the builder keeps its source (a later build reuses it), not its build directories
+        left = lab.host(builder).run(["ls", "/root/labctl/netmap/build"]).stdout.split()
+        assert left == []
+        assert lab.host(builder).run(["test", "-f", "/root/labctl/netmap/src/LINUX/configure"]).ok
+    finally:
+        if not had_sources:
+            shutil.rmtree(sources, ignore_errors=True)
