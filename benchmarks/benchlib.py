@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from labctl.lab import LabSpec, LocalLab
+from labctl.labs.netns import LabSpec, LocalLab
 
 
 def timed(argv: list[str], timeout: float = 300) -> tuple[float, str]:

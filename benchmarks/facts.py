@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchlib import LABCTL, bench_lab, timed
 
-from labctl.facts import facts_script
+from labctl.facts.host import facts_script
 
 HERE = Path(__file__).resolve().parent
 

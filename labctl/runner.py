@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from labctl.actions import ACTIONS
 from labctl.actions.base import ActionResult, TaskContext, run_action
 from labctl.errors import HostUnreachable, InputError, LabctlError
-from labctl.facts import HostFacts, gather_facts
+from labctl.facts.host import HostFacts, gather_facts
 from labctl.inventory import Host, Inventory
 from labctl.playbook import Play, Playbook, Task, check_names
 from labctl.remote import Connections, HostConnection

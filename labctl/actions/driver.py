@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
+from labctl.actions.driver_guard import cancel_revert_command, mgmt_driver_guard, revert_command
 from labctl.actions.kmod import (
     explain_insmod_failure,
     file_module_id,
@@ -49,8 +50,7 @@ from labctl.actions.kmod import (
     vermagic_matches,
 )
 from labctl.errors import CommandTimeout, HostUnreachable
-from labctl.facts import gather_facts, parse_key_values
-from labctl.provision import cancel_revert_command, mgmt_driver_guard, revert_command
+from labctl.facts.host import gather_facts, parse_key_values
 from labctl.remote import ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")

@@ -42,15 +42,15 @@ from labctl.actions.base import (
     step_failed,
     upload,
 )
-from labctl.facts import parse_key_values
-from labctl.failures import OWN_MARK
-from labctl.kbuild import (
+from labctl.builds.kmod import (
     ControllerBuildError,
     build_on_controller,
     headers_dir,
     kernel_dir_candidates,
     source_hash,
 )
+from labctl.facts.host import parse_key_values
+from labctl.failures import OWN_MARK
 from labctl.remote import CommandResult, ShellScript
 
 STATES = ("built", "loaded", "unloaded")

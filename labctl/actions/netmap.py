@@ -74,11 +74,11 @@ from labctl.builds.builder import (
     store_build,
     unpack_kernel_sources,
 )
+from labctl.builds.kmod import headers_dir, kernel_dir_candidates
 from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached, module_name
-from labctl.facts import parse_key_values
+from labctl.facts.host import parse_key_values
 from labctl.failures import OWN_MARK
 from labctl.filelock import exclusive
-from labctl.kbuild import headers_dir, kernel_dir_candidates
 from labctl.remote import CommandResult, ShellScript
 
 STATES = ("installed", "loaded", "unloaded")

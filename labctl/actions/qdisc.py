@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, Step, TaskContext
-from labctl.facts import Section, facts_script, split_sections
+from labctl.facts.host import Section, facts_script, split_sections
+from labctl.facts.qdisc import QdiscState, parse_qdisc_states
 from labctl.remote import CommandFailed, CommandResult, ShellScript
 
 DEFAULT_KINDS = frozenset({"noqueue", "default"})  # no root qdisc of ours: delete it
@@ -45,91 +45,12 @@ UNKNOWN_KIND_ERRORS = ("Specified qdisc kind is unknown", "Unknown qdisc")
 # `tc qdisc del dev X root` on the kernel's default: "already at the default" (DESIGN §4).
 ALREADY_DEFAULT_ERRORS = ("Cannot delete qdisc with handle of zero", "No such file or directory")
 MARK = "@@labctl"
-STAT_FIELDS = ("bytes", "packets", "drops", "overlimits", "requeues", "backlog", "qlen")
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _IFPATTERN = re.compile(r"^[A-Za-z0-9_.:@*?!\[\]-]{1,64}$")
 _PARAM_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.:/%+-]+$")
-
-# ---------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True)
-class QdiscState:
-    """One interface's root qdisc and queue length, as `tc -s -j` and `ip -j link` report them.
-
-    `handle` "0:" is a qdisc the kernel attached by itself (its default: noqueue on a veth,
-    pfifo_fast or mq on a NIC); an interface tc lists no root qdisc for (a down veth) gets
-    the kind `ip -j link` names (noop) or noqueue, and no handle.
-    """
-
-    interface: str
-    kind: str
-    handle: str
-    txqueuelen: int
-    options: Mapping[str, Any] = field(default_factory=dict)
-    master: str | None = None
-    bytes: int = 0
-    packets: int = 0
-    drops: int = 0
-    overlimits: int = 0
-    requeues: int = 0
-    backlog: int = 0
-    qlen: int = 0
-
-    @property
-    def is_default(self) -> bool:
-        return self.handle in ("", "0:")
-
-    def summary(self) -> str:
-        """`pfifo limit 100`, `noqueue`, `tbf rate 12500000 burst 4087 lat 50000`."""
-        words = [self.kind]
-        for key, value in self.options.items():
-            if isinstance(value, bool | int | float | str):
-                words += [key, str(value).lower() if isinstance(value, bool) else str(value)]
-        return " ".join(words)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "options": dict(self.options), "default": self.is_default}
-
-
-def parse_root_qdisc_entries(text: str) -> dict[str, dict[str, Any]]:
-    """`tc -s -j qdisc show` → {device: its root qdisc's JSON object}; child and ingress
-    qdiscs are left out (they have a `parent`, not `root`)."""
-    roots: dict[str, dict[str, Any]] = {}
-    for q in json.loads(text or "[]"):
-        if q.get("root") and "dev" in q:
-            roots[q["dev"]] = q
-    return roots
-
-
-def parse_qdisc_states(link_json: str, qdisc_json: str) -> dict[str, QdiscState]:
-    """`ip -j link show` and `tc -s -j qdisc show` → every interface's state, in link order.
-
-    `ip -j` leaves `txqlen` out when it is 0 (measured: iproute2 6.1 after
-    `ip link set X txqueuelen 0`), so a missing key is 0, not unknown.
-    """
-    roots = parse_root_qdisc_entries(qdisc_json)
-    states: dict[str, QdiscState] = {}
-    for link in json.loads(link_json or "[]"):
-        name = link.get("ifname", "")
-        q = roots.get(name)
-        if q is None:
-            # tc lists no root for a down veth; `ip -j link` calls it noop.
-            q = {"kind": link.get("qdisc") or "noqueue", "handle": ""}
-        states[name] = QdiscState(
-            interface=name,
-            kind=str(q.get("kind", "")),
-            handle=str(q.get("handle", "")),
-            txqueuelen=int(link.get("txqlen", 0)),
-            options=dict(q.get("options") or {}),
-            master=link.get("master"),
-            **{k: int(q.get(k, 0) or 0) for k in STAT_FIELDS},
-        )
-    return states
-
 
 # ---------------------------------------------------------------------------- arguments
 
@@ -333,7 +254,7 @@ def probe_command(words: Sequence[str]) -> str:
 
 
 def read_commands(args: QdiscArgs) -> dict[str, str]:
-    """The sections of the plan's one read-only command (see labctl.facts.facts_script)."""
+    """The sections of the plan's one read-only command (see labctl.facts.host.facts_script)."""
     commands = {"link": "ip -j link show", "qdisc": "tc -s -j qdisc show"}
     if args.default_qdisc is not None:
         commands["default_qdisc"] = f"cat {DEFAULT_QDISC_PATH} 2>&1"

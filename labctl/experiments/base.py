@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 from labctl.errors import LabctlError
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric
-from labctl.results import ResultsStore, TrialRecord
+from labctl.results.store import ResultsStore, TrialRecord
 
 # The experiments' own pidfiles and outputs, apart from the `process` action's default
 # run_dir: a run that finds something here under the lab lock knows a dead run left it.

@@ -40,11 +40,11 @@ from labctl.experiments.base import (
     plan_trials,
     run_sweep,
 )
-from labctl.facts import HostFacts, gather_all
+from labctl.facts.host import HostFacts, gather_all
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 
 PKTGEN_PATH = "/root/labctl/bin/pkt-gen"  # where provisioning links the pkt-gen it installed
 MODES = ("native", "generic")

@@ -32,11 +32,11 @@ from labctl.experiments.base import (
     run_params,
     run_sweep,
 )
-from labctl.facts import gather_all
+from labctl.facts.host import gather_all
+from labctl.facts.qdisc import QdiscStat, qdisc_stats
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
-from labctl.qdisc_show import QdiscStat, qdisc_stats
 from labctl.remote import Connections, HostConnection
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 
 # Each kind with the arguments that make it a fair fifo of about 100 packets.
 QDISCS: dict[str, dict[str, Any]] = {

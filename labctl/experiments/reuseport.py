@@ -35,10 +35,10 @@ from labctl.experiments.base import (
     run_sweep,
 )
 from labctl.experiments.pktgen import PKTGEN_KIND, PktgenOptions, PktgenTrials, pktgen_notes
-from labctl.facts import HostFacts, gather_all
+from labctl.facts.host import HostFacts, gather_all
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 
 MODES = ("shared", "reuseport", "reuseport-cbpf")
 WORK = "/root/labctl"

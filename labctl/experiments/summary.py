@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.metrics import ExperimentSpec, Metric, TrialKind
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 from labctl.stats import Summary, mann_whitney_p, summarize
 
 

@@ -18,7 +18,7 @@ import pytest
 from labctl.actions.base import TaskContext, run_action
 from labctl.actions.kmod import KmodAction
 from labctl.actions.source import SourceAction
-from labctl.provision import installed_header_releases
+from labctl.facts.host import installed_header_releases
 from labctl.remote import HostConnection, ShellScript
 
 pytestmark = pytest.mark.lab

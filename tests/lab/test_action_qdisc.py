@@ -19,8 +19,8 @@ from labctl.actions.base import ActionFailed, ActionResult, TaskContext, run_act
 from labctl.actions.qdisc import QdiscAction
 from labctl.playbook import load_playbook
 from labctl.remote import CommandResult, HostConnection, command_text
-from labctl.report import QuietReporter
 from labctl.runner import RunOptions, run_playbook
+from labctl.views.play import QuietReporter
 
 from .conftest import NamespaceLab
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import LabError
-from labctl.facts import gather_facts
+from labctl.facts.host import gather_facts
 from labctl.inventory import load_inventory
-from labctl.lab import LabSpec, LocalLab
+from labctl.labs.netns import LabSpec, LocalLab
 from labctl.remote import Connections, ShellScript
 
 from .conftest import TEST_LABS, NamespaceLab, make_lab, unique_spec

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from labctl.inventory import load_inventory
-from labctl.lab import LabSpec, LocalLab
+from labctl.labs.netns import LabSpec, LocalLab
 from labctl.remote import HostConnection, ShellScript, quote
 
 from .conftest import _require_lab_prerequisites, make_lab, unique_spec

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labctl.lock import LOCK_FILE, LabLock, LockHeld, LockInfo, read_lock
+from labctl.nightly.lock import LOCK_FILE, LabLock, LockHeld, LockInfo, read_lock
 from labctl.remote import Connections, ShellScript
 
 from .conftest import NamespaceLab

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from labctl.actions import ACTIONS
-from labctl.provision import installed_header_releases
+from labctl.facts.host import installed_header_releases
 
 from .conftest import NamespaceLab
 from .test_play import host_snapshot

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl.provision import installed_header_releases
+from labctl.facts.host import installed_header_releases
 
 from .conftest import NamespaceLab
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from labctl.builds.builder import DEFAULT_CACHE, debian_version
-from labctl.provision import installed_header_releases
+from labctl.facts.host import installed_header_releases
 from tests.support import ROOT
 
 from .conftest import NamespaceLab

@@ -24,7 +24,7 @@ from labctl.experiments.base import (
 )
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 
 
 @dataclass(frozen=True)

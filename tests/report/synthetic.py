@@ -3,7 +3,7 @@
 Two configurations of the reuseport experiment, a history of five runs (four past and
 tonight), one regression: tonight, reuseport's conn/s dropped by a quarter after the backlog
 went from 4096 to 5. The verdicts, fingerprint and provenance changes come from
-`labctl.regress`, so the page shows what a real nightly would show.
+`labctl.results.regress`, so the page shows what a real nightly would show.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labctl.experiments.reuseport import Reuseport
-from labctl.htmlreport import ExperimentSection, HistoryPoint, NightlyReport
-from labctl.regress import compare, config_key, fingerprint, provenance_changes
-from labctl.results import RunSummary, TrialRecord
+from labctl.results.history import HistoryPoint, RunComparison
+from labctl.results.regress import compare, config_key, fingerprint, provenance_changes
+from labctl.results.store import RunSummary, TrialRecord
+from labctl.views.html import NightlyReport
 
 SPEC = Reuseport.spec
 
@@ -129,7 +130,7 @@ def reuseport_section(
     past_runs: int = 4,
     slowdown: float = 0.75,
     params: Mapping[str, Any] | None = None,
-) -> ExperimentSection:
+) -> RunComparison:
     rng = random.Random(7)
     history = [
         (run_id, T0 - (tonight_id - run_id) * DAY, trials(rng, T0 - (tonight_id - run_id) * DAY))
@@ -165,15 +166,16 @@ def reuseport_section(
         params=params,
         label="reuseport-2w",
     )
-    return ExperimentSection(
+    return RunComparison(
         run=run,
-        trials=tonight,
+        trials=tuple(tonight),
         hosts=now_hosts,
         fingerprint=fp,
+        history=tuple(r for r, _, _ in reversed(history)),
         history_note="compared with runs " + ", ".join(str(r) for r, _, _ in history),
-        verdicts=verdicts,
-        trends=trends,
-        changes=provenance_changes(run_params(), params, old_hosts, now_hosts, spec=SPEC),
+        verdicts=tuple(verdicts),
+        changes=tuple(provenance_changes(run_params(), params, old_hosts, now_hosts, spec=SPEC)),
+        trends={k: tuple(v) for k, v in trends.items()},
         spec=SPEC,
     )
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.htmlreport import BASELINE_COLOR, SERIES_COLOR, STATUS_COLORS, write_html
+from labctl.views.html import BASELINE_COLOR, SERIES_COLOR, STATUS_COLORS, write_html
 from tests.report.synthetic import nightly_report
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -29,6 +29,7 @@ from labctl.actions.base import (
     build_args,
     run_action,
 )
+from labctl.actions.driver_guard import cancel_revert_command, mgmt_driver_guard, revert_command
 from labctl.actions.kmod import (
     SOURCE_PATTERNS,
     KmodAction,
@@ -41,13 +42,7 @@ from labctl.actions.kmod import (
     probe_script,
     vermagic_matches,
 )
-from labctl.facts import HostFacts, Interface, parse_host_facts
-from labctl.provision import (
-    cancel_revert_command,
-    installed_header_releases,
-    mgmt_driver_guard,
-    revert_command,
-)
+from labctl.facts.host import HostFacts, Interface, installed_header_releases, parse_host_facts
 from labctl.remote import CommandResult, command_text
 
 DATA = Path(__file__).parent / "data"

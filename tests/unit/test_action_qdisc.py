@@ -38,10 +38,11 @@ from labctl.actions.qdisc import (
     probe_command,
     read_commands,
 )
-from labctl.facts import MARK as FACTS_MARK
-from labctl.facts import Section
-from labctl.qdisc_show import parse_qdisc_stats, render_table, to_json
+from labctl.facts.host import MARK as FACTS_MARK
+from labctl.facts.host import Section
+from labctl.facts.qdisc import parse_qdisc_stats
 from labctl.remote import CommandResult, command_text
+from labctl.views.qdisc import render_table, to_json
 
 DATA = Path(__file__).parent / "data" / "qdisc"
 
@@ -63,7 +64,7 @@ ROOT_KINDS = {"link": "root-link-txqueuelen0.json", "qdisc": "root-qdisc-kinds.j
 
 
 def sectioned(sections: dict[str, Section]) -> str:
-    """Output in the shape labctl.facts.facts_script produces."""
+    """Output in the shape labctl.facts.host.facts_script produces."""
     out = []
     for name, sec in sections.items():
         out.append(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.results import ResultsStore, TrialRecord
+from labctl.results.store import ResultsStore, TrialRecord
 
 from ..report.synthetic import hosts, run_params
 from .test_cli import labctl

@@ -19,7 +19,7 @@ from labctl.experiments.reuseport import (
     parse_nstat,
 )
 from labctl.experiments.summary import summarize_kind
-from labctl.results import ResultsStore, TrialRecord
+from labctl.results.store import ResultsStore, TrialRecord
 
 
 def test_trials_are_interleaved_repeated_and_shuffled_with_one_warmup() -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from labctl.errors import InputError
 from labctl.experiments.reuseport import Reuseport
-from labctl.export import CSV_FIELDS, export_run
-from labctl.results import ResultsStore, TrialRecord
+from labctl.results.export import CSV_FIELDS, export_run
+from labctl.results.store import ResultsStore, TrialRecord
 from tests.unit.test_regress import accept, lab_facts, run_params
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labctl.facts import (
+from labctl.facts.host import (
     FACT_COMMANDS,
     facts_script,
     parse_ethtool_blocks,

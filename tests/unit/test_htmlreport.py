@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from labctl.htmlreport import (
-    ExperimentSection,
-    HistoryPoint,
-    NightlyReport,
-    render_html,
-    write_html,
-)
-from labctl.regress import MetricVerdict
-from labctl.results import TrialRecord
+from labctl.results.history import HistoryPoint, RunComparison
+from labctl.results.regress import MetricVerdict
+from labctl.results.store import TrialRecord
+from labctl.views.html import NightlyReport, render_html, write_html
 from tests.report.synthetic import nightly_report, reuseport_section, run_params
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -219,7 +214,7 @@ def test_a_failed_render_leaves_the_old_page(
     def broken_replace(src: str, dst: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("labctl.htmlreport.os.replace", broken_replace)
+    monkeypatch.setattr("labctl.views.html.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_html(NightlyReport("n", 0.0, 1.0, "ok", []), path)
     assert path.read_text() == "yesterday"
@@ -227,10 +222,10 @@ def test_a_failed_render_leaves_the_old_page(
 
 
 def test_sections_are_dataclasses_of_the_documented_shape() -> None:
-    fields = [f.name for f in dataclasses.fields(ExperimentSection)]
+    fields = [f.name for f in dataclasses.fields(RunComparison)]
     assert fields == [
-        "run", "trials", "hosts", "fingerprint", "history_note", "verdicts", "trends", "changes",
-        "spec",
+        "run", "trials", "hosts", "fingerprint", "history", "history_note", "verdicts",
+        "changes", "trends", "spec",
     ]  # fmt: skip
     assert [f.name for f in dataclasses.fields(HistoryPoint)] == ["run_id", "started", "median"]
 

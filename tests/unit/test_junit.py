@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from labctl.junit import junit_xml
-from labctl.regress import MetricVerdict
+from labctl.results.regress import MetricVerdict
 from labctl.stats import summarize
+from labctl.views.junit import junit_xml
 from tests.unit.test_regress import BASELINE_A, HALVED, HISTORY, WATCHED, compare, trials
 
 

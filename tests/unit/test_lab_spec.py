@@ -9,7 +9,7 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.inventory import load_inventory
-from labctl.lab import LabHostSpec, LabSpec, LocalLab
+from labctl.labs.netns import LabHostSpec, LabSpec, LocalLab
 
 ROOT = Path(__file__).resolve().parents[2]
 

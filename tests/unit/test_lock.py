@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from labctl.lock import LockHeld, LockInfo, parse_lock, stale_reason
-from labctl.results import controller_alive, controller_id
+from labctl.nightly.lock import LockHeld, LockInfo, parse_lock, stale_reason
+from labctl.results.store import controller_alive, controller_id
 
 
 def info(**changes: object) -> LockInfo:

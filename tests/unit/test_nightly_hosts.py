@@ -8,9 +8,9 @@ import pytest
 
 from labctl.errors import InputError
 from labctl.inventory import load_inventory
-from labctl.nightly import run_nightly
-from labctl.results import ResultsStore
-from labctl.suite import load_suite
+from labctl.nightly.run import run_nightly
+from labctl.nightly.suite import load_suite
+from labctl.results.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 from labctl.actions.base import ArgsError, build_args
 from labctl.actions.command import CommandAction
 from labctl.actions.files import normalize_mode, parse_path_state
-from labctl.cli import parse_extra_vars
+from labctl.cli.play import parse_extra_vars
 from labctl.errors import InputError
 from labctl.inventory import parse_inventory
 from labctl.playbook import PlaybookError, load_playbook

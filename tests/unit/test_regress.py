@@ -13,19 +13,19 @@ import pytest
 
 from labctl.experiments.qdisc import Qdisc
 from labctl.experiments.reuseport import Reuseport
-from labctl.facts import parse_host_facts
+from labctl.facts.host import parse_host_facts
 from labctl.metrics import Direction
-from labctl.regress import (
+from labctl.results.regress import (
     Fingerprint,
     MetricVerdict,
     fingerprint_changes,
     overall,
     provenance_changes,
 )
-from labctl.regress import compare as _compare
-from labctl.regress import config_key as _config_key
-from labctl.regress import fingerprint as _fingerprint
-from labctl.results import TrialRecord
+from labctl.results.regress import compare as _compare
+from labctl.results.regress import config_key as _config_key
+from labctl.results.regress import fingerprint as _fingerprint
+from labctl.results.store import TrialRecord
 
 # Each experiment's own spec, as the command line and the nightly run pass it
 SPECS = {"reuseport": Reuseport.spec, "qdisc": Qdisc.spec}

@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from labctl.results import ResultsStore, TrialRecord, controller_id
+from labctl.results.store import ResultsStore, TrialRecord, controller_id
 
 
 def trial(seq: int, value: float) -> TrialRecord:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import InputError
-from labctl.suite import load_suite
+from labctl.nightly.suite import load_suite
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
 

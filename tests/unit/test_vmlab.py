@@ -14,7 +14,7 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.inventory import load_inventory
-from labctl.vmimage import (
+from labctl.labs.image import (
     DEFAULT_PACKAGES,
     BaseImage,
     ImageRecipe,
@@ -22,7 +22,7 @@ from labctl.vmimage import (
     find_image,
     mmdebstrap_argv,
 )
-from labctl.vmlab import (
+from labctl.labs.vm import (
     VmHostSpec,
     VmLabSpec,
     is_our_qemu,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from labctl.inventory import Inventory, load_inventory
+from labctl.labs.vm import VmLab, VmLabSpec, is_our_qemu
 from labctl.remote import Connections, HostConnection
-from labctl.vmlab import VmLab, VmLabSpec, is_our_qemu
 from tests.support import TEST_LABS, base36, run_labctl, sigterm_runs_teardown
 
 FIGURES: list[str] = []  # measured costs, printed at the end of the session

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl.facts import gather_facts
+from labctl.facts.host import gather_facts
+from labctl.labs.vm import VmLab
 from labctl.remote import HostConnection
-from labctl.vmlab import VmLab
 
 from .conftest import FIGURES, VmTestLab
 
@@ -167,7 +167,7 @@ def test_built_once_on_the_controller_installed_on_both(vmlab: VmTestLab) -> Non
     """Build once, install many: the controller has the VMs' headers (setup.sh installs
     linux-headers-amd64; the image took the same release), so it builds, and each VM gets
     the same .ko, checked there by sha256 and vermagic."""
-    from labctl.kbuild import headers_dir
+    from labctl.builds.kmod import headers_dir
 
     release = vmlab.lab.image.kernel_release  # type: ignore[union-attr]
     if headers_dir(release) is None:

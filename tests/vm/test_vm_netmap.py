@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from labctl.builds.builder import DEFAULT_CACHE
-from labctl.facts import gather_facts
-from labctl.kbuild import headers_dir
+from labctl.builds.kmod import headers_dir
+from labctl.facts.host import gather_facts
 from tests.support import ROOT
 
 from .conftest import FIGURES, VmTestLab

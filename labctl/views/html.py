@@ -28,8 +28,9 @@ import jinja2
 import markupsafe
 
 from labctl.metrics import ExperimentSpec
-from labctl.regress import Fingerprint, MetricVerdict, config_key
-from labctl.results import RunSummary, TrialRecord
+from labctl.results.history import HistoryPoint, RunComparison
+from labctl.results.regress import MetricVerdict, config_key
+from labctl.results.store import TrialRecord
 from labctl.stats import Summary
 
 if TYPE_CHECKING:
@@ -45,32 +46,12 @@ _DPI = 100  # ~10-20 kB per small PNG: ten trend plots and the main plots stay w
 
 
 @dataclass(frozen=True)
-class HistoryPoint:
-    run_id: int
-    started: float
-    median: float | None
-
-
-@dataclass(frozen=True)
-class ExperimentSection:
-    run: RunSummary
-    trials: Sequence[TrialRecord]
-    hosts: Mapping[str, tuple[str, Mapping[str, Any]]]  # name -> (role, facts)
-    fingerprint: Fingerprint
-    history_note: str  # "compared with runs 3, 5", "new history: srv1 kernel_release a -> b"
-    verdicts: Sequence[MetricVerdict]
-    trends: Mapping[tuple[str, str], Sequence[HistoryPoint]]  # (metric, config), oldest first
-    changes: Sequence[str]  # provenance differences from the baseline: possible causes
-    spec: ExperimentSpec | None = None  # the experiment's, to group its trials by configuration
-
-
-@dataclass(frozen=True)
 class NightlyReport:
     title: str
     started: float
     finished: float | None
     status: str  # ok | regression | failed
-    sections: Sequence[ExperimentSection]
+    sections: Sequence[RunComparison]  # one per experiment run
     notes: Sequence[str] = ()  # lock taken over, provisioning summary, errors
 
 
@@ -113,7 +94,7 @@ def render_html(report: NightlyReport) -> str:
 # ---------------------------------------------------------------------------- views
 
 
-def _section_view(s: ExperimentSection) -> dict[str, Any]:
+def _section_view(s: RunComparison) -> dict[str, Any]:
     by_config = _values_by_config(s.trials, s.verdicts, s.spec)
     common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
     main_plots = []

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from labctl.errors import LabctlError
 from labctl.inventory import Host
 from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results import controller_alive, controller_id
+from labctl.results.store import controller_alive, controller_id
 
 LOCK_DIR = "/run/labctl"
 LOCK_FILE = f"{LOCK_DIR}/lab.lock"

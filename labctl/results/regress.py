@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.metrics import Direction, ExperimentSpec
-from labctl.results import TrialRecord
+from labctl.results.store import TrialRecord
 from labctl.stats import Summary, mann_whitney_p, summarize
 
 __all__ = ["Direction"]  # re-exported: suites and reports name it from here

@@ -1,7 +1,7 @@
 """A nightly suite: which experiments to run with which parameters, and how to judge them.
 
 The file says *what* (YAML, checked whole before any host is touched; every error names
-file and line); labctl.nightly does it. Example: playbooks/nightly.yml.
+file and line); labctl.nightly.run does it. Example: playbooks/nightly.yml.
 """
 
 from __future__ import annotations

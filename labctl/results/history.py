@@ -1,6 +1,6 @@
 """A stored run against its history: which past runs compare, their verdicts, their trends.
 
-The store says what ran; labctl.regress says what is comparable and what changed. A run's
+The store says what ran; labctl.results.regress says what is comparable and what changed. A run's
 history is the last N finished runs of the same experiment whose fingerprint matches (and,
 for a nightly, of the same suite entry), each with at least one valid trial.
 """
@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.htmlreport import ExperimentSection, HistoryPoint
 from labctl.metrics import ExperimentSpec
-from labctl.regress import (
+from labctl.results.regress import (
     Direction,
     Fingerprint,
     MetricVerdict,
@@ -23,10 +22,17 @@ from labctl.regress import (
     fingerprint_changes,
     provenance_changes,
 )
-from labctl.results import ResultsStore, RunSummary, TrialRecord
+from labctl.results.store import ResultsStore, RunSummary, TrialRecord
 from labctl.stats import summarize
 
 TREND_RUNS = 20  # points on a trend plot
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    run_id: int
+    started: float
+    median: float | None  # None: the run had no valid trial of that configuration
 
 
 @dataclass(frozen=True)
@@ -41,19 +47,6 @@ class RunComparison:
     changes: tuple[str, ...]  # what differs from the newest compared run: possible causes
     trends: Mapping[tuple[str, str], tuple[HistoryPoint, ...]]
     spec: ExperimentSpec | None = None
-
-    def section(self) -> ExperimentSection:
-        return ExperimentSection(
-            run=self.run,
-            trials=self.trials,
-            hosts=self.hosts,
-            fingerprint=self.fingerprint,
-            history_note=self.history_note,
-            verdicts=self.verdicts,
-            trends=self.trends,
-            changes=self.changes,
-            spec=self.spec,
-        )
 
 
 def run_fingerprint(
@@ -165,4 +158,53 @@ def compare_run(
         tuple(changes),
         trends,
         spec,
+    )
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """Run B against run A (`labctl results.compare A B`)."""
+
+    a: RunSummary
+    b: RunSummary
+    same_fingerprint: bool
+    fingerprint_changes: tuple[str, ...]  # why the fingerprints differ, if they do
+    verdicts: tuple[MetricVerdict, ...]
+    changes: tuple[str, ...]  # everything that differs between the runs: possible causes
+
+
+def compare_pair(
+    store: ResultsStore,
+    run_a: int,
+    run_b: int,
+    spec: ExperimentSpec | None,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> PairComparison:
+    """B against A, metric by metric; refused (InputError) for runs of two experiments."""
+    from labctl.errors import InputError
+
+    a, b = store.run(run_a), store.run(run_b)
+    if a.experiment != b.experiment:
+        raise InputError(
+            f"run {a.id} is {a.experiment}, run {b.id} is {b.experiment}: not comparable"
+        )
+    fp_a, fp_b = run_fingerprint(store, a, spec), run_fingerprint(store, b, spec)
+    verdicts = compare(
+        b.experiment,
+        store.trials(b.id),
+        [(a.id, store.trials(a.id))],
+        spec.watched if spec is not None else {},
+        threshold,
+        alpha,
+        spec,
+    )
+    changes = provenance_changes(a.params, b.params, store.hosts(a.id), store.hosts(b.id))
+    return PairComparison(
+        a,
+        b,
+        fp_a.digest == fp_b.digest,
+        tuple(fingerprint_changes(fp_a.parts, fp_b.parts)),
+        tuple(verdicts),
+        tuple(changes),
     )

@@ -8,6 +8,7 @@ parsers are pure functions of captured text, unit-tested on real output.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -362,3 +363,19 @@ def gather_facts(conn: HostConnection, timeout: float = 30.0) -> HostFacts:
     if not result.ok or facts.kernel_release is None:
         raise CommandFailed(result)
     return facts
+
+
+# ---------------------------------------------------------------------------- kernel headers
+
+
+def installed_header_releases(listing: str) -> list[str]:
+    """`ls /usr/src` → the kernel releases headers are installed for, sorted.
+
+    Debian ships `linux-headers-<rel>` plus a shared `linux-headers-<abi>-common[-rt]`;
+    Ubuntu's shared part is `linux-headers-<abi>` beside `linux-headers-<abi>-generic`.
+    Neither shared part is a release a kernel reports.
+    """
+    names = {line.strip().rstrip("/") for line in listing.split()}
+    found = {n[len("linux-headers-") :] for n in names if n.startswith("linux-headers-")}
+    found = {r for r in found if r and not re.search(r"-common(-rt)?$", r)}
+    return sorted(r for r in found if not any(o.startswith(r + "-") for o in found))

@@ -1,9 +1,6 @@
-"""Provisioning decisions that need no host: pure functions of facts and inventory values.
-
-- which kernel headers a host has (`installed_header_releases`);
-- whether a driver may be unloaded without cutting the SSH session (`mgmt_driver_guard`),
-  and the commands that arm and cancel a revert when it is forced (DESIGN.md section 2:
-  "never cut the branch you sit on").
+"""The driver action's safety, as pure functions of facts: whether a driver may be unloaded
+without cutting the SSH session (`mgmt_driver_guard`), and the commands that arm and cancel a
+revert when it is forced ("never cut the branch you sit on": docs/netmap.md, "Loading").
 
 Commands are argument lists; the only shell text is inside `sh -c` scripts built from
 quoted pieces.
@@ -16,7 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from labctl.facts import HostFacts
+from labctl.facts.host import HostFacts
 
 # A module or driver name; safe in a systemd unit name too.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -24,22 +21,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 # Drivers of stacked devices whose lower device the facts do not name: with the SSH session
 # on one of them, which NIC carries it cannot be proven.
 _STACKED_DRIVERS = frozenset({"802.1Q VLAN Support", "macvlan", "ipvlan", "team"})
-
-
-# ---------------------------------------------------------------------------- kernel headers
-
-
-def installed_header_releases(listing: str) -> list[str]:
-    """`ls /usr/src` → the kernel releases headers are installed for, sorted.
-
-    Debian ships `linux-headers-<rel>` plus a shared `linux-headers-<abi>-common[-rt]`;
-    Ubuntu's shared part is `linux-headers-<abi>` beside `linux-headers-<abi>-generic`.
-    Neither shared part is a release a kernel reports.
-    """
-    names = {line.strip().rstrip("/") for line in listing.split()}
-    found = {n[len("linux-headers-") :] for n in names if n.startswith("linux-headers-")}
-    found = {r for r in found if r and not re.search(r"-common(-rt)?$", r)}
-    return sorted(r for r in found if not any(o.startswith(r + "-") for o in found))
 
 
 # ---------------------------------------------------------------------------- mgmt guard

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from labctl.regress import MetricVerdict
+from labctl.results.regress import MetricVerdict
 
 # XML 1.0 forbids most control characters; a reason may quote a tool's raw output.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -11,8 +11,8 @@ from typing import Any
 
 from labctl.errors import InputError
 from labctl.metrics import ExperimentSpec
-from labctl.regress import config_key
-from labctl.results import ResultsStore, TrialRecord
+from labctl.results.regress import config_key
+from labctl.results.store import ResultsStore, TrialRecord
 
 FORMATS = ("json", "csv")
 CSV_FIELDS = ("run_id", "seq", "kind", "warmup", "valid", "config", "metric", "value", "reason")

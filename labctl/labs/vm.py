@@ -41,7 +41,14 @@ import yaml
 
 from labctl.errors import LabError
 from labctl.inventory import Host, Inventory
-from labctl.lab import (
+from labctl.labs.image import (
+    DEFAULT_IMAGE_CACHE,
+    FW_CFG_PREFIX,
+    BaseImage,
+    ImageRecipe,
+    ensure_image,
+)
+from labctl.labs.netns import (
     DEFAULT_STATE_ROOT,
     HOST_NAME_RE,
     LAB_NAME_RE,
@@ -54,13 +61,6 @@ from labctl.lab import (
     _terminate,
 )
 from labctl.procs import process_start_time
-from labctl.vmimage import (
-    DEFAULT_IMAGE_CACHE,
-    FW_CFG_PREFIX,
-    BaseImage,
-    ImageRecipe,
-    ensure_image,
-)
 
 QEMU = "qemu-system-x86_64"
 KIND_VAR = "labctl_lab_kind"  # `vm` for this lab; the namespace lab when absent

@@ -25,16 +25,15 @@ from labctl.experiments.base import (
     SweepOutcome,
     interrupts_as_exception,
 )
-from labctl.history import RunComparison, compare_run
 from labctl.inventory import Inventory
-from labctl.leftovers import clean_leftovers
-from labctl.lock import DEFAULT_TTL, LabLock
-from labctl.regress import MetricVerdict, overall
+from labctl.nightly.leftovers import clean_leftovers
+from labctl.nightly.lock import DEFAULT_TTL, LabLock
+from labctl.nightly.suite import Suite, SuiteExperiment
+from labctl.paths import NIGHTLY_FAILED, NIGHTLY_OK, NIGHTLY_REGRESSION, PROVISION_PLAYBOOK
 from labctl.remote import Connections
-from labctl.results import ResultsStore
-from labctl.suite import Suite, SuiteExperiment
-
-EXIT_OK, EXIT_REGRESSION, EXIT_RUN_FAILED = 0, 1, 2
+from labctl.results.history import RunComparison, compare_run
+from labctl.results.regress import MetricVerdict, overall
+from labctl.results.store import ResultsStore
 
 Say = Callable[[str], None]
 
@@ -57,8 +56,8 @@ class NightlyOutcome:
     @property
     def exit_code(self) -> int:
         if self.status in ("failed", "interrupted"):
-            return EXIT_RUN_FAILED
-        return EXIT_REGRESSION if self.status == "regression" else EXIT_OK
+            return NIGHTLY_FAILED
+        return NIGHTLY_REGRESSION if self.status == "regression" else NIGHTLY_OK
 
 
 def run_experiment(
@@ -85,10 +84,10 @@ def run_experiment(
 def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list[str]:
     """Run playbooks/provision.yml with the suite's tags; the failures, one line each."""
     from labctl.playbook import load_playbook
-    from labctl.report import QuietReporter
     from labctl.runner import RunOptions, run_playbook
+    from labctl.views.play import QuietReporter
 
-    book = load_playbook(Path(__file__).resolve().parent.parent / "playbooks" / "provision.yml")
+    book = load_playbook(PROVISION_PLAYBOOK)
     options = RunOptions(limit=hosts, tags=frozenset(suite.provision_tags))
     say(f"provision ({', '.join(suite.provision_tags) or 'all steps'}) ...")
     run = run_playbook(book, inventory, options, QuietReporter())

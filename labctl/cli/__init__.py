@@ -1,0 +1,55 @@
+"""The command line: thin doors into the library, one module per command group (lab,
+hosts, play, experiment, results, nightly). `tasks.py` and the `labctl` script share the
+tree `namespace()` builds; the experiments' tasks come from the registry.
+
+Exit statuses: labctl/paths.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import Collection, Program
+
+from labctl import __version__
+from labctl.cli import experiment, hosts, lab, nightly, play, results
+from labctl.errors import LabctlError
+from labctl.experiments import registry
+from labctl.paths import EXIT_FAILED
+
+
+def namespace() -> Collection:
+    ns = Collection()
+    ns.add_collection(lab.collection())
+    ns.add_task(hosts.facts)
+    ns.add_task(play.play)
+    ns.add_task(play.provision)
+    ns.add_collection(experiment.collection())
+    ns.add_task(nightly.nightly)
+    ns.add_task(results.report)
+    ns.add_collection(results.collection())
+    ns.add_collection(hosts.collection())
+    return ns
+
+
+def route(argv: list[str]) -> list[str]:
+    """`labctl experiment NAME ...` is the task `experiment.NAME` (invoke's own spelling,
+    which works too): each experiment has its own flags and help."""
+    for i, word in enumerate(argv[1:], 1):
+        if word.startswith("-"):
+            continue
+        if word == "experiment" and i + 1 < len(argv) and argv[i + 1] in registry():
+            return [*argv[:i], f"experiment.{argv[i + 1]}", *argv[i + 2 :]]
+        break
+    return argv
+
+
+def main() -> None:
+    try:
+        tree = namespace()
+        argv = route(sys.argv)
+    except LabctlError as exc:  # e.g. an experiment module that does not import
+        print(f"labctl: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
+    program = Program(namespace=tree, version=__version__, name="labctl", binary="labctl")
+    program.run(argv)

@@ -1,0 +1,79 @@
+"""What every command module shares: errors as one line and an exit status, the console,
+the inventory, the exit status of a step run on many hosts, JSON out."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Exit
+from rich.console import Console
+
+from labctl.errors import InputError, LabctlError
+from labctl.inventory import Inventory, load_inventory
+from labctl.paths import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    LOCAL_INVENTORY,
+    PROJECT_DIR,
+)
+from labctl.remote import HostOutcome
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_inventory() -> str:
+    """hosts/local.yml of this checkout (the local lab), else of the current directory."""
+    return str(LOCAL_INVENTORY if LOCAL_INVENTORY.exists() else Path("hosts") / "local.yml")
+
+
+def errors_as_exit(fn: F) -> F:
+    """labctl's errors end the task with one line on stderr and the right exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
+        except LabctlError as exc:
+            raise Exit(f"labctl: {exc}", code=EXIT_ERROR) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def inventory(path: str | None) -> Inventory:
+    return load_inventory(path or default_inventory())
+
+
+def project_file(path: str) -> Path:
+    """A relative path as given if it is there, else the checkout's (playbooks/nightly.yml)."""
+    given = Path(path)
+    if given.is_file() or given.is_absolute():
+        return given
+    in_project = PROJECT_DIR / given
+    return in_project if in_project.is_file() else given
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False)
+
+
+def exit_for_hosts(outcomes: Sequence[HostOutcome[Any]]) -> None:
+    """Each failed host's reason on stderr; exit 4 if one was unreachable, else 2 if one
+    failed; nothing if all went well."""
+    import sys
+
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        print(f"labctl: {o.error}", file=sys.stderr)
+    if failed:
+        raise Exit(code=EXIT_UNREACHABLE if any(o.unreachable for o in failed) else EXIT_FAILED)

@@ -1,0 +1,105 @@
+"""`labctl experiment NAME ...`: one task per registered experiment, its flags its own
+(from its Options dataclass), plus the flags every experiment takes."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context, Exit, Task, task
+
+from labctl.cli.common import console, errors_as_exit, inventory
+from labctl.errors import InputError
+from labctl.experiments import registry
+from labctl.experiments.base import Experiment, RunContext, make_options, option_infos
+from labctl.nightly.lock import lab_locked
+from labctl.paths import DEFAULT_STORE, EXIT_ERROR, EXIT_INTERRUPTED, PROJECT_DIR
+from labctl.results.store import ResultsStore
+from labctl.views.progress import TrialProgress
+from labctl.views.run import show_run
+
+COMMON_FLAGS: dict[str, tuple[Any, str]] = {
+    "inventory": (None, "inventory file (default: hosts/local.yml, the local lab)"),
+    "server": (None, "the server host (default: the first host of group `servers`)"),
+    "clients": ("clients", "host pattern of the load generators (default: clients)"),
+    "seed": (-1, "shuffle seed (default: random; stored with the run)"),
+    "store": (DEFAULT_STORE, f"results database (default: {DEFAULT_STORE})"),
+    "plot": (None, "write the plot here (default: results/run-<id>-<experiment>.png)"),
+    "json": (False, "print the run's trials and summary as JSON"),
+}
+
+
+def default_plot(run_id: int, experiment: str) -> Path:
+    return Path("results") / f"run-{run_id}-{experiment}.png"
+
+
+def experiment_task(cls: type[Experiment]) -> Task:
+    infos = option_infos(cls.Options)
+    clash = set(COMMON_FLAGS) & {i.name for i in infos}
+    if clash:
+        raise TypeError(f"experiment {cls.name()}: options {sorted(clash)} clash with common flags")
+    params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    helps: dict[str, str] = {}
+    for name, (default, text) in COMMON_FLAGS.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        helps[name] = text
+    for info in infos:
+        default = ",".join(map(str, info.default)) if info.many else info.default
+        params.append(inspect.Parameter(info.name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        helps[info.name] = info.help + (f" (default: {default})" if info.kind is not bool else "")
+
+    def body(c: Context, **flags: Any) -> None:
+        run_experiment(cls, flags)
+
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    body.__name__ = cls.name().replace("-", "_")
+    body.__doc__ = cls.help
+    return task(help=helps)(errors_as_exit(body))
+
+
+def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
+    common = {k: flags.pop(k) for k in COMMON_FLAGS}
+    try:
+        options = make_options(cls.Options, flags)
+    except ValueError as exc:
+        raise InputError(f"experiment {cls.name()}: {exc}") from exc
+    inv = inventory(common["inventory"])
+    experiment = cls()
+    con = console()
+    hosts = experiment.hosts(inv, common["server"], common["clients"])
+    locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=con.print)
+    with locked, ResultsStore(common["store"]) as db:
+        ctx = RunContext(
+            inv,
+            db,
+            server=common["server"],
+            clients=common["clients"],
+            seed=None if common["seed"] < 0 else common["seed"],
+            on_trial=TrialProgress(con, experiment, quiet=common["json"]),
+            project_dir=PROJECT_DIR,
+        )
+        outcome = experiment.run(ctx, options)
+        run = db.run(outcome.run_id)
+        plot = Path(common["plot"]) if common["plot"] else default_plot(run.id, run.experiment)
+        trials, hosts_facts = db.trials(run.id), db.hosts(run.id)
+        show_run(con, experiment, run, trials, hosts_facts, plot, common["json"])
+    if outcome.status != "finished":
+        print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
+        raise Exit(code=EXIT_ERROR if outcome.status == "failed" else EXIT_INTERRUPTED)
+
+
+@task()
+def list_experiments(c: Context) -> None:
+    """The experiments: `labctl experiment NAME --help` shows one's options."""
+    for name, cls in registry().items():
+        print(f"{name:12} {cls.help}")
+
+
+def collection() -> Collection:
+    experiments = Collection("experiment")
+    experiments.add_task(list_experiments, name="list", default=True)
+    for cls in registry().values():
+        experiments.add_task(experiment_task(cls), name=cls.name())
+    return experiments

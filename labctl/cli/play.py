@@ -1,0 +1,143 @@
+"""`labctl play PLAYBOOK` and `labctl provision` (playbooks/provision.yml)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit, task
+
+from labctl.cli.common import errors_as_exit, inventory
+from labctl.errors import InputError
+from labctl.inventory import Inventory
+from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
+from labctl.playbook import load_playbook
+from labctl.runner import RunOptions, run_playbook
+
+
+def find_playbook(name: str) -> str:
+    """A path, or a name under playbooks/ (`provision` → playbooks/provision.yml)."""
+    for candidate in (Path(name), PLAYBOOKS / name, PLAYBOOKS / f"{name}.yml"):
+        if candidate.is_file():
+            return str(candidate)
+    raise InputError(f"playbook {name!r} not found (a path, or a name under playbooks/)")
+
+
+def parse_extra_vars(items: list[str]) -> dict[str, Any]:
+    """`-e key=value` (a string) or `-e '{"key": 1}'` (JSON, typed values)."""
+    extra: dict[str, Any] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):
+            try:
+                value = json.loads(item)
+            except ValueError as exc:
+                raise InputError(f"-e {item!r}: invalid JSON: {exc}") from exc
+            if not isinstance(value, dict):
+                raise InputError(f"-e {item!r}: JSON must be an object")
+            extra.update(value)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputError(f"-e {item!r}: expected key=value")
+        extra[key.strip()] = value
+    return extra
+
+
+PLAY_HELP = {
+    "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+    "check": "plan every task from the hosts' real state and change nothing",
+    "diff": "show content changes of files and templates",
+    "limit": "further limit the hosts: a pattern (all, group, host, a,b, !group)",
+    "tags": "run only tasks with one of these tags (comma-separated)",
+    "extra": "extra variable key=value or a JSON object; repeatable; wins over all",
+    "json": "print every task result as JSON instead of lines",
+    "forks": "hosts worked on at once (default 32)",
+}
+
+
+@task(
+    iterable=["extra"],
+    help={**PLAY_HELP, "playbook": "playbook file, or its name under playbooks/"},
+)
+@errors_as_exit
+def play(
+    c: Context,
+    playbook: str,
+    inventory: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    tags: str = "",
+    extra: list[str] | None = None,
+    json: bool = False,
+    forks: int = 32,
+) -> None:
+    """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
+    run_play(
+        find_playbook(playbook), _inventory(inventory), check, diff, limit, tags, extra, json, forks
+    )
+
+
+@task(
+    iterable=["extra"],
+    help={
+        **PLAY_HELP,
+        "check": "show what would be installed, built and loaded; change nothing",
+        "tags": "run only these steps (comma-separated): deps, headers, netmap, load, "
+        "workloads; `unload` (only when asked) puts back what load changed",
+    },
+)
+@errors_as_exit
+def provision(
+    c: Context,
+    inventory: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    tags: str = "",
+    extra: list[str] | None = None,
+    json: bool = False,
+    forks: int = 32,
+) -> None:
+    """Provision hosts for their kernel release: build tools, headers, netmap, workloads."""
+    run_play(
+        str(PROVISION_PLAYBOOK), _inventory(inventory), check, diff, limit, tags, extra, json, forks
+    )
+
+
+def run_play(
+    playbook: str,
+    inv: Inventory,
+    check: bool,
+    diff: bool,
+    limit: str | None,
+    tags: str,
+    extra: list[str] | None,
+    as_json: bool,
+    forks: int,
+) -> None:
+    from labctl.views.play import QuietReporter, TerminalReporter, run_as_json
+
+    book = load_playbook(playbook)
+    options = RunOptions(
+        check=check,
+        diff=diff,
+        limit=limit,
+        tags=frozenset(t.strip() for t in tags.split(",") if t.strip()),
+        extra_vars=parse_extra_vars(extra or []),
+        forks=forks,
+        log_dir=default_log_dir(),
+    )
+    if as_json:
+        run = run_playbook(book, inv, options, QuietReporter())
+        print(run_as_json(run))
+    else:
+        reporter = TerminalReporter(show_diff=diff, check=check)
+        run = run_playbook(book, inv, options, reporter)
+        reporter.recap(run)
+    if run.exit_status:
+        raise Exit(code=run.exit_status)
+
+
+_inventory = inventory  # the tasks' own `inventory` flag shadows the helper's name

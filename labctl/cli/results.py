@@ -1,0 +1,172 @@
+"""`labctl results.list/show/compare/export` and `labctl report RUN`: the stored runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from invoke import Collection, Context, task
+from rich import box
+from rich.table import Table
+
+from labctl.cli.common import console, errors_as_exit, json_dumps
+from labctl.cli.experiment import default_plot
+from labctl.errors import InputError, LabctlError
+from labctl.experiments import registry, spec_of
+from labctl.paths import DEFAULT_STORE
+from labctl.results.export import export_run
+from labctl.results.history import compare_pair, compare_run
+from labctl.results.regress import overall
+from labctl.results.store import ResultsStore
+from labctl.views.html import NightlyReport, write_html
+from labctl.views.run import show_run
+from labctl.views.verdicts import verdict_table
+
+STORE_HELP = f"results database (default: {DEFAULT_STORE})"
+
+
+def _run_id(text: str) -> int:
+    if not str(text).isdigit():  # invoke hands a positional argument over as text
+        raise InputError(f"run {text!r}: expected a run id (see results.list)")
+    return int(text)
+
+
+@task(help={"store": STORE_HELP, "json": "print JSON"})
+@errors_as_exit
+def results_list(c: Context, store: str = DEFAULT_STORE, json: bool = False) -> None:
+    """List the stored runs, newest first."""
+    with ResultsStore(store) as db:
+        runs = db.runs()
+    if json:
+        print(json_dumps([dataclasses.asdict(r) for r in runs]))
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("run", "experiment", "started", "status", "trials", "valid"):
+        table.add_column(col)
+    for r in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+        table.add_row(str(r.id), r.experiment, when, r.status, str(r.trials), str(r.valid))
+    console().print(table)
+
+
+@task(
+    help={
+        "run": "run id (see results.list)",
+        "store": STORE_HELP,
+        "plot": "write the plot here",
+        "json": "print JSON",
+    }
+)
+@errors_as_exit
+def results_show(
+    c: Context, run: str, store: str = DEFAULT_STORE, plot: str | None = None, json: bool = False
+) -> None:
+    """Show one stored run: summary per configuration, validity, plot."""
+    run_id = _run_id(run)
+    with ResultsStore(store) as db:
+        stored = db.run(run_id)
+        cls = registry().get(stored.experiment)
+        if cls is None:
+            raise LabctlError(f"run {run_id}: experiment {stored.experiment!r} is not known here")
+        where = Path(plot) if plot else default_plot(run_id, stored.experiment)
+        show_run(console(), cls(), stored, db.trials(run_id), db.hosts(run_id), where, json)
+
+
+@task(
+    help={
+        "store": STORE_HELP,
+        "threshold": "a change counts beyond this fraction (default 0.10)",
+        "alpha": "significance level of the Mann-Whitney test (default 0.05)",
+    }
+)
+@errors_as_exit
+def results_compare(
+    c: Context,
+    a: str,
+    b: str,
+    store: str = DEFAULT_STORE,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> None:
+    """Run B against run A, metric by metric: medians, ratio, p-value, verdict."""
+    with ResultsStore(store) as db:
+        run_a, run_b = _run_id(a), _run_id(b)
+        spec = spec_of(db.run(run_b).experiment)
+        pair = compare_pair(db, run_a, run_b, spec, float(threshold), float(alpha))
+    con = console()
+    if not pair.same_fingerprint:
+        lines = "; ".join(pair.fingerprint_changes)
+        con.print(f"[yellow]different fingerprints[/] ({lines}): compare with care")
+    con.print(verdict_table(f"run {run_b} against run {run_a}", pair.verdicts))
+    for change in pair.changes:
+        con.print(f"  changed: {change}")
+
+
+@task(
+    help={
+        "format": "json or csv",
+        "store": STORE_HELP,
+        "output": "write here instead of standard output",
+    }
+)
+@errors_as_exit
+def results_export(
+    c: Context, run: str, format: str = "json", store: str = DEFAULT_STORE, output: str = ""
+) -> None:
+    """One run's trials and metrics as JSON or CSV."""
+    run_id = _run_id(run)
+    with ResultsStore(store) as db:
+        text = export_run(db, run_id, format, spec_of(db.run(run_id).experiment))
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+@task(
+    help={
+        "store": STORE_HELP,
+        "html": "where to write the page (default: run-<RUN>.html beside the store)",
+        "history": "compare with the last N comparable runs (default 5)",
+        "threshold": "a change counts beyond this fraction (default 0.10)",
+    }
+)
+@errors_as_exit
+def report(
+    c: Context,
+    run: str,
+    store: str = DEFAULT_STORE,
+    html: str | None = None,
+    history: int = 5,
+    threshold: float = 0.10,
+) -> None:
+    """Write one run's HTML report: summary, plots, trends against its history, provenance."""
+    run_id = _run_id(run)
+    with ResultsStore(store) as db:
+        spec = spec_of(db.run(run_id).experiment)
+        comparison = compare_run(db, run_id, spec, history=int(history), threshold=float(threshold))
+        r = comparison.run
+        status = "failed" if r.status != "finished" else overall(comparison.verdicts)
+        page = NightlyReport(
+            title=f"labctl run {r.id}: {r.experiment}",
+            started=r.started,
+            finished=r.finished,
+            status=status,
+            sections=[comparison],
+            notes=[f"run {r.status}: {r.note}"] if r.note else [],
+        )
+        path = write_html(page, Path(html) if html else Path(store).parent / f"run-{r.id}.html")
+    con = console()
+    con.print(verdict_table(f"run {r.id}: {comparison.history_note}", comparison.verdicts))
+    con.print(f"report: {path}")
+
+
+def collection() -> Collection:
+    results = Collection("results")
+    results.add_task(results_list, name="list")
+    results.add_task(results_show, name="show")
+    results.add_task(results_compare, name="compare")
+    results.add_task(results_export, name="export")
+    return results

@@ -1,0 +1,41 @@
+"""Every default place and every exit status, spelled once.
+
+Exit statuses have two vocabularies, because two kinds of caller read them:
+- a command run by hand or by a script (Ansible's meanings): 0 all well, 1 labctl could not do
+  its job, 2 bad input or a host failed, 4 a host was unreachable, 130 interrupted;
+- `labctl nightly`, read by cron or CI: 0 all well, 1 a regression, 2 the run itself failed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The checkout: playbooks/, workloads/, fixtures/, hosts/ are found from here.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PLAYBOOKS = PROJECT_DIR / "playbooks"
+PROVISION_PLAYBOOK = PLAYBOOKS / "provision.yml"
+DEFAULT_SUITE = "playbooks/nightly.yml"  # relative: the working directory's, else the checkout's
+DEFAULT_STORE = "results/labctl.db"  # relative to the working directory
+LOCAL_INVENTORY = PROJECT_DIR / "hosts" / "local.yml"
+
+# A command's exit status
+EXIT_OK = 0
+EXIT_ERROR = 1  # labctl could not do its job (the lab needs root, a run failed)
+EXIT_FAILED = 2  # bad input (one line naming file and line), or a host failed
+EXIT_UNREACHABLE = 4  # a host could not be reached
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, after cleaning up
+
+# `labctl nightly`'s exit status
+NIGHTLY_OK = 0
+NIGHTLY_REGRESSION = 1
+NIGHTLY_FAILED = 2
+
+
+def default_log_dir() -> Path:
+    """Where a failed step's whole output goes: $LABCTL_LOG_DIR, else the XDG state dir."""
+    given = os.environ.get("LABCTL_LOG_DIR")
+    if given:
+        return Path(given)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "labctl" / "logs"
