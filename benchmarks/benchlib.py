@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from labctl.labs.netns import LabSpec, LocalLab
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabSpec
 
 
 def timed(argv: list[str], timeout: float = 300) -> tuple[float, str]:

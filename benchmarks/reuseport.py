@@ -27,7 +27,7 @@ from typing import Any
 
 from benchlib import bench_lab
 
-from labctl.labs.netns import LabSpec
+from labctl.labs.netns_spec import LabSpec
 from labctl.stats import mann_whitney_p
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,10 @@
-"""Processes on this machine, named for their whole life: a PID and its start time."""
+"""Processes on this machine, named for their whole life: a PID and its start time; and a
+labctl process as other runs see it (`controller_id`: in the lab lock and in the store)."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 
@@ -18,3 +21,19 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] == "Z":
         return None
     return int(fields[19])
+
+
+def controller_id(pid: int | None = None) -> str:
+    """host:pid:start of a labctl process (this one by default)."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or '?'}"
+
+
+def controller_alive(controller: str) -> bool | None:
+    """Is the labctl that wrote `controller` still running? None: not this machine's."""
+    host, _, rest = controller.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    started = process_start_time(int(pid_text))  # None: gone, or a zombie
+    return started is not None and str(started) == start

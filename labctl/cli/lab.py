@@ -8,8 +8,10 @@ from invoke import Collection, Context, Exit, task
 
 from labctl.cli.common import console, errors_as_exit, inventory, json_dumps
 from labctl.errors import InputError
-from labctl.labs.netns import LabSpec, LocalLab
-from labctl.labs.vm import VmLab, VmLabSpec, is_vm_inventory
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabSpec
+from labctl.labs.vm import VmLab
+from labctl.labs.vm_spec import VmLabSpec, is_vm_inventory
 from labctl.paths import EXIT_ERROR
 from labctl.views.lab import changes_line, netns_status_table, vm_status_table
 

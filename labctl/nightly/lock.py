@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 from labctl.errors import LabctlError
 from labctl.inventory import Host
+from labctl.procs import controller_alive, controller_id
 from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results.store import controller_alive, controller_id
 
 LOCK_DIR = "/run/labctl"
 LOCK_FILE = f"{LOCK_DIR}/lab.lock"
@@ -46,7 +46,7 @@ class LockHeld(LabctlError):
 class LockInfo:
     purpose: str  # e.g. "nightly suite nightly", "experiment reuseport"
     user: str
-    controller: str  # host:pid:start of the labctl holding it (results.controller_id)
+    controller: str  # host:pid:start of the labctl holding it (procs.controller_id)
     token: str  # this acquisition's own secret: only its holder renews or releases
     started: float
     expires: float

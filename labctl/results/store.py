@@ -19,7 +19,7 @@ from typing import Any
 
 from labctl import __version__
 from labctl.errors import InputError
-from labctl.procs import process_start_time
+from labctl.procs import controller_alive, controller_id
 
 DEFAULT_STORE = Path("results") / "labctl.db"
 
@@ -129,22 +129,6 @@ class NightlyRecord:
     status: str
     runs: Mapping[str, int]
     summary: Mapping[str, Any]
-
-
-def controller_id(pid: int | None = None) -> str:
-    """host:pid:start of a labctl process (this one by default)."""
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or '?'}"
-
-
-def controller_alive(controller: str) -> bool | None:
-    """Is the labctl that wrote `controller` still running? None: not this machine's."""
-    host, _, rest = controller.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    started = process_start_time(int(pid_text))  # None: gone, or a zombie
-    return started is not None and str(started) == start
 
 
 class ResultsStore:

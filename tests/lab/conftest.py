@@ -17,7 +17,8 @@ import pytest
 
 from labctl.actions.base import TaskContext
 from labctl.inventory import Host, Inventory, load_inventory
-from labctl.labs.netns import LabSpec, LocalLab
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabSpec
 from labctl.remote import Connections, HostConnection
 from tests.support import TEST_LABS, base36, run_labctl, sigterm_runs_teardown
 

@@ -12,7 +12,8 @@ import pytest
 from labctl.errors import LabError
 from labctl.facts.host import gather_facts
 from labctl.inventory import load_inventory
-from labctl.labs.netns import LabSpec, LocalLab
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabSpec
 from labctl.remote import Connections, ShellScript
 
 from .conftest import TEST_LABS, NamespaceLab, make_lab, unique_spec

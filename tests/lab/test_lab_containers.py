@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from labctl.inventory import load_inventory
-from labctl.labs.netns import LabSpec, LocalLab
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabSpec
 from labctl.remote import HostConnection, ShellScript, quote
 
 from .conftest import _require_lab_prerequisites, make_lab, unique_spec

@@ -9,7 +9,8 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.inventory import load_inventory
-from labctl.labs.netns import LabHostSpec, LabSpec, LocalLab
+from labctl.labs.netns import LocalLab
+from labctl.labs.netns_spec import LabHostSpec, LabSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

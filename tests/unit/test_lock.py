@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from labctl.nightly.lock import LockHeld, LockInfo, parse_lock, stale_reason
-from labctl.results.store import controller_alive, controller_id
+from labctl.procs import controller_alive, controller_id
 
 
 def info(**changes: object) -> LockInfo:

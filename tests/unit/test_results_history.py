@@ -6,7 +6,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from labctl.results.store import ResultsStore, TrialRecord, controller_id
+from labctl.procs import controller_id
+from labctl.results.store import ResultsStore, TrialRecord
 
 
 def trial(seq: int, value: float) -> TrialRecord:

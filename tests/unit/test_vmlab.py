@@ -22,14 +22,9 @@ from labctl.labs.image import (
     find_image,
     mmdebstrap_argv,
 )
-from labctl.labs.vm import (
-    VmHostSpec,
-    VmLabSpec,
-    is_our_qemu,
-    is_vm_inventory,
-    known_hosts_text,
-    qemu_argv,
-)
+from labctl.labs.qemu import is_our_qemu, qemu_argv
+from labctl.labs.vm import known_hosts_text
+from labctl.labs.vm_spec import VmHostSpec, VmLabSpec, is_vm_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from labctl.inventory import Inventory, load_inventory
-from labctl.labs.vm import VmLab, VmLabSpec, is_our_qemu
+from labctl.labs.qemu import is_our_qemu
+from labctl.labs.vm import VmLab
+from labctl.labs.vm_spec import VmLabSpec
 from labctl.remote import Connections, HostConnection
 from tests.support import TEST_LABS, base36, run_labctl, sigterm_runs_teardown
 

@@ -1,0 +1,153 @@
+"""What every kind of lab shares (the namespace lab, labs/netns.py; the VM lab, labs/vm.py):
+its state directory's files, the record of what `up` made (lab.json, written before each
+thing is made, so `down` finds it even after a crash), change reports, and the few local
+commands a lab runs: a bounded subprocess, an atomic write, stopping processes by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import LabError
+from labctl.procs import process_start_time
+
+DEFAULT_STATE_ROOT = Path("/var/lib/labctl")
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # prefixes of 15-char interface names
+HOST_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # goes into netns names, paths, hostname
+LAB_VAR = "labctl_lab"  # inventory var naming the lab a host belongs to
+
+
+class LabStateFiles:
+    """The files every kind of lab keeps in its state directory."""
+
+    state_dir: Path
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def record_file(self) -> Path:
+        return self.state_dir / "lab.json"
+
+
+@dataclass
+class LabChange:
+    """One thing `up` or `down` did (or found already in place)."""
+
+    what: str
+    changed: bool
+
+
+@dataclass
+class LabReport:
+    lab: str
+    changes: list[LabChange] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(c.changed for c in self.changes)
+
+
+def run(
+    argv: Sequence[str], check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"`{' '.join(argv)}` did not finish within 60 s") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise LabError(f"`{' '.join(argv)}` failed: {detail[0] if detail else proc.returncode}")
+    return proc
+
+
+def terminate(pids: Sequence[int], grace: float = 3.0) -> None:
+    """SIGTERM, wait (bounded), then SIGKILL what is left. PIDs only, never names."""
+    starts = {pid: process_start_time(pid) for pid in pids}
+    alive = [p for p, s in starts.items() if s is not None]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if process_start_time(p) == starts[p]]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+class RecordedLab:
+    """What every kind of lab shares: the record of what `up` made (lab.json, written
+    before each thing is made, so `down` finds it even after a crash), progress lines, keys."""
+
+    def __init__(self, record_file: Path, progress: Callable[[str], None] | None) -> None:
+        self._record_file = record_file
+        self._say = progress or (lambda _msg: None)
+        self._record: dict[str, Any] = {}
+
+    def _load_record(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._record_file.read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{self._record_file}: unreadable lab record: {exc}") from exc
+
+    def _save_record(self) -> None:
+        atomic_write(self._record_file, json.dumps(self._record, indent=2) + "\n", 0o600)
+
+    def _note(self, kind: str, name: str, **extra: Any) -> None:
+        self._record.setdefault(kind, {})[name] = extra
+        self._save_record()
+
+    @staticmethod
+    def _purge_state_files(state: Path) -> None:
+        """The files `up` writes in every lab's state directory (never anything else)."""
+        for name in (
+            "id_ed25519",
+            "id_ed25519.pub",
+            "known_hosts",
+            "inventory.yml",
+            "lab.json.tmp",
+            "known_hosts.tmp",
+        ):
+            (state / name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _ensure_key(path: Path, comment: str) -> LabChange:
+        if path.exists():
+            return LabChange(f"key {path.name}", False)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        return LabChange(f"key {path.name}", True)
