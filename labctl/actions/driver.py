@@ -41,7 +41,9 @@ from typing import Any
 
 from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
 from labctl.actions.driver_guard import cancel_revert_command, mgmt_driver_guard, revert_command
-from labctl.actions.kmod import (
+from labctl.errors import CommandTimeout, HostUnreachable
+from labctl.facts.host import gather_facts, parse_key_values
+from labctl.facts.modules import (
     explain_insmod_failure,
     file_module_id,
     loaded_module_id,
@@ -49,8 +51,6 @@ from labctl.actions.kmod import (
     sysfs_name,
     vermagic_matches,
 )
-from labctl.errors import CommandTimeout, HostUnreachable
-from labctl.facts.host import gather_facts, parse_key_values
 from labctl.remote import ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")

@@ -16,6 +16,10 @@ so a host is never left half-applied.
 Options are compared where tc -j reports them, units normalised (rates in bytes/s, sizes in
 bytes, times in µs); a wanted option tc does not report cannot be verified and is replaced on
 every run (the change line says so) rather than silently assumed.
+
+Why one module of ~580 lines: the action's arguments, the comparison of wanted and actual
+options (tc's units), the probe and the all-or-nothing apply script are one plan; the state it
+reads is labctl/facts/qdisc.py.
 """
 
 from __future__ import annotations

@@ -13,13 +13,16 @@ with the right byte count), so where only the bytes agree the NIC's packet count
 the trial says so.
 
 Rates measured on virtual hardware measure the emulator, not a NIC: the summary says so.
-pkt-gen's output (stderr: periodic lines; stdout: the summary) is parsed by `parse_pktgen`.
+pkt-gen's command line and output: labctl/experiments/pktgen_tool.py.
+
+Why one module of ~560 lines: one experiment (its options, its verdict, its trial on two
+hosts, its declaration), as an experiment is one module; pkt-gen's own command line and output
+are labctl/experiments/pktgen_tool.py.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -40,6 +43,13 @@ from labctl.experiments.base import (
     plan_trials,
     run_sweep,
 )
+from labctl.experiments.pktgen_tool import (
+    PktgenError,
+    PktgenResult,
+    parse_periodic,
+    parse_pktgen,
+    pktgen_argv,
+)
 from labctl.facts.host import HostFacts, gather_all
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
@@ -52,104 +62,6 @@ ADMODE = {"native": 1, "generic": 2}  # netmap's admode parameter
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "rx_dropped", "rx_missed_errors")
 DRAIN_SECONDS = 0.5  # after tx ends, for the last frames to arrive before rx is stopped
 START_TIMEOUT = 60.0  # beyond -w, for pkt-gen to map netmap's memory and start sending
-
-_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_NUM = r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)"
-_PERIODIC = re.compile(rf"{_NUM}pps \({_NUM}pkts {_NUM}bps in ([0-9]+) usec\)")
-_SUMMARY = re.compile(r"(Sent|Received) ([0-9]+) packets ([0-9]+) bytes .*? in ([0-9.]+) seconds")
-_NOTHING = re.compile(r"^(Sent|Received) nothing\.", re.MULTILINE)
-_SPEED = re.compile(rf"Speed: {_NUM}pps Bandwidth: {_NUM}bps")
-_RTT = re.compile(r"RTT over ([0-9]+) packets: min ([0-9.]+) av ([0-9.]+) ns")
-
-
-# ---------------------------------------------------------------------------- pkt-gen's output
-
-
-def _value(number: str, unit: str) -> float:
-    return float(number) * _UNITS[unit]
-
-
-@dataclass(frozen=True)
-class PktgenResult:
-    direction: str | None  # "Sent" or "Received"; None when nothing was sent or received
-    packets: int
-    bytes: int
-    seconds: float
-    pps: float
-    bps: float
-    periodic_pps: tuple[float, ...] = ()
-    rtt_min_ns: float | None = None
-    rtt_avg_ns: float | None = None
-
-
-class PktgenError(ValueError):
-    pass
-
-
-def parse_periodic(stderr: str) -> list[float]:
-    """Packets per second of each periodic report line."""
-    return [_value(m[1], m[2]) for m in _PERIODIC.finditer(stderr)]
-
-
-def parse_pktgen(stdout: str, stderr: str = "") -> PktgenResult:
-    if "/dev/netmap: No such file or directory" in stderr + stdout:
-        raise PktgenError("netmap is not loaded (/dev/netmap missing)")
-    periodic = tuple(parse_periodic(stderr))
-    rtt = _RTT.search(stdout)
-    rtt_min, rtt_avg = (float(rtt[2]), float(rtt[3])) if rtt else (None, None)
-    if _NOTHING.search(stdout):
-        return PktgenResult(None, 0, 0, 0.0, 0.0, 0.0, periodic, rtt_min, rtt_avg)
-    summary = _SUMMARY.search(stdout)
-    speed = _SPEED.search(stdout)
-    if not summary or not speed:
-        raise PktgenError("no pkt-gen summary in its output")
-    return PktgenResult(
-        direction=summary[1],
-        packets=int(summary[2]),
-        bytes=int(summary[3]),
-        seconds=float(summary[4]),
-        pps=_value(speed[1], speed[2]),
-        bps=_value(speed[3], speed[4]),
-        periodic_pps=periodic,
-        rtt_min_ns=rtt_min,
-        rtt_avg_ns=rtt_avg,
-    )
-
-
-def pktgen_argv(
-    binary: str,
-    interface: str,
-    function: str,
-    *,
-    size: int = 60,
-    rate: int | None = None,
-    count: int | None = None,
-    threads: int = 1,
-    dst: str | None = None,
-    src: str | None = None,
-    dst_mac: str | None = None,
-    src_mac: str | None = None,
-    report_ms: int = 1000,
-    wait_link: int | None = None,
-) -> list[str]:
-    if function not in ("tx", "rx", "ping", "pong"):
-        raise ValueError(f"pkt-gen function {function!r}: tx, rx, ping or pong")
-    prefixes = ("netmap:", "vale", "tap", "pcap:")
-    iface = interface if interface.startswith(prefixes) else f"netmap:{interface}"
-    argv = [binary, "-i", iface, "-f", function, "-l", str(size), "-p", str(threads)]
-    argv += ["-T", str(report_ms)]
-    for flag, value in (
-        ("-R", rate),
-        ("-n", count),
-        ("-d", dst),
-        ("-s", src),
-        ("-D", dst_mac),
-        ("-S", src_mac),
-        ("-w", wait_link),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
 
 
 # ---------------------------------------------------------------------------- the verdict

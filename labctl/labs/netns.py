@@ -12,6 +12,11 @@ A host may also carry "containers" (`labctl_lab_containers: N`), made as a docke
 them: inside the host's network namespace a bridge `docker0`, and N network namespaces c1..cN
 created in the host's own mount namespace (so `ip netns list` over SSH on the host shows them,
 and only there), each joined to docker0 by a veth pair: `veth<k>` on the host, `eth0` inside.
+
+Why one module of ~600 lines: it is one class, a namespace lab's whole life (up, repair,
+containers, down, status), whose steps share the lab's record; what it is made of lives
+beside it (labs/netns_spec.py the spec, labs/namespaces.py the namespaces, labs/base.py what
+every lab shares).
 """
 
 from __future__ import annotations

@@ -473,47 +473,10 @@ def _took(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------- page
 
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1240px; padding: 16px;
-       color: #1a1a1a; background: #fff; }
-header { display: flex; align-items: center; gap: 16px; flex-wrap: wrap;
-         border-bottom: 2px solid #ddd; padding-bottom: 8px; }
-h1 { font-size: 22px; margin: 0; }
-h2 { font-size: 19px; margin: 28px 0 4px; border-bottom: 1px solid #ddd; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.badge { display: inline-block; padding: 6px 16px; border-radius: 6px; color: #fff;
-         font-weight: bold; font-size: 18px; text-transform: uppercase; letter-spacing: 1px; }
-.badge-ok { background: #2e7d32; } .badge-regression { background: #c62828; }
-.badge-failed, .badge-other { background: #757575; }
-.times, .note { color: #555; }
-table { border-collapse: collapse; margin: 4px 0; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; }
-td.nics, td.kernel { white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.verdict-regression td { background: #fde0e0; }
-tr.verdict-regression td.verdict { color: #c62828; font-weight: bold; }
-tr.verdict-improvement td.verdict { color: #2e7d32; font-weight: bold; }
-tr.verdict-new td, tr.verdict-no-data td { color: #666; }
-.plots { display: flex; flex-wrap: wrap; gap: 10px 18px; align-items: flex-start; }
-figure { margin: 0; width: min-content; }
-figcaption { font-size: 12px; color: #555; }
-code, pre { font: 12px/1.3 ui-monospace, monospace; }
-pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
-ul { margin: 4px 0; }
-.empty { color: #666; font-style: italic; }
-"""
-
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_STYLE = (TEMPLATES / "report.css").read_text()
 # Counts the images the browser really decoded; the browser test reads it from the DOM.
-_SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) {
-    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
-  }
-  document.body.dataset.imagesOk = ok + "/" + imgs.length;
-});
-"""
+_SCRIPT = (TEMPLATES / "report.js").read_text()
 
 
 def _sha256(text: str) -> str:
@@ -526,142 +489,9 @@ _CSP = (
     f"script-src {_sha256(_SCRIPT)}; base-uri 'none'; form-action 'none'"
 )
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} – {{ status }}</title>
-<style>{{ style }}</style>
-</head>
-<body>
-<header>
-  <h1>{{ title }}</h1>
-  <span class="badge {{ badge_class }}" id="status">{{ status }}</span>
-  <span class="times">started {{ started }} · finished {{ finished }}
-    {%- if took %} · took {{ took }}{% endif %}</span>
-</header>
-{% if notes %}
-<h3>Notes</h3>
-<ul class="notes">
-{% for note in notes %}  <li class="note">{{ note }}</li>
-{% endfor %}</ul>
-{% endif %}
-{% if sections %}
-<table class="overview">
-  <tr><th>experiment</th><th>run</th><th>status</th><th>verdicts</th></tr>
-{% for s in sections %}  <tr><td><a href="#{{ s.anchor }}">{{ s.run.experiment }}</a></td>
-    <td class="num">{{ s.run.id }}</td><td>{{ s.run.status }}</td>
-    <td>{% for k, n in s.verdict_counts %}{{ n }} {{ k }}{% if not loop.last %}, {% endif %}
-      {%- else %}–{% endfor %}</td></tr>
-{% endfor %}</table>
-{% else %}
-<p class="empty">No experiment ran.</p>
-{% endif %}
-{% for s in sections %}
-<section id="{{ s.anchor }}">
-<h2>{{ s.run.experiment }}{% if s.label %} “{{ s.label }}”{% endif %} · run {{ s.run.id }}
-  ({{ s.run.status }})</h2>
-<p class="times">started {{ s.run_started }} · finished {{ s.run_finished }} ·
-  {{ s.run.trials }} trials, {{ s.run.valid }} counted
-  {%- if s.run.labctl_version %} · labctl {{ s.run.labctl_version }}{% endif %}
-  {%- if s.run.inventory %} · inventory {{ s.run.inventory }}{% endif %}
-  {%- if s.run.seed is not none %} · seed {{ s.run.seed }}{% endif %}</p>
-{% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}
-<p class="history">{{ s.history_note }}</p>
-{% if s.params %}
-<table class="params">
-{% for k, v in s.params %}  <tr><th>{{ k }}</th><td><code>{{ v }}</code></td></tr>
-{% endfor %}</table>
-{% endif %}
-
-<h3>Verdicts</h3>
-{% if s.verdicts %}
-<table class="verdicts">
-  <tr><th>metric</th><th>config</th><th>better</th><th>tonight median</th><th>IQR</th>
-    <th>n</th><th>baseline median</th><th>n</th><th>baseline runs</th><th>ratio</th>
-    <th>p</th><th>verdict</th><th>reason</th></tr>
-{% for v in s.verdicts %}  <tr class="{{ v.cls }}"><td>{{ v.metric }}</td><td>{{ v.config }}</td>
-    <td>{{ v.better }}</td><td class="num">{{ v.median }}</td>
-    <td class="num" title="{{ v.iqr_range }}">{{ v.iqr }}</td><td class="num">{{ v.n }}</td>
-    <td class="num">{{ v.base_median }}</td><td class="num">{{ v.base_n }}</td>
-    <td>{{ v.base_runs }}</td><td class="num">{{ v.ratio }}</td><td class="num">{{ v.p }}</td>
-    <td class="verdict">{{ v.verdict }}</td><td>{{ v.reason }}</td></tr>
-{% endfor %}</table>
-{% else %}
-<p class="empty">No metric was compared.</p>
-{% endif %}
-
-{% if s.main_plots %}
-<h3>Tonight's trials</h3>
-<div class="plots">
-{% for p in s.main_plots %}{% if p.src %}  <figure><img src="{{ p.src }}"
-    alt="{{ p.metric }}: tonight's valid trials per configuration and the baseline median">
-  </figure>
-{% else %}  <p class="empty">{{ p.metric }}: no valid trial and no baseline.</p>
-{% endif %}{% endfor %}</div>
-{% endif %}
-
-{% if s.trend_plots %}
-<h3>History</h3>
-<div class="plots">
-{% for p in s.trend_plots %}{% if p.src %}  <figure>
-    <img src="{{ p.src }}" alt="{{ p.metric }} {{ p.config }}: median per run">
-    <figcaption>{{ p.metric }} · {{ p.config }} · {{ p.runs }} runs</figcaption>
-  </figure>
-{% else %}  <p class="empty">{{ p.metric }} · {{ p.config }}: no median in {{ p.runs }} runs</p>
-{% endif %}{% endfor %}</div>
-{% endif %}
-
-<h3>Validity</h3>
-<p>{{ s.validity.valid }} valid, {{ s.validity.invalid }} invalid,
-  {{ s.validity.warmup }} warm-up (never counted).</p>
-{% if s.validity.kinds|length > 1 %}
-<table class="kinds">
-  <tr><th>kind</th><th>valid</th><th>invalid</th><th>warm-up</th></tr>
-{% for kind, c in s.validity.kinds %}  <tr><td>{{ kind }}</td><td class="num">{{ c.valid }}</td>
-    <td class="num">{{ c.invalid }}</td><td class="num">{{ c.warmup }}</td></tr>
-{% endfor %}</table>
-{% endif %}
-{% if s.validity.reasons %}
-<table class="reasons">
-  <tr><th>why invalid</th><th>trials</th><th>seq</th></tr>
-{% for reason, n, seqs in s.validity.reasons %}  <tr><td>{{ reason }}</td>
-    <td class="num">{{ n }}</td><td>{{ seqs }}</td></tr>
-{% endfor %}</table>
-{% endif %}
-
-<h3>Provenance</h3>
-{% if s.changes %}
-<p>Differences from the baseline (possible causes):</p>
-<ul class="changes">
-{% for c in s.changes %}  <li>{{ c }}</li>
-{% endfor %}</ul>
-{% endif %}
-{% if s.hosts %}
-<table class="hosts">
-  <tr><th>role</th><th>host</th><th>kernel</th><th>CPU</th><th>NICs: driver, root qdisc</th>
-    <th>somaxconn</th><th>default qdisc</th><th>modules</th><th>netmap</th></tr>
-{% for h in s.hosts %}  <tr><td>{{ h.role }}</td><td>{{ h.name }}</td>
-    <td class="kernel">{{ h.kernel }}</td><td>{{ h.cpu }}</td>
-    <td class="nics">{% for n in h.nics %}{{ n.name }}: {{ n.driver }}, {{ n.qdisc }}
-      {%- if not loop.last %}<br>{% endif %}{% else %}–{% endfor %}</td>
-    <td class="num">{{ h.somaxconn }}</td><td>{{ h.default_qdisc }}</td><td>{{ h.modules }}</td>
-    <td>{{ h.netmap if h.netmap is not none else "–" }}</td></tr>
-{% endfor %}</table>
-{% endif %}
-<p>Fingerprint <code class="digest">{{ s.digest }}</code> of:</p>
-<table class="fingerprint">
-{% for k, v in s.parts %}  <tr><th>{{ k }}</th><td><pre>{{ v }}</pre></td></tr>
-{% endfor %}</table>
-</section>
-{% endfor %}
-<script>{{ script }}</script>
-</body>
-</html>
-"""
-
 _TEMPLATE = jinja2.Environment(
-    autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-).from_string(_PAGE)
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+).get_template("report.html.j2")

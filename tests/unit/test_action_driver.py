@@ -21,7 +21,7 @@ from labctl.actions.driver import (
     swap_script,
     verify_script,
 )
-from labctl.actions.kmod import file_module_id, loaded_module_id, same_module
+from labctl.facts.modules import file_module_id, loaded_module_id, same_module
 
 
 def test_driver_is_registered_and_checks_its_arguments() -> None:

@@ -36,13 +36,11 @@ from labctl.actions.kmod import (
     KmodArgs,
     KmodPlan,
     cache_key,
-    explain_insmod_failure,
-    lockdown_mode,
     parse_probe,
     probe_script,
-    vermagic_matches,
 )
 from labctl.facts.host import HostFacts, Interface, installed_header_releases, parse_host_facts
+from labctl.facts.modules import explain_insmod_failure, lockdown_mode, vermagic_matches
 from labctl.remote import CommandResult, command_text
 
 DATA = Path(__file__).parent / "data"

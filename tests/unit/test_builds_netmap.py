@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.actions.netmap import NetmapArgs, install_script, parse_probe, probe_script
+from labctl.actions.netmap_host import NetmapArgs, install_script, parse_probe, probe_script
 from labctl.builds.builder import LocalShell, install_tarball, store_build
 from labctl.builds.netmap import (
     Artifact,

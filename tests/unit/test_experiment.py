@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from labctl.experiments.base import plan_trials
-from labctl.experiments.reuseport import (
-    ACCEPT,
-    ReuseportOptions,
+from labctl.experiments.reuseport import ACCEPT, ReuseportOptions
+from labctl.experiments.reuseport_verdict import (
     cpu_shares,
     judge,
     last_json,

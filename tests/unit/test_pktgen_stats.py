@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.experiments.pktgen import (
-    NicCounters,
+from labctl.experiments.pktgen import NicCounters, judge_pktgen, parse_counters, trial_metrics
+from labctl.experiments.pktgen_tool import (
     PktgenError,
     PktgenResult,
-    judge_pktgen,
-    parse_counters,
     parse_periodic,
     parse_pktgen,
     pktgen_argv,
-    trial_metrics,
 )
 from labctl.stats import mann_whitney_p, summarize
 

@@ -10,7 +10,7 @@ import pytest
 
 from labctl.actions import ACTIONS
 from labctl.actions.base import build_args
-from labctl.actions.netmap import NetmapArgs
+from labctl.actions.netmap_host import NetmapArgs
 from labctl.inventory import parse_inventory
 from labctl.playbook import Play, PlaybookError, Task, load_playbook
 from labctl.runner import RunOptions, prepare, task_selected
