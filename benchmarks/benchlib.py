@@ -49,4 +49,4 @@ def bench_lab(prefix: str, octet: int, hosts: int) -> Iterator[tuple[LabSpec, Pa
             lab.down(purge=True)
 
 
-LABCTL = ["-c", "from labctl.cli import main; main()"]
+LABCTL = ["-m", "labctl"]  # after sys.executable: the `labctl` command

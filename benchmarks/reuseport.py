@@ -5,7 +5,8 @@ subprocesses in the hosts' namespaces (`ip netns exec`), then through
 `labctl experiment reuseport`, interleaved mode by mode. Prints
 - the harness/standalone ratio of conn/s per mode (goal >= 0.9),
 - the share of the harness sweep's wall time spent measuring (goal >= 0.75),
-- whether reuseport-cbpf beats reuseport in the harness trials (DESIGN 5: ~+20%, p <= 0.002).
+- whether reuseport-cbpf beats reuseport in the harness trials (docs/reuseport.md: ~+20%,
+  p <= 0.002).
 Needs root. Makes its own lab (own names and 10.x subnet) and always removes it.
 
 usage: python benchmarks/reuseport.py [--duration 3] [--repeat 6]
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import bench_lab
+from benchlib import LABCTL, bench_lab
 
 from labctl.labs.netns_spec import LabSpec
 from labctl.stats import mann_whitney_p
@@ -115,8 +116,7 @@ def main() -> None:
                 proc = subprocess.run(
                     [
                         sys.executable,
-                        "-c",
-                        "from labctl.cli import main; main()",
+                        *LABCTL,
                         "experiment",
                         "reuseport",
                         "-i",

@@ -1,4 +1,4 @@
-"""Summaries that small, noisy samples can bear: median, IQR, Mann-Whitney U (DESIGN 5)."""
+"""Summaries that small, noisy samples can bear: median, IQR, Mann-Whitney U (docs/reuseport.md)."""
 
 from __future__ import annotations
 

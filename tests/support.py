@@ -24,11 +24,16 @@ def base36(n: int) -> str:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def labctl_argv(*args: str) -> list[str]:
+    """The `labctl` command line with this interpreter (`python -m labctl`)."""
+    return [sys.executable, "-m", "labctl", *args]
+
+
 def run_labctl(
-    *args: str, timeout: float, env: dict[str, str] | None = None
+    *args: str, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The `labctl` command line, as a user runs it (`env`: variables added to ours)."""
-    argv = [sys.executable, "-c", "from labctl.cli import main; main()", *args]
+    argv = labctl_argv(*args)
     return subprocess.run(
         argv,
         capture_output=True,
@@ -36,6 +41,7 @@ def run_labctl(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **env} if env else None,
+        cwd=cwd,
     )
 
 

@@ -9,7 +9,7 @@
  * A connection counts once connect() completed (EPOLLOUT, SO_ERROR 0), or with --wait-fin
  * once the server's FIN arrived (read() == 0), so the rate measures accept capacity.
  * Every socket has SO_LINGER {1,0}: close() sends RST and leaves no TIME_WAIT (without it
- * ~10k TIME_WAIT sockets piled up and rates dropped, DESIGN.md section 5).
+ * ~10k TIME_WAIT sockets piled up and rates dropped, docs/reuseport.md).
  * getsockopt(TCP_MAXSEG) of each connected socket goes into a small histogram: a server
  * started with --maxseg-tag advertises 1000 + worker, read here as 988 + worker (the 12-byte
  * timestamp option), which tells which worker accepted.

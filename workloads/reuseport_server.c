@@ -5,7 +5,7 @@
  *   reuseport_server --addr A --port P --mode shared|reuseport|reuseport-cbpf
  *                    --workers N [--cpus 0,1,...] [--backlog 4096] [--maxseg-tag]
  *
- * Why each piece is here (see DESIGN.md section 5, facts measured on this machine):
+ * Why each piece is here (see docs/reuseport.md, facts measured on this machine):
  * - refuse a port that already has a listener: a leftover SO_REUSEPORT listener of the same
  *   user would silently join our group and take a share of the connections;
  * - a large backlog: the blog's listen(fd, 5) collapsed reuseport to 0.7k conn/s;

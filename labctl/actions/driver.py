@@ -1,6 +1,6 @@
 """driver: swap a NIC's kernel driver (rmmod the stock one, load a replacement) safely.
 
-DESIGN.md section 2, "never cut the branch you sit on". Before anything is unloaded the plan
+docs/netmap.md, "never cut the branch you sit on". Before anything is unloaded the plan
 reads the host's facts afresh (an earlier task may have changed them) and asks
 `provision.mgmt_driver_guard`: if the interface carrying the SSH session uses the driver, the
 task fails with the guard's one-line reason unless `force_mgmt_driver_swap` is set.

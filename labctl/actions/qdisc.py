@@ -2,7 +2,7 @@
 
 The docker pattern from the blog this project grew from: every veth on docker0 gets `pfifo
 limit 100`, then `txqueuelen 0`, then its root qdisc deleted to get back to `noqueue`.
-Facts: DESIGN.md §4 (veth is noqueue by default; deleting the default fails with "Cannot
+Facts: docs/qdiscs.md (veth is noqueue by default; deleting the default fails with "Cannot
 delete qdisc with handle of zero", which means "already at the default").
 
 Plan: one read-only command (`ip -j link show`, `tc -s -j qdisc show`, the default_qdisc
@@ -46,7 +46,7 @@ MULTIQUEUE_KINDS = frozenset({"mq", "mqprio", "taprio", "multiq"})
 DEFAULT_QDISC_PATH = "/proc/sys/net/core/default_qdisc"
 # tc's answers meaning "this kernel has no such qdisc" (modern, then older iproute2).
 UNKNOWN_KIND_ERRORS = ("Specified qdisc kind is unknown", "Unknown qdisc")
-# `tc qdisc del dev X root` on the kernel's default: "already at the default" (DESIGN §4).
+# `tc qdisc del dev X root` on the kernel's default: "already at the default" (docs/qdiscs.md).
 ALREADY_DEFAULT_ERRORS = ("Cannot delete qdisc with handle of zero", "No such file or directory")
 MARK = "@@labctl"
 
@@ -110,7 +110,7 @@ class QdiscArgs:
                 raise ValueError(
                     f"kind {kind} needs an explicit limit ({FIFO_KINDS[kind]}): without one a "
                     "fifo takes the interface's txqueuelen as its limit, and txqueuelen may "
-                    "be 0 (DESIGN.md §4)"
+                    "be 0 (docs/qdiscs.md)"
                 )
             if self.params:
                 raise ValueError(f"kind {kind} takes only limit, not {', '.join(self.params)}")

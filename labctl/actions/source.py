@@ -3,7 +3,7 @@
 A stamp file `<dest>/.labctl-source` says what was put there (`git <url> <commit>`, or
 `sha256:<hash>` of a directory's or tarball's content), so the plan costs one read of the
 stamp: same stamp, nothing to do. Directories travel as one tar stream: `scp -r` fails on
-netmap's non-regular file in LINUX/dkms (DESIGN.md section 7), and one stream is one round
+netmap's non-regular file in LINUX/dkms (docs/netmap.md), and one stream is one round
 trip. A new tree is unpacked beside `dest` and swapped in, so a failed extract or checkout
 never leaves half a tree, and a directory labctl did not put there is never replaced.
 """

@@ -2,7 +2,7 @@
 
 The plan reads /proc/sys (and the file when persisting) and changes only what differs.
 Many net.* sysctls are per network namespace, and a few (net.core.default_qdisc) exist only
-in the initial one: on the namespace lab they are absent, and the plan says so (DESIGN §4).
+in the initial one: on the namespace lab they are absent, and the plan says so (docs/qdiscs.md).
 """
 
 from __future__ import annotations

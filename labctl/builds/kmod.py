@@ -1,5 +1,5 @@
 """Build once, install many: an out-of-tree module built on the controller, for hosts that run
-a kernel release whose headers the controller has (DESIGN.md section 7: a module builds ~15x
+a kernel release whose headers the controller has (docs/labs.md: a module builds ~15x
 faster here than inside a TCG VM, and eight identical hosts need one build, not eight).
 
 The build is keyed exactly as the kmod action keys a host's cache entry (`kmod.cache_key`:

@@ -13,7 +13,7 @@ from labctl.errors import InputError
 from labctl.inventory import Inventory
 from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
 from labctl.playbook import load_playbook
-from labctl.runner import RunOptions, run_playbook
+from labctl.runner import QuietReporter, RunOptions, run_playbook
 
 
 def find_playbook(name: str) -> str:
@@ -117,7 +117,7 @@ def run_play(
     as_json: bool,
     forks: int,
 ) -> None:
-    from labctl.views.play import QuietReporter, TerminalReporter, run_as_json
+    from labctl.views.play import TerminalReporter, run_as_json
 
     book = load_playbook(playbook)
     options = RunOptions(

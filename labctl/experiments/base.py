@@ -1,6 +1,6 @@
 """What every experiment shares: a parameter matrix, interleaved repeats, a stored sweep.
 
-Trials are interleaved and repeated in shuffled order (DESIGN 5: 3 repeats cannot resolve
+Trials are interleaved and repeated in shuffled order (docs/reuseport.md: 3 repeats cannot resolve
 effects under ~20% here; slow drift of the machine must not line up with one configuration),
 after one warm-up trial that is stored but never counted. Each trial is committed as it
 ends; SIGINT or SIGTERM stops the sweep, cleans the hosts, and keeps what was measured.

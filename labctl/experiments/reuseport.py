@@ -149,7 +149,8 @@ class ReuseportSweep:
 
     # -- setup
     def build(self) -> None:
-        """Workloads are compiled on the hosts that run them (DESIGN: Python drives, C measures)."""
+        """Workloads are compiled on the hosts that run them (docs/architecture.md: Python
+        drives, C measures)."""
         digest = directory_digest(self.workloads_dir).removeprefix("sha256:")[:12]
         self.bin_dir = f"{WORK}/build/workloads-{digest}"
         hosts = [self.server, *self.clients]

@@ -1,6 +1,6 @@
 """The VM lab's base image: Debian's own packages, built once, cached by its recipe's hash.
 
-DESIGN.md section 7: `mmdebstrap` (minbase; bookworm + updates + security) with sshd, the
+docs/labs.md: `mmdebstrap` (minbase; bookworm + updates + security) with sshd, the
 build tools, kmod, iproute2, ethtool and Debian's `linux-image-amd64` plus the headers of
 exactly the release it installed (worked out inside the build: Debian replaces old kernel
 packages, so a release cannot be pinned in the recipe); `mke2fs -t ext4 -d` (no loop
@@ -115,7 +115,7 @@ DHCP=ipv4
 LinkLocalAddressing=no
 """
 
-# Names by PCI address (enp0s3, enp0s4), as DESIGN.md section 7 asks: on QEMU's pc machine
+# Names by PCI address (enp0s3, enp0s4), as docs/labs.md asks: on QEMU's pc machine
 # the slot policy would win and give ens3/ens4 (ACPI hotplug slots). No "keep": a name the
 # initramfs's udev gave is replaced too.
 NAMES_LINK = """\

@@ -1,6 +1,6 @@
 """The VM lab: QEMU virtual machines booting Debian's own kernel, so modules really load.
 
-DESIGN.md section 7 has the measured recipe. Each VM boots the cached base image's kernel
+docs/labs.md has the measured recipe. Each VM boots the cached base image's kernel
 directly (`-kernel`/`-initrd`, root=/dev/vda) from its own qcow2 overlay, with:
 - a management NIC, virtio-net at PCI slot 3 (`enp0s3`), on QEMU user networking with
   `restrict=on` (no route out) and `hostfwd=tcp:127.0.0.1:<port>-:22`: SSH is 127.0.0.1:<port>;

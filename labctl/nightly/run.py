@@ -84,8 +84,7 @@ def run_experiment(
 def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list[str]:
     """Run playbooks/provision.yml with the suite's tags; the failures, one line each."""
     from labctl.playbook import load_playbook
-    from labctl.runner import RunOptions, run_playbook
-    from labctl.views.play import QuietReporter
+    from labctl.runner import QuietReporter, RunOptions, run_playbook
 
     book = load_playbook(PROVISION_PLAYBOOK)
     options = RunOptions(limit=hosts, tags=frozenset(suite.provision_tags))

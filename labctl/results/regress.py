@@ -7,7 +7,7 @@ Everything else that differs between two runs (a tuning knob, a sysctl, a driver
 does not break the history; it is listed as a likely cause of whatever changed.
 
 A metric regresses only when the change in the bad direction is beyond a threshold *and* the
-Mann-Whitney test on the trials says it is not noise (DESIGN 5: spreads of 3-23% between
+Mann-Whitney test on the trials says it is not noise (docs/reuseport.md: spreads of 3-23% between
 repeats here, so neither test alone is enough). Invalid and warm-up trials never count.
 """
 

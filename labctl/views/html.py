@@ -177,7 +177,7 @@ def _verdict_row(v: MetricVerdict) -> dict[str, Any]:
 
 
 def _validity(trials: Sequence[TrialRecord]) -> dict[str, Any]:
-    """Counts per kind and why trials were invalid; warm-ups never count (DESIGN 5)."""
+    """Counts per kind and why trials were invalid; warm-ups never count (docs/reuseport.md)."""
     kinds: dict[str, dict[str, int]] = {}
     reasons: dict[str, list[int]] = defaultdict(list)
     for t in trials:

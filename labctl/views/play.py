@@ -116,16 +116,6 @@ class TerminalReporter:
         self.console.print(table)
 
 
-class QuietReporter:
-    """For --json: nothing on the terminal while running."""
-
-    def play_start(self, play: Play, hosts: list[str]) -> None: ...
-    def task_start(self, play: Play, task_name: str, hosts: list[str]) -> None: ...
-    def host_progress(self, host: str, text: str) -> None: ...
-    def host_done(self, result: TaskHostResult) -> None: ...
-    def task_done(self) -> None: ...
-
-
 def run_as_json(run: PlaybookRun) -> str:
     doc: dict[str, Any] = {
         "results": [dataclasses.asdict(r) for r in run.results],

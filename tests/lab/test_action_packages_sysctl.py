@@ -245,7 +245,7 @@ def test_sysctl_persist_edits_only_its_line(lab: NamespaceLab, tmp_path: Path) -
 
 
 def test_sysctl_missing_in_a_namespace_fails_in_one_line(lab: NamespaceLab, tmp_path: Path) -> None:
-    # net.core.default_qdisc exists only in the initial network namespace (DESIGN §4).
+    # net.core.default_qdisc exists only in the initial network namespace (docs/qdiscs.md).
     with pytest.raises(ValueError) as exc:
         run_action(
             SysctlAction(),

@@ -19,8 +19,7 @@ from labctl.actions.base import ActionFailed, ActionResult, TaskContext, run_act
 from labctl.actions.qdisc import QdiscAction
 from labctl.playbook import load_playbook
 from labctl.remote import CommandResult, HostConnection, command_text
-from labctl.runner import RunOptions, run_playbook
-from labctl.views.play import QuietReporter
+from labctl.runner import QuietReporter, RunOptions, run_playbook
 
 from .conftest import NamespaceLab
 
@@ -124,7 +123,7 @@ def test_a_qdisc_attached_at_txqueuelen_0_keeps_it(lab: NamespaceLab, tmp_path: 
 @pytest.mark.usefixtures("restore_eth0")
 def test_del_at_the_default_is_ok(lab: NamespaceLab, tmp_path: Path) -> None:
     srv1 = lab.host("srv1")
-    # The measured fact this relies on (DESIGN §4): tc refuses, rc 2.
+    # The measured fact this relies on (docs/qdiscs.md): tc refuses, rc 2.
     res = srv1.run(["tc", "qdisc", "del", "dev", "eth0", "root"])
     assert (res.exit_status, res.stderr.strip()) == (
         2,

@@ -46,7 +46,7 @@ def test_root_qdiscs_compared_with_their_stats_stored(lab: NamespaceLab, tmp_pat
         if name != "noqueue":  # noqueue has no queue to count in
             assert udp["metrics"]["qdisc_packets"] > 0.5 * udp["metrics"]["pps"]
     fq = measured[("fq_codel", "tcp")]
-    if not fq["valid"]:  # this kernel has no fq_codel (DESIGN 4)
+    if not fq["valid"]:  # this kernel has no fq_codel (docs/qdiscs.md)
         assert fq["reason"].startswith("skipped: srv1: veth2: qdisc kind 'fq_codel'")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     with sqlite3.connect(store) as db:

@@ -7,12 +7,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import labctl_argv
 
 from .conftest import NamespaceLab
 
@@ -159,9 +160,7 @@ def test_sigterm_mid_sweep_keeps_finished_trials_and_leaves_no_process(
 ) -> None:
     store = tmp_path / "r.db"
     argv = [
-        sys.executable,
-        "-c",
-        "from labctl.cli import main; main()",
+        *labctl_argv(),
         "experiment",
         "reuseport",
         "-i",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from junitparser import Failure, JUnitXml
 
 from labctl.actions.base import TaskContext, run_action
 from labctl.actions.process import ProcessAction
+from tests.support import labctl_argv
 
 from .conftest import NamespaceLab
 
@@ -42,7 +42,7 @@ def suite(tmp_path: Path, name: str, duration: float = 1, repeat: int = 4, extra
 
 def nightly_argv(lab: NamespaceLab, suite_file: Path, store: Path, *more: str) -> list[str]:
     return [
-        sys.executable, "-c", "from labctl.cli import main; main()", "nightly",
+        *labctl_argv("nightly"),
         "-i", str(lab.inventory_path), "--suite", str(suite_file), "--store", str(store),
         *more,
     ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The C workloads (workloads/*.c) on the namespace lab: built on the hosts, run over SSH.
 
 reuseport_server runs on srv1, conn_client on cli1, against srv1's lab address. What is
-checked comes from DESIGN.md section 5: the server's accept count reconciles with the client's
+checked comes from docs/reuseport.md: the server's accept count reconciles with the client's
 connection count, workers are really pinned, the cBPF program steers each connection to the
 worker on the CPU that received it, a port with a listener is refused, and listen(fd, 5) shows
 up as TcpExtListenOverflows in srv1's own network namespace.
@@ -200,7 +200,7 @@ def test_mode_accepts_reconcile_with_the_client(
         assert wk["cpus_seen"] == [wk["cpu_pinned"]], f"worker not pinned: {wk}"
         assert wk["errors"] == {}
         assert wk["incoming_cpu_samples"] == wk["accepts"]
-    # A valid trial drops no connection at the listener (DESIGN.md 5).
+    # A valid trial drops no connection at the listener (docs/reuseport.md).
     assert overflows == 0
 
     maxseg = client["maxseg"]

@@ -30,15 +30,8 @@ from labctl.actions.base import (
     run_action,
 )
 from labctl.actions.driver_guard import cancel_revert_command, mgmt_driver_guard, revert_command
-from labctl.actions.kmod import (
-    SOURCE_PATTERNS,
-    KmodAction,
-    KmodArgs,
-    KmodPlan,
-    cache_key,
-    parse_probe,
-    probe_script,
-)
+from labctl.actions.kmod import KmodAction, KmodPlan
+from labctl.actions.kmod_host import SOURCE_PATTERNS, KmodArgs, cache_key, parse_probe, probe_script
 from labctl.facts.host import HostFacts, Interface, installed_header_releases, parse_host_facts
 from labctl.facts.modules import explain_insmod_failure, lockdown_mode, vermagic_matches
 from labctl.remote import CommandResult, command_text

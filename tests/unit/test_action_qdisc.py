@@ -554,7 +554,7 @@ def args_error(raw: dict[str, Any]) -> str:
 def test_fifo_without_limit_is_refused_with_the_reason(kind: str, unit: str) -> None:
     assert args_error({"interfaces": "eth0", "kind": kind}) == (
         f"qdisc: kind {kind} needs an explicit limit ({unit}): without one a fifo takes the "
-        "interface's txqueuelen as its limit, and txqueuelen may be 0 (DESIGN.md §4)"
+        "interface's txqueuelen as its limit, and txqueuelen may be 0 (docs/qdiscs.md)"
     )
 
 

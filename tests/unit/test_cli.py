@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, run_labctl
 
 
 def labctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from labctl.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    return run_labctl(*args, timeout=60, cwd=ROOT)
 
 
 def test_yaml_error_is_one_line_with_file_and_line(tmp_path: Path) -> None:

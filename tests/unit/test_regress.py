@@ -54,7 +54,7 @@ def fingerprint(experiment: str, params: Mapping[str, Any], hosts: Any) -> Finge
 
 FACTS = Path(__file__).parent / "data" / "facts" / "lab-veth-host.txt"
 
-# conn/s of the shared mode, 2 workers, on the 2-core lab (DESIGN 5: ~27.7k, spread 3-23%)
+# conn/s of the shared mode, 2 workers, on the 2-core lab (docs/reuseport.md: ~27.7k, spread 3-23%)
 BASELINE_A = [27_710.0, 26_950.0, 28_400.0, 27_120.0, 29_050.0]
 BASELINE_B = [27_480.0, 26_300.0, 28_820.0, 27_900.0, 25_980.0]
 HALVED = [13_820.0, 14_150.0, 13_400.0, 14_600.0, 13_990.0, 12_870.0]
