@@ -25,7 +25,6 @@ shell it runs on a host are in labctl/actions/netmap_host.py, the build in labct
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import shlex
@@ -82,6 +81,7 @@ from labctl.builds.builder import (
 )
 from labctl.builds.kmod import headers_dir
 from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached
+from labctl.digests import file_sha256
 from labctl.facts.modules import explain_insmod_failure, same_module, sysfs_name
 from labctl.failures import OWN_MARK
 from labctl.filelock import exclusive
@@ -124,11 +124,7 @@ def source_identity(ctx: TaskContext, args: NetmapArgs) -> str:
             raise ActionFailed(f"netmap: {path} has no LINUX/configure: not a netmap tree")
         return "sha256:" + directory_digest(path, exclude=(".git",)).removeprefix("sha256:")
     if path.is_file() and tarball_suffix(path.name):
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return f"sha256:{h.hexdigest()}"
+        return f"sha256:{file_sha256(path)}"
     raise ActionFailed(f"netmap: src {path} is not a directory, a tarball or a git URL")
 
 

@@ -33,6 +33,7 @@ from labctl.actions.base import (
     TaskContext,
     step_failed,
 )
+from labctl.digests import file_sha256
 from labctl.remote import CommandResult, ShellScript
 
 STAMP_NAME = ".labctl-source"
@@ -40,7 +41,6 @@ TARBALL_SUFFIXES = {".tar": "", ".tar.gz": "-z", ".tgz": "-z", ".tar.xz": "-J"}
 _SCP_LIKE_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 _FULL_COMMIT = re.compile(r"^[0-9a-fA-F]{40}$")
 _SHORT_COMMIT = re.compile(r"^[0-9a-fA-F]{4,39}$")
-_CHUNK = 1 << 20
 APPLY_TIMEOUT = 1800.0  # a clone or a large upload; the plan's reads use the default
 
 
@@ -144,20 +144,12 @@ def _entry_record(entry: TreeEntry, content_sha256: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tree_digest(tree: Tree) -> str:
     """Hash over sorted relative paths, kinds, modes, file contents and link targets.
     Times and owners are left out: a touch or a fresh clone of the same content is no change."""
     h = hashlib.sha256()
     for entry in tree.entries:
-        h.update(_entry_record(entry, _file_sha256(entry.path) if entry.kind == "file" else ""))
+        h.update(_entry_record(entry, file_sha256(entry.path) if entry.kind == "file" else ""))
     return h.hexdigest()
 
 
@@ -412,7 +404,7 @@ class SourceAction(Action):
             raise ValueError("source: `exclude` applies to a directory src only")
         suffix = tarball_suffix(path.name)
         if path.is_file() and suffix:
-            return _LocalSource(path, f"sha256:{_file_sha256(path)}", None, suffix)
+            return _LocalSource(path, f"sha256:{file_sha256(path)}", None, suffix)
         if path.exists():
             raise ValueError(
                 f"source: {path} is neither a directory nor a tarball "

@@ -40,6 +40,7 @@ from labctl.builds.netmap import (
     make_script,
     parse_collected,
 )
+from labctl.digests import file_sha256
 from labctl.errors import LabctlError
 from labctl.filelock import exclusive
 from labctl.remote import CommandResult, HostConnection, ShellScript
@@ -195,14 +196,6 @@ def install_tarball(cache: Path, build: NetmapBuild, out: Path) -> None:
             info.uname = info.gname = ""
             with (entry / name).open("rb") as fh:
                 tar.addfile(info, fh)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- the controller

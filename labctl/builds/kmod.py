@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.digests import file_sha256
 from labctl.errors import LabctlError
 from labctl.failures import explain
 from labctl.filelock import exclusive
@@ -56,14 +57,6 @@ def source_hash(root: Path, patterns: Sequence[str]) -> str:
         for n in names
     )
     return hashlib.sha256(listing).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def kernel_dir_candidates(release: str, kernel_dir: str | None) -> list[str]:

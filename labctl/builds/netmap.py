@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl.digests import file_sha256
 from labctl.failures import CONFIG_LOG_MARK, OWN_MARK
 
 KEY_VERSION = "labctl-netmap-v1"  # bump to invalidate every cached build
@@ -283,17 +284,9 @@ def load_cached(cache_dir: Path, key: str) -> NetmapBuild | None:
         return None
     for a in build.artifacts:
         path = entry / a.name
-        if not path.is_file() or _sha256(path) != a.sha256:
+        if not path.is_file() or file_sha256(path) != a.sha256:
             return None
     return build
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_key_value_lines(text: str) -> dict[str, str]:

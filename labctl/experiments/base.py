@@ -36,11 +36,29 @@ class ExperimentError(LabctlError):
     """The experiment cannot go on (a busy port, a workload that does not start, ...)."""
 
 
-def experiment_hosts(inventory: Any, server: str | None, clients: str) -> list[Host]:
-    """The hosts an experiment runs on: its server (default: the first of `servers`) and the
-    hosts of the `clients` pattern. What a run must lock."""
-    servers = [inventory.host(server)] if server else list(inventory.select("servers"))[:1]
-    return list({h.name: h for h in [*servers, *inventory.select(clients)]}.values())
+def server_host(inventory: Inventory, server: str | None) -> Host:
+    """The experiment's server: the one named, else the first host of group `servers`."""
+    if server:
+        return inventory.host(server)
+    found = next(iter(inventory.select("servers")), None)
+    if found is None:
+        raise ExperimentError("no server: name one with --server or a `servers` group")
+    return found
+
+
+def client_hosts(inventory: Inventory, clients: str, server: Host) -> list[Host]:
+    """The hosts of the `clients` pattern but the server; at least one."""
+    found = [h for h in inventory.select(clients) if h.name != server.name]
+    if not found:
+        raise ExperimentError(f"no client host in {clients!r} besides {server.name}")
+    return found
+
+
+def experiment_hosts(inventory: Inventory, server: str | None, clients: str) -> list[Host]:
+    """The hosts an experiment runs on: its server and the hosts of the `clients` pattern.
+    What a run must lock."""
+    first = server_host(inventory, server)
+    return list({h.name: h for h in [first, *inventory.select(clients)]}.values())
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,11 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
+    client_hosts,
     option,
     plan_trials,
     run_sweep,
+    server_host,
 )
 from labctl.experiments.pktgen_tool import (
     PktgenError,
@@ -553,10 +555,5 @@ class Pktgen(Experiment):
 
 def _pair(inventory: Inventory, server: str | None, clients: str) -> tuple[Host, Host]:
     """(receiver, sender): the server, and the first client that is not it."""
-    receiver = inventory.host(server) if server else next(iter(inventory.select("servers")), None)
-    if receiver is None:
-        raise ExperimentError("no server: name one with --server or a `servers` group")
-    sender = next((h for h in inventory.select(clients) if h.name != receiver.name), None)
-    if sender is None:
-        raise ExperimentError(f"no sender host in {clients!r} besides {receiver.name}")
-    return receiver, sender
+    receiver = server_host(inventory, server)
+    return receiver, client_hosts(inventory, clients, receiver)[0]

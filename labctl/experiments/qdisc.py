@@ -27,10 +27,12 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
+    client_hosts,
     option,
     plan_trials,
     run_params,
     run_sweep,
+    server_host,
 )
 from labctl.facts.host import gather_all
 from labctl.facts.qdisc import QdiscStat, qdisc_stats
@@ -329,14 +331,8 @@ class Qdisc(Experiment):
 
     def run(self, ctx: RunContext, options: QdiscOptions) -> SweepOutcome:
         inventory = ctx.inventory
-        receiver_host = (
-            inventory.host(ctx.server) if ctx.server else next(iter(inventory.select("servers")))
-        )
-        sender_host = next(
-            (h for h in inventory.select(ctx.clients) if h.name != receiver_host.name), None
-        )
-        if sender_host is None:
-            raise ExperimentError(f"no sender in {ctx.clients!r} besides {receiver_host.name}")
+        receiver_host = server_host(inventory, ctx.server)
+        sender_host = client_hosts(inventory, ctx.clients, receiver_host)[0]
         seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
         hosts = [receiver_host, sender_host]
         containers = ("c1", "c2")

@@ -30,10 +30,12 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
+    client_hosts,
     option,
     plan_trials,
     run_params,
     run_sweep,
+    server_host,
 )
 from labctl.experiments.pktgen import PKTGEN_KIND, PktgenOptions, PktgenTrials, pktgen_notes
 from labctl.experiments.reuseport_verdict import (
@@ -404,33 +406,29 @@ class Reuseport(Experiment):
     def run(self, ctx: RunContext, options: ReuseportOptions) -> SweepOutcome:
         """Select the hosts, record their facts, build the workloads, run the sweep."""
         inventory = ctx.inventory
-        server_host = (
-            inventory.host(ctx.server) if ctx.server else next(iter(inventory.select("servers")))
-        )
-        client_hosts = [h for h in inventory.select(ctx.clients) if h.name != server_host.name]
-        if not client_hosts:
-            raise ExperimentError(f"no client host in {ctx.clients!r} besides the server")
+        server = server_host(inventory, ctx.server)
+        clients = client_hosts(inventory, ctx.clients, server)
         seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
-        hosts = [server_host, *client_hosts]
+        hosts = [server, *clients]
         with Connections(hosts) as conns:
             facts = gather_all(conns)
             params = {
                 **run_params(options),
-                "server": server_host.name,
-                "clients": [h.name for h in client_hosts],
+                "server": server.name,
+                "clients": [h.name for h in clients],
             }
             run_id = ctx.store.start_run(self.spec.name, params, inventory.path, seed)
             ctx.store.add_hosts(
                 run_id,
                 {
-                    h.name: ("server" if h is server_host else "client", facts[h.name].to_dict())
+                    h.name: ("server" if h is server else "client", facts[h.name].to_dict())
                     for h in hosts
                 },
             )
             sweep = ReuseportSweep(
                 conns,
-                server_host.name,
-                [h.name for h in client_hosts],
+                server.name,
+                [h.name for h in clients],
                 facts,
                 options,
                 run_id,
@@ -439,8 +437,8 @@ class Reuseport(Experiment):
             # pkt-gen from the first client to the server, as `labctl experiment pktgen` runs it
             pktgen = PktgenTrials(
                 conns,
-                sender=client_hosts[0].name,
-                receiver=server_host.name,
+                sender=clients[0].name,
+                receiver=server.name,
                 facts=facts,
                 options=PktgenOptions(duration=max(0.5, options.duration)),
                 run_id=run_id,

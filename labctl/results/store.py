@@ -19,9 +19,9 @@ from typing import Any
 
 from labctl import __version__
 from labctl.errors import InputError
+from labctl.paths import DEFAULT_STORE
 from labctl.procs import controller_alive, controller_id
 
-DEFAULT_STORE = Path("results") / "labctl.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -21,6 +21,7 @@ from labctl.experiments.base import (
     plan_trials,
     run_params,
     run_sweep,
+    server_host,
 )
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections
@@ -55,11 +56,7 @@ class Echo(Experiment):
     Options = EchoOptions
 
     def run(self, ctx: RunContext, options: EchoOptions) -> SweepOutcome:
-        host = (
-            ctx.inventory.host(ctx.server)
-            if ctx.server
-            else next(iter(ctx.inventory.select("servers")))
-        )
+        host = server_host(ctx.inventory, ctx.server)
         seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
         with Connections([host]) as conns:
             run_id = ctx.store.start_run(

@@ -148,7 +148,7 @@ def _build(tmp_path: Path) -> tuple[NetmapBuild, Path]:
     artifacts = []
     for name in ("netmap.ko", "ixgbe.ko", "pkt-gen"):
         (files / name).write_bytes(name.encode() * 100)
-        from labctl.builds.builder import file_sha256
+        from labctl.digests import file_sha256
 
         artifacts.append(Artifact(name, file_sha256(files / name), REL if "ko" in name else ""))
     build = NetmapBuild(

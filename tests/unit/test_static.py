@@ -32,7 +32,18 @@ def test_ruff_passes() -> None:
 # docs/architecture.md: each room's floor; a module imports only from its floor and below.
 FLOORS: dict[str, int] = {
     **dict.fromkeys(
-        ["errors", "procs", "filelock", "stats", "yamlfile", "paths", "failures", "metrics"], 0
+        [
+            "errors",
+            "procs",
+            "filelock",
+            "stats",
+            "yamlfile",
+            "paths",
+            "failures",
+            "metrics",
+            "digests",
+        ],
+        0,
     ),
     **dict.fromkeys(["inventory", "templating", "remote"], 1),
     **dict.fromkeys(["facts", "labs", "results"], 2),
