@@ -11,38 +11,37 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import math
 import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import markupsafe
 
 from labctl.metrics import ExperimentSpec
-from labctl.results.history import HistoryPoint, RunComparison
+from labctl.results.history import RunComparison
 from labctl.results.regress import MetricVerdict, config_key
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary
+from labctl.views.plots import (
+    PlotGroup,
+    finite,
+    strip_plot,
+    trend_plot,
+)
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    pass
 
 # The colours a reader (and the browser test) looks for: the badge, and the plots' series.
 STATUS_COLORS: Mapping[str, str] = {"ok": "#2e7d32", "regression": "#c62828", "failed": "#757575"}
-SERIES_COLOR = "#1f5fa8"  # tonight's trial values, the trend lines
-BASELINE_COLOR = "#ef8a00"  # the baseline median
-_POINT_COLORS = {"regression": "#c62828", "improvement": "#2e7d32"}  # tonight on a trend plot
-_DPI = 100  # ~10-20 kB per small PNG: ten trend plots and the main plots stay well under 1 MB
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def _section_view(s: RunComparison) -> dict[str, Any]:
     for metric in dict.fromkeys(v.metric for v in s.verdicts):
         rows = [v for v in s.verdicts if v.metric == metric]
         groups = [
-            _Group(
+            PlotGroup(
                 short[v.config],
                 by_config.get((metric, v.config), []),
                 _median(v.baseline),
@@ -113,13 +112,13 @@ def _section_view(s: RunComparison) -> dict[str, Any]:
         main_plots.append(
             {
                 "metric": metric,
-                "src": _strip_plot(metric, rows[0].direction, groups, common) if drawn else "",
+                "src": strip_plot(metric, rows[0].direction, groups, common) if drawn else "",
             }
         )
     verdict_of = {(v.metric, v.config): v for v in s.verdicts}
     trend_plots = []
     for (metric, config), points in s.trends.items():
-        drawn = any(_finite(p.median) for p in points)
+        drawn = any(finite(p.median) for p in points)
         title = f"{metric} · {short.get(config, config)}"
         verdict = verdict_of.get((metric, config))
         trend_plots.append(
@@ -127,7 +126,7 @@ def _section_view(s: RunComparison) -> dict[str, Any]:
                 "metric": metric,
                 "config": config,
                 "runs": len(points),
-                "src": _trend_plot(title, points, s.run.id, verdict) if drawn else "",
+                "src": trend_plot(title, points, s.run.id, verdict) if drawn else "",
             }
         )
     counts = [(k, sum(1 for v in s.verdicts if v.verdict == k)) for k in _VERDICT_ORDER]
@@ -267,35 +266,6 @@ def _values_by_config(
     return out
 
 
-# ---------------------------------------------------------------------------- plots
-
-
-@contextmanager
-def _figure(width: float, height: float) -> Iterator[Figure]:
-    # A bare Figure, not pyplot: nothing enters pyplot's global figure registry (so nothing to
-    # leak or close) and the caller's backend is left alone.
-    from matplotlib import rc_context
-    from matplotlib.figure import Figure
-
-    with rc_context({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8}):
-        yield Figure(figsize=(width, height), dpi=_DPI)
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    fig.clear()
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-@dataclass(frozen=True)
-class _Group:
-    label: str
-    values: Sequence[float]  # tonight's counted trials
-    baseline: float | None  # the baseline median
-    verdict: str
-
-
 def _short_configs(configs: Sequence[str]) -> tuple[str, dict[str, str]]:
     """The words every configuration shares ("accept workers=2"), and each one without them
     ("mode=shared"): full keys do not fit under a small plot."""
@@ -308,110 +278,7 @@ def _short_configs(configs: Sequence[str]) -> tuple[str, dict[str, str]]:
     return " ".join(common), short
 
 
-def _strip_plot(metric: str, direction: str, groups: Sequence[_Group], common: str) -> str:
-    """Tonight's valid trials per configuration (box + points) and the baseline median."""
-    width = min(9.0, max(3.4, 1.0 + 1.1 * len(groups)))
-    with _figure(width, 2.6) as fig:
-        ax = fig.subplots()
-        xs = list(range(1, len(groups) + 1))
-        boxed = [(x, list(g.values)) for x, g in zip(xs, groups, strict=True) if g.values]
-        if boxed:
-            ax.boxplot(
-                [vals for _, vals in boxed],
-                positions=[x for x, _ in boxed],
-                widths=0.5,
-                showfliers=False,  # the points themselves are drawn
-                medianprops={"color": SERIES_COLOR, "linewidth": 2},
-                boxprops={"color": "#888888"},
-                whiskerprops={"color": "#888888"},
-                capprops={"color": "#888888"},
-            )
-        for x, vals in boxed:
-            # An even spread, not random jitter: the same data draws the same picture.
-            offsets = [-0.18 + 0.36 * i / (len(vals) - 1) for i in range(len(vals))]
-            ax.scatter(
-                [x + o for o in offsets] if len(vals) > 1 else [x],
-                vals,
-                s=14,
-                color=SERIES_COLOR,
-                zorder=3,
-            )
-        base = [(x, g.baseline) for x, g in zip(xs, groups, strict=True) if _finite(g.baseline)]
-        if base:
-            ax.scatter(
-                [x for x, _ in base],
-                [b for _, b in base],
-                marker="D",
-                s=40,
-                color=BASELINE_COLOR,
-                edgecolors="black",
-                linewidths=0.6,
-                zorder=4,
-                label="baseline median",
-            )
-            ax.legend(loc="lower right", fontsize=7)
-        labels = [_mpl_text(g.label) for g in groups]
-        long = max(map(len, labels)) > 60 / len(groups)
-        ax.set_xticks(xs)
-        ax.set_xticklabels(labels, rotation=15 if long else 0, ha="right" if long else "center")
-        for tick, g in zip(ax.get_xticklabels(), groups, strict=True):
-            if g.verdict in _POINT_COLORS:
-                tick.set_color(_POINT_COLORS[g.verdict])
-                tick.set_fontweight("bold")
-        ax.set_xlim(0.4, len(groups) + 0.6)
-        tops = [v for g in groups for v in g.values] + [b for _, b in base]
-        _from_zero(ax, tops)
-        if common:
-            ax.set_xlabel(_mpl_text(common))
-        ax.set_title(_mpl_text(f"{metric} ({direction} is better)"))
-        ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        return _png(fig)
-
-
-def _trend_plot(
-    title: str, points: Sequence[HistoryPoint], run_id: int, verdict: MetricVerdict | None
-) -> str:
-    """Median per run over the history, tonight's point drawn large in its verdict's colour."""
-    with _figure(3.3, 2.0) as fig:
-        ax = fig.subplots()
-        xs = list(range(len(points)))
-        ys = [p.median if _finite(p.median) else math.nan for p in points]  # NaN: a gap
-        ax.plot(xs, ys, color=SERIES_COLOR, linewidth=2, marker="o", markersize=3)
-        base = _median(verdict.baseline) if verdict is not None else None
-        if _finite(base):
-            ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.2)
-        tonight = next((i for i, p in enumerate(points) if p.run_id == run_id), len(points) - 1)
-        if xs and _finite(ys[tonight]):
-            color = _POINT_COLORS.get(verdict.verdict if verdict else "", SERIES_COLOR)
-            ax.scatter([tonight], [ys[tonight]], s=60, color=color, edgecolors="black", zorder=4)
-        step = max(1, math.ceil(len(points) / 8))
-        ax.set_xticks(xs[::step])
-        ax.set_xticklabels([str(p.run_id) for p in points][::step])
-        ax.set_xlabel("run")
-        _from_zero(ax, [y for y in ys if _finite(y)] + ([base] if _finite(base) else []))
-        ax.set_title(_mpl_text(_shorten(title, 48)))
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        return _png(fig)
-
-
-def _from_zero(ax: Axes, values: Sequence[float]) -> None:
-    """From 0, as the sweep plot: differences at their true size; headroom for the markers."""
-    if not values or min(values) < 0:
-        return  # a metric that can be negative keeps matplotlib's own limits
-    ax.set_ylim(0, max(values) * 1.12 or 1.0)
-
-
-def _mpl_text(text: str) -> str:
-    return text.replace("$", r"\$")  # a lone $ would start mathtext and fail the whole plot
-
-
 # ---------------------------------------------------------------------------- formatting
-
-
-def _finite(x: float | None) -> TypeGuard[float]:
-    return x is not None and math.isfinite(x)
 
 
 def _median(s: Summary | None) -> float | None:
@@ -453,10 +320,6 @@ def _show_lines(value: Any) -> str:
     if isinstance(value, Mapping) and value:
         return "\n".join(f"{k}: {_show(v)}" for k, v in value.items())
     return _show(value)
-
-
-def _shorten(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _when(t: float | None) -> str:

@@ -1,13 +1,28 @@
-"""An experiment's main plot (its spec's `plot`): each `y` metric against `x`, one line per
-`series`, medians with IQR bars, axes from zero; a categorical `x` (qdisc names) gives bars."""
+"""Every plot labctl draws. An experiment's main plot (its spec's `plot`): each `y` metric
+against `x`, one line per `series`, medians with IQR bars, axes from zero; a categorical `x`
+(qdisc names) gives bars. The report's plots, embedded in the page as PNG data URIs: tonight's
+trials per configuration against the baseline median (`strip_plot`), and a metric's median
+run after run (`trend_plot`). Bare matplotlib Figures throughout: no pyplot state."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import io
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
 
 from labctl.experiments.summary import ConfigSummary
 from labctl.metrics import ExperimentSpec
+from labctl.results.history import HistoryPoint
+from labctl.results.regress import MetricVerdict
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _numeric(values: Sequence[object]) -> bool:
@@ -74,3 +89,144 @@ def plot_run(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+# ---------------------------------------------------------------------------- the report's plots
+
+SERIES_COLOR = "#1f5fa8"  # tonight's trial values, the trend lines
+BASELINE_COLOR = "#ef8a00"  # the baseline median
+POINT_COLORS = {"regression": "#c62828", "improvement": "#2e7d32"}  # tonight on a trend plot
+DPI = 100  # ~10-20 kB per small PNG: ten trend plots and the main plots stay well under 1 MB
+
+
+@contextmanager
+def figure(width: float, height: float) -> Iterator[Figure]:
+    # A bare Figure, not pyplot: nothing enters pyplot's global figure registry (so nothing to
+    # leak or close) and the caller's backend is left alone.
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    with rc_context({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8}):
+        yield Figure(figsize=(width, height), dpi=DPI)
+
+
+def png_data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.clear()
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class PlotGroup:
+    label: str
+    values: Sequence[float]  # tonight's counted trials
+    baseline: float | None  # the baseline median
+    verdict: str
+
+
+def strip_plot(metric: str, direction: str, groups: Sequence[PlotGroup], common: str) -> str:
+    """Tonight's valid trials per configuration (box + points) and the baseline median."""
+    width = min(9.0, max(3.4, 1.0 + 1.1 * len(groups)))
+    with figure(width, 2.6) as fig:
+        ax = fig.subplots()
+        xs = list(range(1, len(groups) + 1))
+        boxed = [(x, list(g.values)) for x, g in zip(xs, groups, strict=True) if g.values]
+        if boxed:
+            ax.boxplot(
+                [vals for _, vals in boxed],
+                positions=[x for x, _ in boxed],
+                widths=0.5,
+                showfliers=False,  # the points themselves are drawn
+                medianprops={"color": SERIES_COLOR, "linewidth": 2},
+                boxprops={"color": "#888888"},
+                whiskerprops={"color": "#888888"},
+                capprops={"color": "#888888"},
+            )
+        for x, vals in boxed:
+            # An even spread, not random jitter: the same data draws the same picture.
+            offsets = [-0.18 + 0.36 * i / (len(vals) - 1) for i in range(len(vals))]
+            ax.scatter(
+                [x + o for o in offsets] if len(vals) > 1 else [x],
+                vals,
+                s=14,
+                color=SERIES_COLOR,
+                zorder=3,
+            )
+        base = [(x, g.baseline) for x, g in zip(xs, groups, strict=True) if finite(g.baseline)]
+        if base:
+            ax.scatter(
+                [x for x, _ in base],
+                [b for _, b in base],
+                marker="D",
+                s=40,
+                color=BASELINE_COLOR,
+                edgecolors="black",
+                linewidths=0.6,
+                zorder=4,
+                label="baseline median",
+            )
+            ax.legend(loc="lower right", fontsize=7)
+        labels = [mpl_text(g.label) for g in groups]
+        long = max(map(len, labels)) > 60 / len(groups)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=15 if long else 0, ha="right" if long else "center")
+        for tick, g in zip(ax.get_xticklabels(), groups, strict=True):
+            if g.verdict in POINT_COLORS:
+                tick.set_color(POINT_COLORS[g.verdict])
+                tick.set_fontweight("bold")
+        ax.set_xlim(0.4, len(groups) + 0.6)
+        tops = [v for g in groups for v in g.values] + [b for _, b in base]
+        from_zero(ax, tops)
+        if common:
+            ax.set_xlabel(mpl_text(common))
+        ax.set_title(mpl_text(f"{metric} ({direction} is better)"))
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        return png_data_uri(fig)
+
+
+def trend_plot(
+    title: str, points: Sequence[HistoryPoint], run_id: int, verdict: MetricVerdict | None
+) -> str:
+    """Median per run over the history, tonight's point drawn large in its verdict's colour."""
+    with figure(3.3, 2.0) as fig:
+        ax = fig.subplots()
+        xs = list(range(len(points)))
+        ys = [p.median if finite(p.median) else math.nan for p in points]  # NaN: a gap
+        ax.plot(xs, ys, color=SERIES_COLOR, linewidth=2, marker="o", markersize=3)
+        base = verdict.baseline.median if verdict is not None and verdict.baseline else None
+        if finite(base):
+            ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.2)
+        tonight = next((i for i, p in enumerate(points) if p.run_id == run_id), len(points) - 1)
+        if xs and finite(ys[tonight]):
+            color = POINT_COLORS.get(verdict.verdict if verdict else "", SERIES_COLOR)
+            ax.scatter([tonight], [ys[tonight]], s=60, color=color, edgecolors="black", zorder=4)
+        step = max(1, math.ceil(len(points) / 8))
+        ax.set_xticks(xs[::step])
+        ax.set_xticklabels([str(p.run_id) for p in points][::step])
+        ax.set_xlabel("run")
+        from_zero(ax, [y for y in ys if finite(y)] + ([base] if finite(base) else []))
+        ax.set_title(mpl_text(shorten(title, 48)))
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        return png_data_uri(fig)
+
+
+def from_zero(ax: Axes, values: Sequence[float]) -> None:
+    """From 0, as the sweep plot: differences at their true size; headroom for the markers."""
+    if not values or min(values) < 0:
+        return  # a metric that can be negative keeps matplotlib's own limits
+    ax.set_ylim(0, max(values) * 1.12 or 1.0)
+
+
+def mpl_text(text: str) -> str:
+    return text.replace("$", r"\$")  # a lone $ would start mathtext and fail the whole plot
+
+
+def finite(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x)
+
+
+def shorten(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl.views.html import BASELINE_COLOR, SERIES_COLOR, STATUS_COLORS, write_html
+from labctl.views.html import STATUS_COLORS, write_html
+from labctl.views.plots import BASELINE_COLOR, SERIES_COLOR
 from tests.report.synthetic import nightly_report
 
 CHROMIUM = Path("/usr/bin/chromium")
