@@ -46,11 +46,11 @@ from labctl.actions.kmod_host import (
     CacheEntry,
     KmodArgs,
     KmodProbe,
-    _parse_vermagic,
     build_script,
     cache_key,
     check_copy_script,
     parse_probe,
+    parse_vermagic,
     prepare_script,
     probe_script,
     record_loaded_script,
@@ -228,7 +228,7 @@ class KmodAction(Action):
                 if not res.ok:
                     what = f"{host}: building {args.name} for {args.kernel_release}"
                     return failed_result(plan.changes, output, res, what)
-                vermagic = _parse_vermagic(res.stdout)
+                vermagic = parse_vermagic(res.stdout)
                 if not vermagic_matches(vermagic, args.kernel_release):
                     entry = posixpath.dirname(str(output["ko"]))
                     ctx.conn.run(["rm", "-rf", f"{entry}.build"])

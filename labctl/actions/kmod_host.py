@@ -29,7 +29,7 @@ SOURCE_PATTERNS = ("*.[chS]", "Kbuild", "Makefile", "*.mk")  # what a Kbuild mod
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 _MARK = OWN_MARK  # prefix of this action's own error lines in a step's output
-_VERMAGIC_MARK = "@@vermagic "
+VERMAGIC_MARK = "@@vermagic "
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def build_script(args: KmodArgs, entry: CacheEntry, kernel_dir: str) -> str:
             shlex.join(make),
             f'[ -f "$b"/{q(ko)} ] || {{ echo "{_MARK}make built no {ko} '
             f'(does Kbuild say obj-m := {args.name}.o?)" >&2; exit 1; }}',
-            f'printf "{_VERMAGIC_MARK}%s\\n" "$(modinfo -F vermagic "$b"/{q(ko)})"',
+            f'printf "{VERMAGIC_MARK}%s\\n" "$(modinfo -F vermagic "$b"/{q(ko)})"',
             "trap - EXIT",
         ]
     )
@@ -272,10 +272,10 @@ def check_copy_script(ko: str, sha256: str) -> str:
     return (
         f'h=$(sha256sum {q(ko)} | cut -d" " -f1); [ "$h" = {q(sha256)} ] || '
         f"{{ {mismatch} >&2; exit 1; }}; "
-        f'printf "{_VERMAGIC_MARK}%s\\n" "$(modinfo -F vermagic {q(ko)})"'
+        f'printf "{VERMAGIC_MARK}%s\\n" "$(modinfo -F vermagic {q(ko)})"'
     )
 
 
-def _parse_vermagic(stdout: str) -> str:
-    lines = [line for line in stdout.splitlines() if line.startswith(_VERMAGIC_MARK)]
-    return lines[-1][len(_VERMAGIC_MARK) :].strip() if lines else ""
+def parse_vermagic(stdout: str) -> str:
+    lines = [line for line in stdout.splitlines() if line.startswith(VERMAGIC_MARK)]
+    return lines[-1][len(VERMAGIC_MARK) :].strip() if lines else ""

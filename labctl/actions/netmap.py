@@ -58,7 +58,7 @@ from labctl.actions.netmap_host import (
 from labctl.actions.packages import PackagesAction
 from labctl.actions.process import ProcessAction
 from labctl.actions.source import (
-    _FULL_COMMIT,
+    FULL_COMMIT,
     SourceAction,
     directory_digest,
     is_git_url,
@@ -108,7 +108,7 @@ def source_identity(ctx: TaskContext, args: NetmapArgs) -> str:
     assert args.src is not None
     if is_git_url(args.src):
         assert args.ref is not None
-        if _FULL_COMMIT.match(args.ref):
+        if FULL_COMMIT.match(args.ref):
             return f"git {args.src} {args.ref.lower()}"
         argv = ["git", "ls-remote", "--", args.src, args.ref, f"{args.ref}^{{}}"]
         commit = _ls_remote_controller(argv, args.ref)

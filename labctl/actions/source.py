@@ -39,7 +39,7 @@ from labctl.remote import CommandResult, ShellScript
 STAMP_NAME = ".labctl-source"
 TARBALL_SUFFIXES = {".tar": "", ".tar.gz": "-z", ".tgz": "-z", ".tar.xz": "-J"}
 _SCP_LIKE_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
-_FULL_COMMIT = re.compile(r"^[0-9a-fA-F]{40}$")
+FULL_COMMIT = re.compile(r"^[0-9a-fA-F]{40}$")
 _SHORT_COMMIT = re.compile(r"^[0-9a-fA-F]{4,39}$")
 APPLY_TIMEOUT = 1800.0  # a clone or a large upload; the plan's reads use the default
 
@@ -350,7 +350,7 @@ class SourceAction(Action):
         if args.exclude:
             raise ValueError("source: `exclude` applies to a directory src only")
         _check_git_words(url, ref)
-        full = bool(_FULL_COMMIT.match(ref))
+        full = bool(FULL_COMMIT.match(ref))
         script = _state_script(dest)
         if not full:
             # The one network read of the plan: what the ref names upstream now. An annotated
