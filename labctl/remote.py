@@ -46,6 +46,17 @@ def quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
+def wait_until_script(condition: str, seconds: int, failure: str) -> str:
+    """sh that polls `condition` (shell text) every 0.25 s until it holds, or prints `failure`
+    to stderr and exits 1 after `seconds` by the host's clock (not a count of tries: one try
+    can take a second or more in a TCG VM)."""
+    return (
+        f"end=$(($(date +%s) + {int(seconds)})); until {condition}; do "
+        f'if [ "$(date +%s)" -ge "$end" ]; then echo {quote(failure)} >&2; exit 1; fi; '
+        "sleep 0.25; done"
+    )
+
+
 def command_text(command: Command) -> str:
     """The exact text the remote shell receives."""
     if isinstance(command, ShellScript):

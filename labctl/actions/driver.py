@@ -51,7 +51,7 @@ from labctl.facts.modules import (
     sysfs_name,
     vermagic_matches,
 )
-from labctl.remote import ShellScript
+from labctl.remote import ShellScript, wait_until_script
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 STATES = ("swapped", "stock")
@@ -223,12 +223,7 @@ def verify_script(
     what = ", ".join(
         [mod, *(f"{i} on {name}" for i in interfaces), *(f"{c} on {i}" for i, c in addresses)]
     )
-    tries = VERIFY_SECONDS * 4
-    return (
-        f"i=0; until {cond}; do i=$((i + 1)); "
-        f'if [ "$i" -ge {tries} ]; then echo {q(f"not back after {VERIFY_SECONDS} s: {what}")} '
-        ">&2; exit 1; fi; sleep 0.25; done"
-    )
+    return wait_until_script(cond, VERIFY_SECONDS, f"not back after {VERIFY_SECONDS} s: {what}")
 
 
 # ---------------------------------------------------------------------------- the action
@@ -364,10 +359,15 @@ class DriverAction(Action):
                 why = explain_insmod_failure(host, args.replacement, err, plan.lockdown)
                 why = why.removeprefix(f"{host}: ")
             return failed(f"{host}: swapping {args.driver} failed: {why}; {revert_note()}")
-        check = conn.run(
-            ShellScript(verify_script(plan.name, plan.module_id, plan.interfaces, plan.addresses)),
-            timeout=VERIFY_SECONDS + 30,
-        )
+        verify = verify_script(plan.name, plan.module_id, plan.interfaces, plan.addresses)
+        try:
+            check = conn.run(ShellScript(verify), timeout=VERIFY_SECONDS + 30)
+        except CommandTimeout:
+            return failed(
+                f"{host}: {plan.name} swapped in but the check that it drives "
+                f"{', '.join(plan.interfaces) or 'its interfaces'} did not answer within "
+                f"{VERIFY_SECONDS + 30} s; {revert_note()}"
+            )
         if not check.ok:
             return failed(
                 f"{host}: {plan.name} swapped in but {check.first_error_line()}; {revert_note()}"

@@ -18,6 +18,7 @@ from labctl.builds.netmap import NetmapBuild, NetmapSpec, module_name
 from labctl.facts.host import parse_key_values
 from labctl.facts.modules import file_module_id, loaded_module_id, sysfs_name
 from labctl.failures import OWN_MARK
+from labctl.remote import wait_until_script
 
 DEVICE_WAIT = 10  # seconds for udev to make /dev/netmap after insmod
 _MARK = OWN_MARK
@@ -221,15 +222,16 @@ def load_script(args: NetmapArgs) -> str:
     q = shlex.quote
     ko = posixpath.join(args.root, "current", "netmap.ko")
     rec = record_file(args)
-    tries = DEVICE_WAIT * 4
     return "\n".join(
         [
             f"cut -d' ' -f1 /proc/modules | LC_ALL=C sort > {q(rec + '.tmp')} && "
             f"mv {q(rec + '.tmp')} {q(rec)} || exit 1",
             f"insmod {q(ko)} || exit 1",
-            f"i=0; until [ -c /dev/netmap ]; do i=$((i + 1)); [ $i -ge {tries} ] && "
-            f'{{ echo "{_MARK}netmap.ko loaded but /dev/netmap did not appear in '
-            f'{DEVICE_WAIT} s" >&2; exit 1; }}; sleep 0.25; done',
+            wait_until_script(
+                "[ -c /dev/netmap ]",
+                DEVICE_WAIT,
+                f"{_MARK}netmap.ko loaded but /dev/netmap did not appear in {DEVICE_WAIT} s",
+            ),
         ]
     )
 

@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from labctl.actions.base import Action, ActionResult, Plan, Run, TaskContext, step_failed
-from labctl.remote import ShellScript
+from labctl.remote import HostConnection, ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -165,6 +165,14 @@ _ALIVE = (
 )
 
 
+def probe_process(
+    conn: HostConnection, name: str, run_dir: str = ProcessArgs.run_dir
+) -> ProcessState:
+    """The state of the program `name` started by this action: one round trip, no change."""
+    pidfile = ProcessAction.paths(ProcessArgs(name=name, run_dir=run_dir, state="stopped"))[0]
+    return parse_probe(conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
+
+
 def _probe_script(pidfile: str) -> str:
     f = shlex.quote(pidfile)
     return (
@@ -246,13 +254,13 @@ class ProcessAction(Action):
     Args = ProcessArgs
 
     @staticmethod
-    def _paths(args: ProcessArgs) -> tuple[str, str]:
+    def paths(args: ProcessArgs) -> tuple[str, str]:
         base = args.run_dir.rstrip("/") or "/"
         return f"{base}/{args.name}.pid", f"{base}/{args.name}.log"
 
     def plan(self, ctx: TaskContext, args: ProcessArgs) -> Plan:
         check_args(args)
-        pidfile, log = self._paths(args)
+        pidfile, log = self.paths(args)
         state = parse_probe(ctx.conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
         record = state.record
         running = state.running

@@ -3,14 +3,15 @@ each trial cross-checked with both NICs' own counters (docs/netmap.md, "pkt-gen"
 
 Per trial: netmap's mode is set on both hosts (`admode` 1 native, 2 generic; put back when the
 run ends), both NICs' counters are read (/sys/class/net/IF/statistics), pkt-gen rx starts in
-the background on the receiver, then pkt-gen tx on the sender; `duration` counts from tx's
-first packets out (pkt-gen first waits for the link, and in a TCG VM takes a second or more
-to map netmap's memory: a wall-clock limit cut one trial to 0.8 s of sending). Both are
-stopped with SIGINT, which makes pkt-gen print its summary, rx last; the counters are read
-again. The verdict compares what pkt-gen says it sent and received with what the NICs
-counted: pkt-gen's rx count has been seen wrong in a VM ("Received 1 packets 311064240 bytes",
-with the right byte count), so where only the bytes agree the NIC's packet count is used and
-the trial says so.
+the background on the receiver, then pkt-gen tx on the sender. With a `rate`, tx is given
+the count `rate x duration` (`-n`) and ends by itself; without one, `duration` counts from
+tx's first packets out (pkt-gen first waits for the link, and in a TCG VM takes a second or
+more to map netmap's memory: a wall-clock limit cut one trial to 0.8 s of sending) and tx is
+stopped with SIGINT, which makes pkt-gen print its summary. rx is stopped last, the same way;
+the counters are read again. The verdict compares what pkt-gen says it sent and received
+with what the NICs counted: pkt-gen's rx count has been seen wrong in a VM ("Received 1
+packets 311064240 bytes", with the right byte count), so where only the bytes agree the
+NIC's packet count is used and the trial says so.
 
 Rates measured on virtual hardware measure the emulator, not a NIC: the summary says so.
 pkt-gen's command line and output: labctl/experiments/pktgen_tool.py.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.actions.base import TaskContext, run_action
-from labctl.actions.process import ProcessAction
+from labctl.actions.process import ProcessAction, probe_process
 from labctl.experiments.base import (
     RUN_DIR,
     Experiment,
@@ -63,6 +64,7 @@ MODES = ("native", "generic")
 ADMODE = {"native": 1, "generic": 2}  # netmap's admode parameter
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "rx_dropped", "rx_missed_errors")
 DRAIN_SECONDS = 0.5  # after tx ends, for the last frames to arrive before rx is stopped
+STOP_SLACK = 10.0  # beyond `duration`, for a counted tx to finish before it is stopped
 START_TIMEOUT = 60.0  # beyond -w, for pkt-gen to map netmap's memory and start sending
 
 
@@ -158,6 +160,7 @@ def trial_metrics(
     """pkt-gen's own rates, both NICs' counts, and where packets were lost: on the link
     (sender NIC → receiver NIC) or in the receiver (its NIC → pkt-gen rx)."""
     rx_pps = received.pps
+    seconds = sent.seconds or duration  # tx's own clock: what the receiver's NIC saw spans it
     if verdict.received != received.packets and received.seconds:
         rx_pps = verdict.received / received.seconds
     return {
@@ -174,11 +177,16 @@ def trial_metrics(
         "nic_rx_packets": float(nic_rx.packets),
         "nic_rx_bytes": float(nic_rx.bytes),
         "nic_rx_dropped": float(nic_rx.dropped),
-        "nic_rx_pps": nic_rx.packets / duration if duration else 0.0,
+        "nic_rx_pps": nic_rx.packets / seconds if seconds else 0.0,
         "loss_share": _lost(verdict.received, sent.packets) if sent.packets else 1.0,
         "link_loss_share": _lost(nic_rx.packets, nic_tx.packets),
         "rx_loss_share": _lost(verdict.received, nic_rx.packets),
     }
+
+
+def tx_count(rate: int, duration: float) -> int | None:
+    """Packets for tx to send at `rate` for `duration` (None: no rate, timed and stopped)."""
+    return max(1, round(rate * duration)) if rate else None
 
 
 def _lost(arrived: int, left: int) -> float:
@@ -334,7 +342,7 @@ class PktgenTrials:
     def _process(self, conn: HostConnection, role: str, argv: list[str] | None, state: str) -> None:
         """pkt-gen `role` (tx, rx) started in the background or stopped, by pidfile PID."""
         args: dict[str, Any] = {
-            "name": f"pktgen-{role}-{self.run_id}",
+            "name": self._name(role),
             "state": state,
             "run_dir": RUN_DIR,
             "startup_wait": 0.2,
@@ -366,6 +374,18 @@ class PktgenTrials:
                     f"{self.options.wait_link + START_TIMEOUT:g} s" + (f": {tail}" if tail else "")
                 )
             time.sleep(0.2)
+
+    def _wait_for_exit(self, conn: HostConnection, role: str, seconds: float) -> None:
+        """Until pkt-gen `role` has exited by itself, `seconds` at most."""
+        deadline = time.monotonic() + seconds
+        name = self._name(role)
+        while time.monotonic() < deadline:  # bounded by the deadline
+            if not probe_process(conn, name, RUN_DIR).running:
+                return
+            time.sleep(0.2)
+
+    def _name(self, role: str) -> str:
+        return f"pktgen-{role}-{self.run_id}"
 
     def _out(self, role: str) -> str:
         return f"{RUN_DIR}/{self.run_id}-pktgen-{role}"
@@ -411,6 +431,7 @@ class PktgenTrials:
             "tx",
             size=size,
             rate=opts.rate or None,
+            count=tx_count(opts.rate, opts.duration),
             src=_address(tx_conn.host),
             dst=_address(rx_conn.host),
             dst_mac=rx_nic.mac if rx_nic and rx_nic.mac else None,
@@ -421,7 +442,10 @@ class PktgenTrials:
             self._process(tx_conn, "tx", tx_argv, "started")
             try:
                 self._wait_for_sending(tx_conn)
-                time.sleep(opts.duration)
+                if opts.rate:  # tx ends by itself after its count; SIGINT only if late
+                    self._wait_for_exit(tx_conn, "tx", opts.duration + STOP_SLACK)
+                else:
+                    time.sleep(opts.duration)
             finally:
                 self._process(tx_conn, "tx", None, "stopped")
             time.sleep(DRAIN_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from labctl.actions import ACTIONS
 from labctl.actions.base import ArgsError, build_args
 from labctl.actions.driver import (
+    VERIFY_SECONDS,
     DriverAction,
     DriverArgs,
     launch_script,
@@ -115,10 +117,16 @@ def test_verify_waits_for_module_interfaces_and_addresses() -> None:
     assert "/sys/class/net/enp0s4/device/driver" in text
     assert "ip -o -4 addr show dev enp0s4" in text and "' 10.78.0.11/24 '" in text
     # bounded: gives up after VERIFY_SECONDS with a one-line reason
+    assert f"+ {VERIFY_SECONDS}))" in text
+    started = time.monotonic()
     failed = subprocess.run(
-        ["sh", "-c", text.replace("-ge 80", "-ge 2")], capture_output=True, text=True
+        ["sh", "-c", text.replace(f"+ {VERIFY_SECONDS}))", "+ 1))")],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert failed.returncode == 1 and "not back after" in failed.stderr
+    assert time.monotonic() - started < 10  # by the clock: 1-2 s, however slow a try
 
 
 def test_a_module_is_known_by_its_build_id(tmp_path: Path) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.experiments.pktgen import NicCounters, judge_pktgen, parse_counters, trial_metrics
+from labctl.experiments.pktgen import (
+    NicCounters,
+    judge_pktgen,
+    parse_counters,
+    trial_metrics,
+    tx_count,
+)
 from labctl.experiments.pktgen_tool import (
     PktgenError,
     PktgenResult,
@@ -148,3 +154,23 @@ def test_pktgen_command_line_with_wait_and_macs() -> None:
     assert argv[:5] == ["/root/labctl/bin/pkt-gen", "-i", "netmap:enp0s4", "-f", "tx"]
     pairs = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert pairs["-R"] == "5000" and pairs["-D"] == "52:54:00:99:01:02" and pairs["-w"] == "2"
+
+
+def test_the_nics_rate_spans_the_senders_own_seconds_not_the_asked_duration() -> None:
+    """A tx that took 5.7 s (slow start, late stop) with `duration` 2: the receiver's NIC rate
+    is its count over tx's 5.7 s, not over 2 s (which overstated it 2.8 times)."""
+    tx = PktgenResult("Sent", 28_680, 28_680 * 60, 5.736, 5_000.0, 2_400_000.0)
+    rx = PktgenResult("Received", 28_680, 28_680 * 60, 5.8, 4_944.8, 2_373_517.0)
+    nic = NicCounters(28_680, 28_680 * 60)
+    m = trial_metrics(tx, rx, nic, nic, judge_pktgen(tx, rx, nic, nic), 2.0)
+    assert m["nic_rx_pps"] == pytest.approx(5_000.0)
+
+
+def test_a_rate_gives_tx_a_count_and_no_rate_gives_none() -> None:
+    assert tx_count(5_000, 2.0) == 10_000
+    assert tx_count(3, 0.5) == 2  # rounded, and never 0 (pkt-gen's "no limit")
+    assert tx_count(1, 0.5) == 1
+    assert tx_count(0, 2.0) is None
+    argv = pktgen_argv("/b/pkt-gen", "eth1", "tx", rate=5_000, count=tx_count(5_000, 2.0))
+    assert argv[argv.index("-n") + 1] == "10000" and argv[argv.index("-R") + 1] == "5000"
+    assert "-n" not in pktgen_argv("/b/pkt-gen", "eth1", "tx", count=tx_count(0, 2.0))
