@@ -179,7 +179,8 @@ def _probe_script(pidfile: str) -> str:
         f"if [ -f {f} ]; then echo pidfile; head -n 1 {f}; "
         f"pid=$(sed -n 's/^{{\"pid\": *\\([0-9][0-9]*\\),.*/\\1/p' {f} | head -n 1); "
         'if [ -n "$pid" ] && [ -e "/proc/$pid/stat" ]; then echo stat; '
-        'cat "/proc/$pid/stat" 2>/dev/null; fi; '
+        # `|| true`: the program may exit between the test and the read (it is then gone)
+        'cat "/proc/$pid/stat" 2>/dev/null || true; fi; '
         "else echo nopidfile; fi"
     )
 

@@ -157,17 +157,20 @@ def trial_metrics(
     verdict: PktgenVerdict,
     duration: float,
 ) -> dict[str, float]:
-    """pkt-gen's own rates, both NICs' counts, and where packets were lost: on the link
-    (sender NIC → receiver NIC) or in the receiver (its NIC → pkt-gen rx)."""
-    rx_pps = received.pps
-    seconds = sent.seconds or duration  # tx's own clock: what the receiver's NIC saw spans it
-    if verdict.received != received.packets and received.seconds:
-        rx_pps = verdict.received / received.seconds
+    """pkt-gen's rates, both NICs' counts, and where packets were lost: on the link (sender
+    NIC → receiver NIC) or in the receiver (its NIC → pkt-gen rx).
+
+    Receiving rates are over tx's own sending time: packets arrive only while tx sends, and
+    netmap's pkt-gen rx times itself from its first packet until it is stopped, which is
+    after tx has ended (a counted tx ends by itself; rx is stopped a round trip or more
+    later: its own figure read half the real rate in a TCG VM)."""
+    seconds = sent.seconds or duration
+    rx_seconds = min(received.seconds, seconds) if received.seconds else seconds
     return {
         "tx_pps": sent.pps,
         "tx_bps": sent.bps,
-        "rx_pps": rx_pps,
-        "rx_bps": received.bps,
+        "rx_pps": verdict.received / rx_seconds if rx_seconds else 0.0,
+        "rx_bps": received.bytes * 8 / rx_seconds if rx_seconds else 0.0,
         "tx_packets": float(sent.packets),
         "tx_bytes": float(sent.bytes),
         "rx_packets": float(verdict.received),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from labctl.actions.process import (
     parse_pidfile,
     parse_probe,
     parse_proc_stat,
+    probe_process,
 )
 from labctl.actions.source import (
     SourceAction,
@@ -421,3 +424,40 @@ def test_process_plans(proc_ctx: Any) -> None:
 
     _, ctx = proc_ctx("nopidfile\n")
     assert act.plan(ctx, ProcessArgs(name="svc", state="stopped")).steps == []
+
+
+class ShConn:
+    """Runs the action's own script with this machine's sh, with `bin_dir` first on PATH."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def run(self, command: Any, check: bool = False, timeout: float = 30) -> CommandResult:
+        text = command_text(command)
+        res = subprocess.run(
+            ["sh", "-c", text], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+        assert not (check and res.returncode), f"exit {res.returncode}: {res.stderr}"
+        return CommandResult("local", text, res.returncode, res.stdout, res.stderr, 0.0)
+
+
+def test_a_program_that_exits_while_it_is_probed_is_gone_not_an_error(tmp_path: Path) -> None:
+    """pkt-gen tx given a count ends by itself; it once ended between the probe's test of
+    /proc/PID/stat and its read, and the probe failed with exit 1. Here `cat` cannot read
+    /proc (as when the PID has just gone): the probe answers "not running"."""
+    bin_dir, run_dir = tmp_path / "bin", tmp_path / "run"
+    bin_dir.mkdir()
+    run_dir.mkdir()
+    real_cat = shutil.which("cat")
+    (bin_dir / "cat").write_text(
+        f'#!/bin/sh\ncase "$1" in /proc/*) exit 1;; esac\nexec {real_cat} "$@"\n'
+    )
+    (bin_dir / "cat").chmod(0o755)
+    me = parse_proc_stat(Path(f"/proc/{os.getpid()}/stat").read_text())
+    assert me is not None
+    record = PidRecord(os.getpid(), me.start, ("python3",))
+    (run_dir / "tx.pid").write_text(format_pidfile(record))
+    state = probe_process(ShConn(bin_dir), "tx", str(run_dir))  # type: ignore[arg-type]
+    assert state.pidfile and state.record == record and not state.running
+    bin_dir.joinpath("cat").unlink()  # and with /proc readable: this very process, running
+    assert probe_process(ShConn(bin_dir), "tx", str(run_dir)).running  # type: ignore[arg-type]

@@ -174,3 +174,20 @@ def test_a_rate_gives_tx_a_count_and_no_rate_gives_none() -> None:
     argv = pktgen_argv("/b/pkt-gen", "eth1", "tx", rate=5_000, count=tx_count(5_000, 2.0))
     assert argv[argv.index("-n") + 1] == "10000" and argv[argv.index("-R") + 1] == "5000"
     assert "-n" not in pktgen_argv("/b/pkt-gen", "eth1", "tx", count=tx_count(0, 2.0))
+
+
+def test_receiving_rates_are_over_the_senders_time_when_rx_was_stopped_later() -> None:
+    """netmap's pkt-gen in a TCG VM: tx counted 149,814 packets in 3.0 s and ended by
+    itself; rx, stopped later, said 5.99 s and so read half the rate it received at."""
+    tx = PktgenResult("Sent", 149_814, 149_814 * 60, 3.0, 49_938.0, 23_970_240.0)
+    rx = PktgenResult("Received", 149_814, 149_814 * 60, 5.99, 25_011.0, 12_005_000.0)
+    nic = NicCounters(149_814, 149_814 * 60)
+    m = trial_metrics(tx, rx, nic, nic, judge_pktgen(tx, rx, nic, nic), 3.0)
+    assert m["rx_pps"] == pytest.approx(49_938.0)
+    assert m["rx_bps"] == pytest.approx(149_814 * 60 * 8 / 3.0)
+    # a receiver that timed itself first to last packet keeps its own, shorter, time
+    rx = PktgenResult("Received", 9_990, 9_990 * 60, 1.998, 5_000.0, 2_400_000.0)
+    tx = PktgenResult("Sent", 10_000, 10_000 * 60, 2.0, 5_000.0, 2_400_000.0)
+    nic = NicCounters(10_000, 10_000 * 60)
+    m = trial_metrics(tx, rx, nic, NicCounters(9_990, 0), judge_pktgen(tx, rx, nic, nic), 2.0)
+    assert m["rx_pps"] == pytest.approx(9_990 / 1.998)
