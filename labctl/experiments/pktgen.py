@@ -16,7 +16,7 @@ NIC's packet count is used and the trial says so.
 Rates measured on virtual hardware measure the emulator, not a NIC: the summary says so.
 pkt-gen's command line and output: labctl/experiments/pktgen_tool.py.
 
-Why one module of ~560 lines: one experiment (its options, its verdict, its trial on two
+Why one module of ~590 lines: one experiment (its options, its verdict, its trial on two
 hosts, its declaration), as an experiment is one module; pkt-gen's own command line and output
 are labctl/experiments/pktgen_tool.py.
 """
