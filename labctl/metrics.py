@@ -7,7 +7,6 @@ summaries and the report read this; each experiment declares its own (docs/archi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,10 +60,3 @@ class ExperimentSpec:
     def watched(self) -> dict[str, Direction]:
         """Metric → direction, for every metric a nightly run judges."""
         return {m.name: m.better for k in self.kinds for m in k.metrics if m.watched}
-
-    @property
-    def config_params(self) -> Mapping[str, tuple[str, ...]]:
-        return {k.name: k.config for k in self.kinds}
-
-    def metric(self, name: str) -> Metric | None:
-        return next((m for k in self.kinds for m in k.metrics if m.name == name), None)

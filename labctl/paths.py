@@ -20,7 +20,6 @@ DEFAULT_STORE = "results/labctl.db"  # relative to the working directory
 LOCAL_INVENTORY = PROJECT_DIR / "hosts" / "local.yml"
 
 # A command's exit status
-EXIT_OK = 0
 EXIT_ERROR = 1  # labctl could not do its job (the lab needs root, a run failed)
 EXIT_FAILED = 2  # bad input (one line naming file and line), or a host failed
 EXIT_UNREACHABLE = 4  # a host could not be reached

@@ -158,12 +158,22 @@ def step_failed(plan: Plan, res: CommandResult, output: Mapping[str, Any]) -> Ac
 
 
 def failed_result(
-    changes: Sequence[str], output: Mapping[str, Any], res: CommandResult, what: str = ""
+    changes: Sequence[str],
+    output: Mapping[str, Any],
+    res: CommandResult | None = None,
+    what: str = "",
+    *,
+    explained: bool = False,
 ) -> ActionResult:
-    """Failed: `what` (if given), then the lines of the step's output that explain it
-    (labctl/failures.py); the whole output goes to `log`, for the host's log file."""
-    lines = explain(res.stdout, res.stderr, res.exit_status)
-    first = f"{what}: {lines[0]}" if what else lines[0]
+    """Failed: `what` (if given), then the lines of the step's output `res` that explain it
+    (labctl/failures.py), unless `explained` (`what` already says why); the whole output
+    goes to `log`, for the host's log file. Without `res`, `what` is the whole story."""
+    if res is None:
+        return ActionResult(
+            changed=True, failed=True, msg=what, changes=tuple(changes), output=output
+        )
+    lines = [] if explained else explain(res.stdout, res.stderr, res.exit_status)
+    first = f"{what}: {lines[0]}" if what and lines else (what or lines[0])
     return ActionResult(
         changed=True,
         failed=True,

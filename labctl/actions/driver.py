@@ -39,7 +39,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, TaskContext
+from labctl.actions.base import (
+    Action,
+    ActionFailed,
+    ActionResult,
+    Plan,
+    Run,
+    TaskContext,
+    failed_result,
+)
 from labctl.actions.driver_guard import cancel_revert_command, mgmt_driver_guard, revert_command
 from labctl.errors import CommandTimeout, HostUnreachable
 from labctl.facts.host import gather_facts, parse_key_values
@@ -329,9 +337,7 @@ class DriverAction(Action):
         }
 
         def failed(msg: str) -> ActionResult:
-            return ActionResult(
-                changed=True, failed=True, msg=msg, changes=tuple(plan.changes), output=output
-            )
+            return failed_result(plan.changes, output, what=msg)
 
         conn.run(ShellScript(record_script(args)), check=True)
         conn.run(cancel_revert_command(args.driver), check=True)  # an old one: one timer only

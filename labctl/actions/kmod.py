@@ -232,17 +232,17 @@ class KmodAction(Action):
                 if not vermagic_matches(vermagic, args.kernel_release):
                     entry = posixpath.dirname(str(output["ko"]))
                     ctx.conn.run(["rm", "-rf", f"{entry}.build"])
-                    return _failed(
-                        plan,
+                    return failed_result(
+                        plan.changes,
                         output,
-                        f"{host}: {args.name}.ko has vermagic {vermagic!r}, "
+                        what=f"{host}: {args.name}.ko has vermagic {vermagic!r}, "
                         f"not kernel release {args.kernel_release}",
                     )
                 output["vermagic"] = vermagic
             elif role == "insmod" and not res.ok:
                 ko = str(output.get("ko"))
                 msg = explain_insmod_failure(host, ko, res.stderr + res.stdout, plan.lockdown)
-                return _failed(plan, output, msg)
+                return failed_result(plan.changes, output, res, msg, explained=True)
             elif not res.ok:
                 return step_failed(plan, res, output)
         return ActionResult(changed=plan.changed, changes=tuple(plan.changes), output=output)
@@ -283,9 +283,3 @@ def _controller_path(ctx: TaskContext, args: KmodArgs) -> Path:
     assert args.controller_src is not None
     path = Path(args.controller_src)
     return path if path.is_absolute() else (ctx.base_dir / path).resolve()
-
-
-def _failed(plan: Plan, output: dict[str, Any], msg: str) -> ActionResult:
-    return ActionResult(
-        changed=True, failed=True, msg=msg, changes=tuple(plan.changes), output=output
-    )

@@ -83,12 +83,8 @@ from labctl.builds.kmod import headers_dir
 from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached
 from labctl.digests import file_sha256
 from labctl.facts.modules import explain_insmod_failure, same_module, sysfs_name
-from labctl.failures import OWN_MARK
 from labctl.filelock import exclusive
-from labctl.remote import CommandResult, ShellScript
-
-_MARK = OWN_MARK
-
+from labctl.remote import ShellScript
 
 # ---------------------------------------------------------------------------- the source
 
@@ -358,20 +354,22 @@ class NetmapAction(Action):
                         msg = explain_insmod_failure(
                             host, "netmap.ko", res.stderr + res.stdout, plan.probe.lockdown
                         )
-                        return failed_result(changes, output, res, msg)
+                        return failed_result(changes, output, res, msg, explained=True)
                 elif kind == "swap":
                     build = build or load_cached(Path(args.cache_dir), plan.output["key"])
                     result = self._swap(ctx, args, arg, build)
                     output.setdefault("drivers_swapped", {})[arg] = result.output
                     if result.failed:
-                        return _failed(changes, output, result.msg)
+                        return failed_result(changes, output, what=result.msg)
                 elif kind == "stop":
                     name, run_dir = plan.probe.pidfiles[int(arg)]
                     result = run_action(
                         ProcessAction(), ctx, {"name": name, "state": "stopped", "run_dir": run_dir}
                     )
                     if result.failed:
-                        return _failed(changes, output, f"{host}: stopping {name}: {result.msg}")
+                        return failed_result(
+                            changes, output, what=f"{host}: stopping {name}: {result.msg}"
+                        )
                 elif kind == "stock":
                     result = run_action(
                         DriverAction(),
@@ -386,7 +384,7 @@ class NetmapAction(Action):
                     )
                     output.setdefault("drivers_restored", {})[arg] = result.output
                     if result.failed:
-                        return _failed(changes, output, result.msg)
+                        return failed_result(changes, output, what=result.msg)
                 elif kind == "rmmod":
                     res = ctx.conn.run(["rmmod", "netmap"], timeout=60)
                     if not res.ok:
@@ -399,8 +397,6 @@ class NetmapAction(Action):
                     if not res.ok:
                         return failed_result(changes, output, res, f"{host}: putting modules back")
             except BuildError as exc:
-                if not isinstance(exc.result, CommandResult):
-                    return _failed(changes, output, f"{host}: {exc}")
                 return failed_result(changes, output, exc.result, f"{host}: {exc}")
         return ActionResult(changed=True, changes=tuple(changes), output=output)
 
@@ -541,7 +537,3 @@ def _short(source: str) -> str:
 def _say(ctx: TaskContext, text: str) -> None:
     if ctx.progress is not None:
         ctx.progress(text)
-
-
-def _failed(changes: list[str], output: dict[str, Any], msg: str) -> ActionResult:
-    return ActionResult(changed=True, failed=True, msg=msg, changes=tuple(changes), output=output)

@@ -189,7 +189,7 @@ class Artifact:
 
     @property
     def module_id(self) -> str:
-        """As labctl.actions.kmod.loaded_module_id spells a loaded module's identity."""
+        """As labctl.facts.modules.loaded_module_id spells a loaded module's identity."""
         return f"build-id:{self.build_id}" if self.build_id else ""
 
 
@@ -287,12 +287,3 @@ def load_cached(cache_dir: Path, key: str) -> NetmapBuild | None:
         if not path.is_file() or file_sha256(path) != a.sha256:
             return None
     return build
-
-
-def parse_key_value_lines(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out

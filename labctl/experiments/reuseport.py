@@ -215,9 +215,6 @@ class ReuseportSweep:
                 raise ExperimentError(f"{conn.host.name}: {what} within {timeout:g} s")
             time.sleep(0.02)
 
-    def _read(self, conn: HostConnection, path: str) -> str:
-        return conn.run(["cat", path]).stdout
-
     def check_port_free(self, state: HostState) -> None:
         if state.listeners:
             listener = " ".join(state.listeners.split()[:4])

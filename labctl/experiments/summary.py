@@ -29,9 +29,6 @@ class ConfigSummary:
     p_vs_baseline: float | None = None
     totals: Mapping[str, float] | None = None
 
-    def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.config.items())
-
 
 def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float) else (1, str(value))

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import markupsafe
@@ -36,9 +36,6 @@ from labctl.views.plots import (
     strip_plot,
     trend_plot,
 )
-
-if TYPE_CHECKING:
-    pass
 
 # The colours a reader (and the browser test) looks for: the badge, and the plots' series.
 STATUS_COLORS: Mapping[str, str] = {"ok": "#2e7d32", "regression": "#c62828", "failed": "#757575"}

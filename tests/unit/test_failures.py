@@ -132,3 +132,22 @@ def test_a_hosts_log_file_keeps_the_whole_output_and_the_message_names_it(
     assert again.log_file == kept.log_file  # one file per host and run, appended
     assert Path(kept.log_file).read_text().endswith("second\n")
     assert Path(kept.log_file).name == "srv1.log"
+
+
+def test_a_failure_already_explained_is_said_once_and_still_logged() -> None:
+    """insmod's own line, explained by explain_insmod_failure, is not repeated after it (it
+    once read `h: insmod netmap.ko: insmod: ERROR: x: insmod: ERROR: x`)."""
+    out = "insmod: ERROR: could not insert module netmap.ko: Invalid module format\n"
+    res = CommandResult("srv1", "insmod netmap.ko", 1, "", out, 0.1)
+    what = "srv1: insmod netmap.ko: insmod: ERROR: could not insert module netmap.ko: Invalid"
+    done = failed_result(["load"], {}, res, what, explained=True)
+    assert done.failed and done.msg == what and out.strip() in done.log
+    again = failed_result(["load"], {}, res, "srv1: loading")
+    assert again.msg == f"srv1: loading: {out.strip()}"
+    bare = failed_result(["load"], {"k": 1}, what="srv1: no build in the cache")
+    assert (bare.msg, bare.log, bare.output, bare.changes) == (
+        "srv1: no build in the cache",
+        "",
+        {"k": 1},
+        ("load",),
+    )
