@@ -57,6 +57,7 @@ from labctl.actions.kmod_host import (
     store_script,
     verify_loaded_script,
 )
+from labctl.actions.source import controller_path
 from labctl.builds.kmod import ControllerBuildError, build_on_controller, headers_dir, source_hash
 from labctl.facts.modules import explain_insmod_failure, lockdown_mode, vermagic_matches
 from labctl.failures import OWN_MARK
@@ -281,5 +282,4 @@ class KmodAction(Action):
 
 def _controller_path(ctx: TaskContext, args: KmodArgs) -> Path:
     assert args.controller_src is not None
-    path = Path(args.controller_src)
-    return path if path.is_absolute() else (ctx.base_dir / path).resolve()
+    return controller_path(ctx.base_dir, args.controller_src).resolve()

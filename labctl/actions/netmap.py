@@ -60,9 +60,11 @@ from labctl.actions.process import ProcessAction
 from labctl.actions.source import (
     FULL_COMMIT,
     SourceAction,
+    controller_path,
     directory_digest,
     is_git_url,
     parse_ls_remote,
+    short_stamp,
     tarball_suffix,
 )
 from labctl.builds.builder import (
@@ -89,15 +91,6 @@ from labctl.remote import ShellScript
 # ---------------------------------------------------------------------------- the source
 
 
-def resolve_src(ctx: TaskContext, src: str) -> Path:
-    """A controller path: relative to the playbook's directory, else to the current one."""
-    path = Path(src).expanduser()
-    if path.is_absolute():
-        return path
-    beside = ctx.base_dir / path
-    return beside if beside.exists() else Path.cwd() / path
-
-
 def source_identity(ctx: TaskContext, args: NetmapArgs) -> str:
     """What the build is made from, as the source action stamps it: `git <url> <commit>` or
     `sha256:<content hash>` (a tree's .git left out: a fetch is not a change)."""
@@ -114,11 +107,11 @@ def source_identity(ctx: TaskContext, args: NetmapArgs) -> str:
         if commit is None:
             raise ActionFailed(f"netmap: ref {args.ref!r} not found in {args.src}")
         return f"git {args.src} {commit}"
-    path = resolve_src(ctx, args.src)
+    path = controller_path(ctx.base_dir, args.src)
     if path.is_dir():
         if not (path / "LINUX" / "configure").is_file():
             raise ActionFailed(f"netmap: {path} has no LINUX/configure: not a netmap tree")
-        return "sha256:" + directory_digest(path, exclude=(".git",)).removeprefix("sha256:")
+        return "sha256:" + directory_digest(path, exclude=(".git",))
     if path.is_file() and tarball_suffix(path.name):
         return f"sha256:{file_sha256(path)}"
     raise ActionFailed(f"netmap: src {path} is not a directory, a tarball or a git URL")
@@ -201,7 +194,7 @@ class NetmapAction(Action):
             return
         cache = Path(args.cache_dir)
         plan.cached = load_cached(cache, key)
-        what = f"netmap {_short(spec.source)} for {spec.release} ({', '.join(spec.drivers)})"
+        what = f"netmap {short_stamp(spec.source)} for {spec.release} ({', '.join(spec.drivers)})"
         if plan.cached is not None:
             plan.changes.append(
                 f"install {what} into {inst} (built on {plan.cached.built_on}, "
@@ -452,7 +445,7 @@ class NetmapAction(Action):
             raise BuildError(f"cannot build on the controller: {why_not or 'no headers'}")
         assert args.src is not None
         _say(ctx, f"netmap: preparing the source and {tarball.name} on the controller")
-        local = args.src if is_git_url(args.src) else str(resolve_src(ctx, args.src))
+        local = args.src if is_git_url(args.src) else str(controller_path(ctx.base_dir, args.src))
         src_dir = controller_tree(local, spec.source, cache)
         version = debian_version(f"linux-source-{spec.series}") or "unknown"
         sources = unpack_kernel_sources(tarball, version, cache)
@@ -526,12 +519,6 @@ class NetmapAction(Action):
                 "record_dir": args.root,
             },
         )
-
-
-def _short(source: str) -> str:
-    if source.startswith("git "):
-        return source.rsplit(" ", 1)[-1][:12]
-    return source[: len("sha256:") + 12]
 
 
 def _say(ctx: TaskContext, text: str) -> None:

@@ -313,7 +313,17 @@ class _LocalSource:
     tar_suffix: str  # ".tar.gz" for a packed directory
 
 
-def _short(stamp: str) -> str:
+def controller_path(base_dir: Path, src: str) -> Path:
+    """A path on the controller, `~` expanded: a relative one beside the playbook
+    (`base_dir`), else in the current directory (where `-e src=...` was typed)."""
+    path = Path(src).expanduser()
+    if path.is_absolute():
+        return path
+    beside = base_dir / path
+    return beside if beside.exists() else Path.cwd() / path
+
+
+def short_stamp(stamp: str) -> str:
     """A stamp for a change line: `sha256:abcd1234abcd…`, or a git stamp's commit."""
     if stamp.startswith("sha256:"):
         digest = stamp[len("sha256:") :]
@@ -392,9 +402,7 @@ class SourceAction(Action):
         self, ctx: TaskContext, args: SourceArgs, digest: bool = True
     ) -> _LocalSource:
         """The controller's side; `digest=False` skips hashing a tree (apply hashes as it packs)."""
-        path = Path(args.src).expanduser()
-        if not path.is_absolute():
-            path = ctx.base_dir / path
+        path = controller_path(ctx.base_dir, args.src)
         if path.is_dir():
             tree = scan_tree(path, args.exclude)
             return _LocalSource(
@@ -422,9 +430,9 @@ class SourceAction(Action):
             output["left_out"] = list(local.tree.special)
         if state.stamp == local.stamp:
             return Plan(output=output)
-        change = f"put {local.path} ({_short(local.stamp)}) at {dest}"
+        change = f"put {local.path} ({short_stamp(local.stamp)}) at {dest}"
         if state.stamp:
-            change += f", was {_short(state.stamp)}"
+            change += f", was {short_stamp(state.stamp)}"
         if local.tree is not None and local.tree.special:
             n = len(local.tree.special)
             change += (

@@ -31,6 +31,7 @@ from labctl.actions.process import (
 from labctl.actions.source import (
     SourceAction,
     SourceArgs,
+    controller_path,
     directory_digest,
     is_git_url,
     pack_tree,
@@ -461,3 +462,18 @@ def test_a_program_that_exits_while_it_is_probed_is_gone_not_an_error(tmp_path: 
     assert state.pidfile and state.record == record and not state.running
     bin_dir.joinpath("cat").unlink()  # and with /proc readable: this very process, running
     assert probe_process(ShConn(bin_dir), "tx", str(run_dir)).running  # type: ignore[arg-type]
+
+
+def test_a_controller_path_is_beside_the_playbook_else_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One reading for source, kmod and netmap (netmap's controller build and its build on a
+    host once read a relative `netmap_src` in two ways)."""
+    book, here = tmp_path / "playbooks", tmp_path / "here"
+    (book / "netmap").mkdir(parents=True)
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert controller_path(book, "netmap") == book / "netmap"
+    assert controller_path(book, "elsewhere") == here / "elsewhere"
+    assert controller_path(book, "/abs/netmap") == Path("/abs/netmap")
+    assert controller_path(book, "~/netmap") == Path.home() / "netmap"
