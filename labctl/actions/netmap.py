@@ -74,7 +74,6 @@ from labctl.builds.builder import (
     LocalShell,
     controller_kernel_sources,
     controller_tree,
-    debian_version,
     fetch_build,
     install_tarball,
     run_build,
@@ -82,7 +81,7 @@ from labctl.builds.builder import (
     unpack_kernel_sources,
 )
 from labctl.builds.kmod import headers_dir
-from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached
+from labctl.builds.netmap import NetmapBuild, NetmapSpec, load_cached, read_manifest
 from labctl.digests import file_sha256
 from labctl.facts.modules import explain_insmod_failure, same_module, sysfs_name
 from labctl.filelock import exclusive
@@ -219,7 +218,7 @@ class NetmapAction(Action):
             if headers_dir(spec.release) is None:
                 why_not = f"no headers for {spec.release} on the controller"
             else:
-                tarball, why_not = controller_kernel_sources(spec, Path(args.cache_dir))
+                why_not = controller_kernel_sources(spec)[1]
             if not why_not:
                 return "controller", ""
             if args.build_on == "controller":
@@ -349,7 +348,7 @@ class NetmapAction(Action):
                         )
                         return failed_result(changes, output, res, msg, explained=True)
                 elif kind == "swap":
-                    build = build or load_cached(Path(args.cache_dir), plan.output["key"])
+                    build = build or read_manifest(Path(args.cache_dir), plan.output["key"])
                     result = self._swap(ctx, args, arg, build)
                     output.setdefault("drivers_swapped", {})[arg] = result.output
                     if result.failed:
@@ -401,8 +400,8 @@ class NetmapAction(Action):
         assert plan.spec is not None and plan.probe is not None
         spec, cache = plan.spec, Path(args.cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
-        with exclusive(cache / f"{spec.key}.lock"):
-            build = load_cached(cache, spec.key)
+        with exclusive(cache / f"{spec.key}.lock"):  # checked whole by the plan, or now
+            build = plan.cached or load_cached(cache, spec.key)
             output["built_now"] = build is None
             if build is None:
                 builder = (
@@ -439,21 +438,20 @@ class NetmapAction(Action):
         self, ctx: TaskContext, args: NetmapArgs, spec: NetmapSpec
     ) -> NetmapBuild:
         cache = Path(args.cache_dir)
-        tarball, why_not = controller_kernel_sources(spec, cache)
+        sources, why_not = controller_kernel_sources(spec)
         kernel_dir = headers_dir(spec.release)
-        if tarball is None or kernel_dir is None:
+        if sources is None or kernel_dir is None:
             raise BuildError(f"cannot build on the controller: {why_not or 'no headers'}")
         assert args.src is not None
-        _say(ctx, f"netmap: preparing the source and {tarball.name} on the controller")
+        _say(ctx, f"netmap: preparing the source and {sources.tarball.name} on the controller")
         local = args.src if is_git_url(args.src) else str(controller_path(ctx.base_dir, args.src))
         src_dir = controller_tree(local, spec.source, cache)
-        version = debian_version(f"linux-source-{spec.series}") or "unknown"
-        sources = unpack_kernel_sources(tarball, version, cache)
+        full = unpack_kernel_sources(sources.tarball, sources.version, cache)
         place = BuildPlace(
             LocalShell(),
             str(src_dir),
             str(kernel_dir),
-            str(sources),
+            str(full),
             str(cache / f"{spec.key}.build"),
             args.jobs or os.cpu_count() or 1,
         )

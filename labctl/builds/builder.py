@@ -218,8 +218,16 @@ def debian_version(package: str) -> str | None:
     return words[3]
 
 
-def controller_kernel_sources(spec: NetmapSpec, cache: Path) -> tuple[Path | None, str]:
-    """(the tarball of full sources matching the release's headers, or None; why not)."""
+@dataclass(frozen=True)
+class KernelSources:
+    """The controller's tarball of full kernel sources, and its Debian package version."""
+
+    tarball: Path
+    version: str
+
+
+def controller_kernel_sources(spec: NetmapSpec) -> tuple[KernelSources | None, str]:
+    """(the full sources matching the release's headers, or None; why not)."""
     headers = f"linux-headers-{spec.release}"
     source = f"linux-source-{spec.series}"
     tarball = Path(f"/usr/src/{source}.tar.xz")
@@ -230,7 +238,7 @@ def controller_kernel_sources(spec: NetmapSpec, cache: Path) -> tuple[Path | Non
         return None, f"no {source} on the controller (apt install {source})"
     if hv != sv:
         return None, f"the controller's {source} is {sv}, its {headers} {hv}"
-    return tarball, ""
+    return KernelSources(tarball, sv), ""
 
 
 def unpack_kernel_sources(tarball: Path, version: str, cache: Path) -> Path:

@@ -275,12 +275,19 @@ SUMS = "SHA256SUMS"
 INFO = "build.txt"
 
 
+def read_manifest(cache_dir: Path, key: str) -> NetmapBuild | None:
+    """The cached build of `key` as its manifest says, its files unread (None: none)."""
+    try:
+        return NetmapBuild.from_json((cache_dir / key / MANIFEST).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_cached(cache_dir: Path, key: str) -> NetmapBuild | None:
     """The cached build of `key`, if complete: its manifest and every artifact's hash."""
     entry = cache_dir / key
-    try:
-        build = NetmapBuild.from_json((entry / MANIFEST).read_text())
-    except (OSError, ValueError, KeyError, TypeError):
+    build = read_manifest(cache_dir, key)
+    if build is None:
         return None
     for a in build.artifacts:
         path = entry / a.name
