@@ -55,6 +55,7 @@ from labctl.facts.modules import (
     explain_insmod_failure,
     file_module_id,
     loaded_module_id,
+    record_modules_script,
     same_module,
     sysfs_name,
     vermagic_matches,
@@ -173,10 +174,7 @@ def status_path(args: DriverArgs) -> str:
 def record_script(args: DriverArgs) -> str:
     q = shlex.quote
     path = record_path(args)
-    return (
-        f"mkdir -p {q(args.record_dir)} && cut -d' ' -f1 /proc/modules | LC_ALL=C sort "
-        f"> {q(path + '.tmp')} && mv {q(path + '.tmp')} {q(path)}"
-    )
+    return f"mkdir -p {q(args.record_dir)} && {record_modules_script(path)}"
 
 
 def swap_script(args: DriverArgs, loaded: bool) -> str:

@@ -14,9 +14,9 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labctl.builds.kmod import kernel_dir_candidates
+from labctl.builds.kmod import kernel_dir_script
 from labctl.facts.host import parse_key_values
-from labctl.facts.modules import sysfs_name
+from labctl.facts.modules import record_modules_script, sysfs_name
 from labctl.failures import OWN_MARK
 
 STATES = ("built", "loaded", "unloaded")
@@ -128,13 +128,11 @@ def probe_script(args: KmodArgs) -> str:
     ]
     if args.src is not None and args.state != "unloaded":
         src = args.src
-        cands = " ".join(q(d) for d in kernel_dir_candidates(args.kernel_release, args.kernel_dir))
         key_parts = " ".join(
             [q(KEY_VERSION), '"$h"', q(args.kernel_release), '"$k"', *map(q, args.make_args)]
         )
         lines += [
-            f'k=; for d in {cands}; do if [ -f "$d/Makefile" ]; then k=$d; break; fi; done',
-            'printf "kernel_dir=%s\\n" "$k"',
+            kernel_dir_script(args.kernel_release, args.kernel_dir),
             f"if [ ! -d {q(src)} ]; then echo src=missing; "
             f"elif [ ! -f {q(src + '/Kbuild')} ] && [ ! -f {q(src + '/Makefile')} ]; then "
             "echo src=nokbuild; else echo src=ok",
@@ -245,9 +243,7 @@ def record_loaded_script(cache_dir: str) -> str:
     q = shlex.quote
     path = posixpath.join(cache_dir, "loaded-before.txt")
     return (
-        f"mkdir -p {q(cache_dir)} && if [ ! -e {q(path)} ]; then "
-        f"cut -d' ' -f1 /proc/modules | LC_ALL=C sort > {q(path + '.tmp')} && "
-        f"mv {q(path + '.tmp')} {q(path)}; fi"
+        f"mkdir -p {q(cache_dir)} && if [ ! -e {q(path)} ]; then {record_modules_script(path)}; fi"
     )
 
 

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from labctl.actions.process import parse_pidfile
 from labctl.actions.source import is_git_url
 from labctl.builds.builder import DEFAULT_CACHE
-from labctl.builds.kmod import kernel_dir_candidates
+from labctl.builds.kmod import kernel_dir_script, vermagic_check_script
 from labctl.builds.netmap import NetmapBuild, NetmapSpec, module_name
 from labctl.facts.host import parse_key_values
-from labctl.facts.modules import file_module_id, loaded_module_id, sysfs_name
+from labctl.facts.modules import (
+    file_module_id,
+    loaded_module_id,
+    record_modules_script,
+    sysfs_name,
+)
 from labctl.failures import OWN_MARK
 from labctl.remote import wait_until_script
 
@@ -128,11 +133,7 @@ def probe_script(args: NetmapArgs, key: str | None) -> str:
             "; then echo installed=yes; fi",
         ]
         assert args.kernel_release is not None
-        cands = " ".join(q(c) for c in kernel_dir_candidates(args.kernel_release, None))
-        lines += [
-            f'for d in {cands}; do if [ -f "$d/Makefile" ]; then '
-            'printf "kernel_dir=%s\\n" "$d"; break; fi; done',
-        ]
+        lines.append(kernel_dir_script(args.kernel_release))
     lines.append("true")  # a test that failed last is no failure of the probe
     return "\n".join(lines) + "\n"
 
@@ -202,10 +203,7 @@ def install_script(args: NetmapArgs, build: NetmapBuild, upload: str) -> str:
             'rm -rf "$n" && mkdir -p "$n" && tar -xzf "$u" --no-same-owner -C "$n" || exit 1',
             '(cd "$n" && sha256sum -c --quiet SHA256SUMS) || '
             f'{{ echo "{_MARK}the copy in $n does not match the build (sha256)" >&2; exit 1; }}',
-            'for k in "$n"/*.ko; do [ -e "$k" ] || continue; '
-            'v=$(modinfo -F vermagic "$k") || exit 1; '
-            f'[ "${{v%% *}}" = {q(rel)} ] || '
-            f'{{ echo "{_MARK}${{k##*/}} has vermagic $v, not "{q(rel)} >&2; exit 1; }}; done',
+            vermagic_check_script('"$n"', rel),
             'if ldd "$n/pkt-gen" 2>/dev/null | grep -q "not found"; then '
             f'echo "{_MARK}pkt-gen cannot run here: $(ldd "$n/pkt-gen" | grep "not found" '
             '| head -n 1)" >&2; exit 1; fi',
@@ -224,8 +222,7 @@ def load_script(args: NetmapArgs) -> str:
     rec = record_file(args)
     return "\n".join(
         [
-            f"cut -d' ' -f1 /proc/modules | LC_ALL=C sort > {q(rec + '.tmp')} && "
-            f"mv {q(rec + '.tmp')} {q(rec)} || exit 1",
+            f"{record_modules_script(rec)} || exit 1",
             f"insmod {q(ko)} || exit 1",
             wait_until_script(
                 "[ -c /dev/netmap ]",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from labctl.digests import file_sha256
 from labctl.errors import LabctlError
-from labctl.failures import explain
+from labctl.failures import OWN_MARK, explain
 from labctl.filelock import exclusive
 
 DEFAULT_CACHE = Path("/var/cache/labctl/kmod")
@@ -64,6 +65,28 @@ def kernel_dir_candidates(release: str, kernel_dir: str | None) -> list[str]:
     if kernel_dir is not None:
         return [kernel_dir]
     return [f"/usr/src/linux-headers-{release}", f"/lib/modules/{release}/build"]
+
+
+def kernel_dir_script(release: str, kernel_dir: str | None = None) -> str:
+    """sh: `k` set to the host's headers for `release` (the first candidate with a Makefile,
+    empty if none), printed as `kernel_dir=...`."""
+    cands = " ".join(shlex.quote(d) for d in kernel_dir_candidates(release, kernel_dir))
+    return (
+        f'k=; for d in {cands}; do if [ -f "$d/Makefile" ]; then k=$d; break; fi; done\n'
+        'printf "kernel_dir=%s\\n" "$k"'
+    )
+
+
+def vermagic_check_script(directory: str, release: str) -> str:
+    """sh: exit 1, naming the module, if a .ko in `directory` (shell text, such as "$n") was
+    built for another kernel release than `release`."""
+    want = shlex.quote(release)
+    return (
+        f'for k in {directory}/*.ko; do [ -e "$k" ] || continue; '
+        'v=$(modinfo -F vermagic "$k") || exit 1; '
+        f'[ "${{v%% *}}" = {want} ] || '
+        f'{{ echo "{OWN_MARK}${{k##*/}} has vermagic $v, not "{want} >&2; exit 1; }}; done'
+    )
 
 
 def headers_dir(release: str) -> Path | None:

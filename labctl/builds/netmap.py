@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl.builds.kmod import vermagic_check_script
 from labctl.digests import file_sha256
 from labctl.failures import CONFIG_LOG_MARK, OWN_MARK
 
@@ -149,15 +150,9 @@ def collect_script(build_dir: str, out_dir: str, spec: NetmapSpec) -> str:
             f'[ -f "$b"/{q(rel)} ] || {{ echo {q(f"{_MARK}make built no {rel}")} >&2; exit 1; }}; '
             f'cp "$b"/{q(rel)} "$n"/{q(name)} || exit 1'
         )
-    want = q(spec.release)
     lines += [
-        'for k in "$n"/*.ko; do',
-        '  [ -e "$k" ] || continue',
-        '  strip --strip-debug "$k" || exit 1',
-        '  v=$(modinfo -F vermagic "$k") || exit 1',
-        f'  [ "${{v%% *}}" = {want} ] || '
-        f'{{ echo "{_MARK}${{k##*/}} has vermagic $v, not "{want} >&2; exit 1; }}',
-        "done",
+        'for k in "$n"/*.ko; do [ -e "$k" ] || continue; strip --strip-debug "$k" || exit 1; done',
+        vermagic_check_script('"$n"', spec.release),
         'for f in "$n"/*; do',
         '  name=${f##*/}; sum=$(sha256sum "$f" | cut -d" " -f1)',
         '  case "$name" in',

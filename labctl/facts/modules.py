@@ -55,6 +55,16 @@ def lockdown_mode(lockdown: str | None) -> str | None:
     return mode if mode in ("integrity", "confidentiality") else None
 
 
+def record_modules_script(path: str) -> str:
+    """sh: the names of the modules loaded now, sorted, written to `path` (whole or not at
+    all: through `path`.tmp)."""
+    q = shlex.quote
+    return (
+        f"cut -d' ' -f1 /proc/modules | LC_ALL=C sort > {q(path + '.tmp')} && "
+        f"mv {q(path + '.tmp')} {q(path)}"
+    )
+
+
 def explain_insmod_failure(host: str, ko: str, output: str, lockdown: str | None) -> str:
     """One line for a refused insmod, naming Secure Boot when that is why."""
     mode = lockdown_mode(lockdown)
