@@ -19,6 +19,12 @@ DEFAULT_SUITE = "playbooks/nightly.yml"  # relative: the working directory's, el
 DEFAULT_STORE = "results/labctl.db"  # relative to the working directory
 LOCAL_INVENTORY = PROJECT_DIR / "hosts" / "local.yml"
 
+# On a lab host: everything labctl makes there is under HOST_DIR
+HOST_DIR = "/root/labctl"
+HOST_BIN_DIR = f"{HOST_DIR}/bin"  # pkt-gen's link, to the netmap build in use
+HOST_RUN_DIR = f"{HOST_DIR}/run"  # pidfiles and logs of background programs
+HOST_EXPERIMENT_RUN_DIR = f"{HOST_RUN_DIR}/experiments"  # an experiment run's workloads
+
 # A command's exit status
 EXIT_ERROR = 1  # labctl could not do its job (the lab needs root, a run failed)
 EXIT_FAILED = 2  # bad input (one line naming file and line), or a host failed

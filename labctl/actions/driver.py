@@ -60,6 +60,7 @@ from labctl.facts.modules import (
     sysfs_name,
     vermagic_matches,
 )
+from labctl.paths import HOST_DIR
 from labctl.remote import ShellScript, wait_until_script
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -77,7 +78,7 @@ class DriverArgs:
     revert_after: int = 60  # seconds until the armed revert puts the stock driver back
     cancel_revert: bool = True  # false: leave the revert armed (it then fires)
     reconnect_timeout: float = 120.0
-    record_dir: str = "/root/labctl"
+    record_dir: str = HOST_DIR
     state: str = "swapped"  # swapped: as above; stock: the stock driver back, if not loaded
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from labctl.builds.kmod import kernel_dir_script
 from labctl.facts.host import parse_key_values
 from labctl.facts.modules import record_modules_script, sysfs_name
 from labctl.failures import OWN_MARK
+from labctl.paths import HOST_DIR
 
 STATES = ("built", "loaded", "unloaded")
 BUILD_ON = ("host", "controller", "auto")
@@ -41,7 +42,7 @@ class KmodArgs:
     make_args: tuple[str, ...] = ()
     state: str = "built"
     depends: tuple[str, ...] = ()  # modprobe'd before insmod
-    cache_dir: str = "/root/labctl/kmod-cache"
+    cache_dir: str = f"{HOST_DIR}/kmod-cache"
     build_on: str = "host"  # host, controller or auto (see the module's docstring)
     controller_src: str | None = None  # the source on the controller (relative: playbook dir)
 

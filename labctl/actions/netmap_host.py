@@ -23,13 +23,14 @@ from labctl.facts.modules import (
     sysfs_name,
 )
 from labctl.failures import OWN_MARK
+from labctl.paths import HOST_BIN_DIR, HOST_DIR, HOST_EXPERIMENT_RUN_DIR, HOST_RUN_DIR
 from labctl.remote import wait_until_script
 
 DEVICE_WAIT = 10  # seconds for udev to make /dev/netmap after insmod
 _MARK = OWN_MARK
 STATES = ("installed", "loaded", "unloaded")
 BUILD_ON = ("auto", "controller", "host")
-RUN_DIRS = ("/root/labctl/run/experiments", "/root/labctl/run")  # where pidfiles of ours are
+RUN_DIRS = (HOST_EXPERIMENT_RUN_DIR, HOST_RUN_DIR)  # where pidfiles of ours are
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class NetmapArgs:
     configure_extra: tuple[str, ...] = ()
     build_on: str = "auto"  # controller, host, or auto: the controller when it can
     jobs: int = 0  # make -j; 0: the builder's CPUs
-    root: str = "/root/labctl/netmap"
-    bin_dir: str = "/root/labctl/bin"
+    root: str = f"{HOST_DIR}/netmap"
+    bin_dir: str = HOST_BIN_DIR
     cache_dir: str = str(DEFAULT_CACHE)  # on the controller
     force_mgmt_driver_swap: bool = False
     revert_after: int = 60

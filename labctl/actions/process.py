@@ -18,6 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from labctl.actions.base import Action, ActionResult, Plan, Run, TaskContext, step_failed
+from labctl.paths import HOST_RUN_DIR
 from labctl.remote import HostConnection, ShellScript
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -35,7 +36,7 @@ class ProcessArgs:
     state: str = "started"
     chdir: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    run_dir: str = "/root/labctl/run"
+    run_dir: str = HOST_RUN_DIR
     startup_wait: float = 0.3
     stop_signal: str = "TERM"  # sent first (pkt-gen prints its summary on INT); KILL after 5 s
 

@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from labctl.actions.base import ActionResult, TaskContext, run_action
+from labctl.actions.process import ProcessAction
 from labctl.errors import LabctlError
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric
+from labctl.paths import HOST_EXPERIMENT_RUN_DIR
+from labctl.remote import HostConnection
 from labctl.results.store import ResultsStore, TrialRecord
 
 # The experiments' own pidfiles and outputs, apart from the `process` action's default
 # run_dir: a run that finds something here under the lab lock knows a dead run left it.
-RUN_DIR = "/root/labctl/run/experiments"
+RUN_DIR = HOST_EXPERIMENT_RUN_DIR
 
 
 class ExperimentError(LabctlError):
@@ -52,6 +56,18 @@ def client_hosts(inventory: Inventory, clients: str, server: Host) -> list[Host]
     if not found:
         raise ExperimentError(f"no client host in {clients!r} besides {server.name}")
     return found
+
+
+def server_and_client(inventory: Inventory, server: str | None, clients: str) -> tuple[Host, Host]:
+    """(server, client) for a two-host experiment: the server, and the first client not it."""
+    first = server_host(inventory, server)
+    return first, client_hosts(inventory, clients, first)[0]
+
+
+def experiment_address(host: Host) -> str:
+    """The host's address on the experiment link (`experiment_address`, else its SSH
+    address), without a prefix length (10.78.0.11/24 → 10.78.0.11)."""
+    return str(host.vars.get("experiment_address") or host.address).split("/")[0]
 
 
 def experiment_hosts(inventory: Inventory, server: str | None, clients: str) -> list[Host]:
@@ -236,6 +252,30 @@ def make_options(options_type: type, values: Mapping[str, Any]) -> Any:
     return options_type(**{k: parse_option(infos[k], v) for k, v in values.items()})
 
 
+def background(
+    conn: HostConnection,
+    name: str,
+    state: str,
+    *,
+    argv: Sequence[str] | None = None,
+    out: str = "",
+    startup_wait: float = 0.05,
+    stop_signal: str = "TERM",
+) -> ActionResult:
+    """A workload started in the background (its stdout and stderr into `out`.out and
+    `out`.err; exec keeps the PID the pidfile has) or stopped, by pidfile PID, in RUN_DIR."""
+    args: dict[str, Any] = {
+        "name": name,
+        "state": state,
+        "run_dir": RUN_DIR,
+        "startup_wait": startup_wait,
+        "stop_signal": stop_signal,
+    }
+    if argv is not None:
+        args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
+    return run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
+
+
 def run_params(options: Any) -> dict[str, Any]:
     """An Options object as the run's stored params (JSON: tuples as lists)."""
     return {
@@ -255,6 +295,19 @@ class RunContext:
     seed: int | None = None  # default: random, stored with the run
     on_trial: SweepProgress | None = None
     project_dir: Path = Path(".")  # where workloads/ is
+
+    def start_run(
+        self,
+        experiment: str,
+        params: Mapping[str, Any],
+        hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
+    ) -> tuple[int, int]:
+        """The run stored as started: its params, its seed (the one given, else a random
+        one), its hosts with their roles and facts. (run_id, seed)."""
+        seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
+        run_id = self.store.start_run(experiment, dict(params), self.inventory.path, seed)
+        self.store.add_hosts(run_id, dict(hosts))
+        return run_id, seed
 
 
 class Experiment(ABC):

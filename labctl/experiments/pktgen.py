@@ -23,16 +23,13 @@ are labctl/experiments/pktgen_tool.py.
 
 from __future__ import annotations
 
-import random
 import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from labctl.actions.base import TaskContext, run_action
-from labctl.actions.process import ProcessAction, probe_process
+from labctl.actions.process import probe_process
 from labctl.experiments.base import (
     RUN_DIR,
     Experiment,
@@ -40,11 +37,13 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
-    client_hosts,
+    background,
+    experiment_address,
     option,
     plan_trials,
+    run_params,
     run_sweep,
-    server_host,
+    server_and_client,
 )
 from labctl.experiments.pktgen_tool import (
     PktgenError,
@@ -56,10 +55,11 @@ from labctl.experiments.pktgen_tool import (
 from labctl.facts.host import HostFacts, gather_all
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
+from labctl.paths import HOST_BIN_DIR
 from labctl.remote import Connections, HostConnection, ShellScript
 from labctl.results.store import TrialRecord
 
-PKTGEN_PATH = "/root/labctl/bin/pkt-gen"  # where provisioning links the pkt-gen it installed
+PKTGEN_PATH = f"{HOST_BIN_DIR}/pkt-gen"  # where provisioning links the pkt-gen it installed
 MODES = ("native", "generic")
 ADMODE = {"native": 1, "generic": 2}  # netmap's admode parameter
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "rx_dropped", "rx_missed_errors")
@@ -238,10 +238,6 @@ PKTGEN_KIND = TrialKind(
 )
 
 
-def _address(host: Host) -> str:
-    return str(host.vars.get("experiment_address") or host.address).split("/")[0]
-
-
 class PktgenTrials:
     """pkt-gen tx on `sender`, rx on `receiver`: one trial at a time, netmap's mode put back
     at the end. Also what the reuseport sweep runs for its pkt-gen trial.
@@ -264,6 +260,7 @@ class PktgenTrials:
         self.options = options
         self.run_id = run_id
         self._admode_before: dict[str, int] = {}  # host → admode when the run began
+        self._admode_now: str | None = None  # the mode this run last wrote on both hosts
         self._checked: dict[str, str] | None = None  # host → why it cannot run ("" if it can)
 
     def default_params(self) -> dict[str, Any]:
@@ -336,25 +333,27 @@ class PktgenTrials:
         return parse_counters(self.conns[host].run(ShellScript(script), timeout=30).stdout, iface)
 
     def _set_admode(self, mode: str) -> None:
+        """netmap's mode on both hosts, written where it is not that mode already."""
+        if self._admode_now == mode:
+            return
         for host in (self.sender, self.receiver):
             self.conns[host].run(
                 ShellScript(f"echo {ADMODE[mode]} > /sys/module/netmap/parameters/admode"),
                 check=True,
             )
+        self._admode_now = mode
 
     def _process(self, conn: HostConnection, role: str, argv: list[str] | None, state: str) -> None:
         """pkt-gen `role` (tx, rx) started in the background or stopped, by pidfile PID."""
-        args: dict[str, Any] = {
-            "name": self._name(role),
-            "state": state,
-            "run_dir": RUN_DIR,
-            "startup_wait": 0.2,
-            "stop_signal": "INT",  # pkt-gen prints its summary on SIGINT only
-        }
-        if argv is not None:
-            out = self._out(role)
-            args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
-        result = run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
+        result = background(
+            conn,
+            self._name(role),
+            state,
+            argv=argv,
+            out=self._out(role),
+            startup_wait=0.2,
+            stop_signal="INT",  # pkt-gen prints its summary on SIGINT (or at its -n count)
+        )
         if result.failed:
             said = conn.run(["tail", "-n", "3", self._out(role) + ".err"]).stdout.strip()
             why = f"{result.msg.splitlines()[0]}" + (f"; it said: {said}" if said else "")
@@ -435,8 +434,8 @@ class PktgenTrials:
             size=size,
             rate=opts.rate or None,
             count=tx_count(opts.rate, opts.duration),
-            src=_address(tx_conn.host),
-            dst=_address(rx_conn.host),
+            src=experiment_address(tx_conn.host),
+            dst=experiment_address(rx_conn.host),
             dst_mac=rx_nic.mac if rx_nic and rx_nic.mac else None,
             wait_link=opts.wait_link,
         )
@@ -491,6 +490,7 @@ class PktgenTrials:
 
     def cleanup(self) -> None:
         """rx stopped (by pidfile PID) and netmap's mode put back on both hosts."""
+        self._admode_now = None
 
         def put_back(conn: HostConnection) -> None:
             for role in ("tx", "rx"):
@@ -548,7 +548,7 @@ class Pktgen(Experiment):
     Options = PktgenOptions
 
     def hosts(self, inventory: Inventory, server: str | None, clients: str) -> list[Host]:
-        receiver, sender = _pair(inventory, server, clients)
+        receiver, sender = server_and_client(inventory, server, clients)
         return [receiver, sender]
 
     def notes(
@@ -557,17 +557,13 @@ class Pktgen(Experiment):
         return pktgen_notes(hosts, trials)
 
     def run(self, ctx: RunContext, options: PktgenOptions) -> SweepOutcome:
-        receiver, sender = _pair(ctx.inventory, ctx.server, ctx.clients)
-        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
+        receiver, sender = server_and_client(ctx.inventory, ctx.server, ctx.clients)
         with Connections([receiver, sender]) as conns:
             facts = gather_all(conns)
-            params = {
-                k: list(v) if isinstance(v, tuple) else v for k, v in options.__dict__.items()
-            }
-            params.update(sender=sender.name, receiver=receiver.name)
-            run_id = ctx.store.start_run(self.spec.name, params, ctx.inventory.path, seed)
-            ctx.store.add_hosts(
-                run_id,
+            params = {**run_params(options), "sender": sender.name, "receiver": receiver.name}
+            run_id, seed = ctx.start_run(
+                self.spec.name,
+                params,
                 {
                     receiver.name: ("receiver", facts[receiver.name].to_dict()),
                     sender.name: ("sender", facts[sender.name].to_dict()),
@@ -578,9 +574,3 @@ class Pktgen(Experiment):
             return run_sweep(
                 ctx.store, run_id, plan, trials.run_trial, trials.cleanup, on_trial=ctx.on_trial
             )
-
-
-def _pair(inventory: Inventory, server: str | None, clients: str) -> tuple[Host, Host]:
-    """(receiver, sender): the server, and the first client that is not it."""
-    receiver = server_host(inventory, server)
-    return receiver, client_hosts(inventory, clients, receiver)[0]

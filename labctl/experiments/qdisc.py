@@ -10,7 +10,6 @@ kernel's default (noqueue) at the end, also after Ctrl-C.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,11 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
-    client_hosts,
     option,
     plan_trials,
     run_params,
     run_sweep,
-    server_host,
+    server_and_client,
 )
 from labctl.facts.host import gather_all
 from labctl.facts.qdisc import QdiscStat, qdisc_stats
@@ -331,9 +329,7 @@ class Qdisc(Experiment):
 
     def run(self, ctx: RunContext, options: QdiscOptions) -> SweepOutcome:
         inventory = ctx.inventory
-        receiver_host = server_host(inventory, ctx.server)
-        sender_host = client_hosts(inventory, ctx.clients, receiver_host)[0]
-        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
+        receiver_host, sender_host = server_and_client(inventory, ctx.server, ctx.clients)
         hosts = [receiver_host, sender_host]
         containers = ("c1", "c2")
         with Connections(hosts) as conns:
@@ -350,9 +346,9 @@ class Qdisc(Experiment):
                     "eth0",
                 )
             params = {**run_params(options), "path": path.describe()}
-            run_id = ctx.store.start_run(self.spec.name, params, inventory.path, seed)
-            ctx.store.add_hosts(
-                run_id,
+            run_id, seed = ctx.start_run(
+                self.spec.name,
+                params,
                 {
                     h.name: ("receiver" if h is receiver_host else "sender", facts[h.name])
                     for h in hosts

@@ -11,7 +11,6 @@ labctl/experiments/reuseport_verdict.py).
 from __future__ import annotations
 
 import json
-import random
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,6 @@ from typing import Any
 
 from labctl.actions.base import TaskContext, run_action
 from labctl.actions.command import CommandAction
-from labctl.actions.process import ProcessAction
 from labctl.actions.source import SourceAction, directory_digest
 from labctl.experiments.base import (
     RUN_DIR,
@@ -30,7 +28,9 @@ from labctl.experiments.base import (
     RunContext,
     SweepOutcome,
     TrialSpec,
+    background,
     client_hosts,
+    experiment_address,
     option,
     plan_trials,
     run_params,
@@ -49,11 +49,12 @@ from labctl.experiments.reuseport_verdict import (
 )
 from labctl.facts.host import HostFacts, gather_all
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
+from labctl.paths import HOST_DIR
 from labctl.remote import Connections, HostConnection, ShellScript
 from labctl.results.store import TrialRecord
 
 MODES = ("shared", "reuseport", "reuseport-cbpf")
-WORK = "/root/labctl"
+WORK = HOST_DIR
 SYSCTLS = (
     "net/core/somaxconn",
     "net/ipv4/tcp_syncookies",
@@ -142,11 +143,7 @@ class ReuseportSweep:
         self.run_id = run_id
         self.workloads_dir = workloads_dir
         self.bin_dir = ""
-        self.address = (
-            str(
-                conns[server].host.vars.get("experiment_address") or conns[server].host.address
-            ).split("/")[0]  # an address may come with its prefix length (10.78.0.11/24)
-        )
+        self.address = experiment_address(conns[server].host)
         self._names = {"server": f"rp-server-{run_id}", "client": f"rp-client-{run_id}"}
 
     # -- setup
@@ -189,16 +186,7 @@ class ReuseportSweep:
         self, conn: HostConnection, role: str, argv: list[str] | None, out: str, state: str
     ) -> None:
         # We wait for the server's `listening` line and the clients' results ourselves.
-        args: dict[str, Any] = {
-            "name": self._names[role],
-            "state": state,
-            "run_dir": RUN_DIR,
-            "startup_wait": 0.05,
-        }
-        if argv is not None:
-            # stdout and stderr into this trial's own files; exec keeps the PID the pidfile has
-            args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
-        result = run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
+        result = background(conn, self._names[role], state, argv=argv, out=out)
         if result.failed:
             raise ExperimentError(f"{conn.host.name}: {role} {state}: {result.msg}")
 
@@ -405,7 +393,6 @@ class Reuseport(Experiment):
         inventory = ctx.inventory
         server = server_host(inventory, ctx.server)
         clients = client_hosts(inventory, ctx.clients, server)
-        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
         hosts = [server, *clients]
         with Connections(hosts) as conns:
             facts = gather_all(conns)
@@ -414,9 +401,9 @@ class Reuseport(Experiment):
                 "server": server.name,
                 "clients": [h.name for h in clients],
             }
-            run_id = ctx.store.start_run(self.spec.name, params, inventory.path, seed)
-            ctx.store.add_hosts(
-                run_id,
+            run_id, seed = ctx.start_run(
+                self.spec.name,
+                params,
                 {
                     h.name: ("server" if h is server else "client", facts[h.name].to_dict())
                     for h in hosts
@@ -432,20 +419,24 @@ class Reuseport(Experiment):
                 ctx.project_dir / "workloads",
             )
             # pkt-gen from the first client to the server, as `labctl experiment pktgen` runs it
-            pktgen = PktgenTrials(
-                conns,
-                sender=clients[0].name,
-                receiver=server.name,
-                facts=facts,
-                options=PktgenOptions(duration=max(0.5, options.duration)),
-                run_id=run_id,
+            pktgen = (
+                PktgenTrials(
+                    conns,
+                    sender=clients[0].name,
+                    receiver=server.name,
+                    facts=facts,
+                    options=PktgenOptions(duration=max(0.5, options.duration)),
+                    run_id=run_id,
+                )
+                if options.pktgen
+                else None
             )
             trials = plan_trials(options.matrix(), options.repeat, seed, warmup=options.warmup)
-            if options.pktgen:
+            if pktgen is not None:
                 trials.append(TrialSpec(len(trials), {"kind": PKTGEN_KIND.name}))
 
             def run_one(spec: TrialSpec) -> TrialRecord:
-                if spec.params.get("kind") == PKTGEN_KIND.name:
+                if pktgen is not None and spec.params.get("kind") == PKTGEN_KIND.name:
                     return pktgen.run_trial(TrialSpec(spec.seq, pktgen.default_params()))
                 if not sweep.bin_dir:
                     sweep.build()
@@ -453,6 +444,7 @@ class Reuseport(Experiment):
 
             def cleanup() -> None:
                 sweep.stop_all()
-                pktgen.cleanup()
+                if pktgen is not None:
+                    pktgen.cleanup()
 
             return run_sweep(ctx.store, run_id, trials, run_one, cleanup, on_trial=ctx.on_trial)

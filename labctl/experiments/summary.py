@@ -61,6 +61,7 @@ def summarize_kind(kind: TrialKind, trials: Sequence[TrialRecord]) -> list[Confi
         }
         for metric in measured or list(kind.metrics[:1]):
             values = _values(ts, metric.name)
+            stats = summarize(values) if values else None
             ratio = p = None
             if kind.baseline is not None and values:
                 param, base_value = kind.baseline
@@ -69,16 +70,16 @@ def summarize_kind(kind: TrialKind, trials: Sequence[TrialRecord]) -> list[Confi
                         base_value if p_ == param else config[p_] for p_ in kind.config
                     )
                     base = _values(groups.get(base_key, []), metric.name)
-                    if base:
+                    if base and stats is not None:
                         base_median = summarize(base).median
-                        ratio = summarize(values).median / base_median if base_median else None
+                        ratio = stats.median / base_median if base_median else None
                         p = mann_whitney_p(values, base)
             rows.append(
                 ConfigSummary(
                     kind.name,
                     config,
                     metric,
-                    summarize(values) if values else None,
+                    stats,
                     len(bad),
                     reason,
                     ratio,

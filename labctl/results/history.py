@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.metrics import ExperimentSpec
+from labctl.metrics import Direction, ExperimentSpec
 from labctl.results.regress import (
-    Direction,
     Fingerprint,
     MetricVerdict,
     compare,
@@ -189,7 +188,8 @@ def compare_pair(
         raise InputError(
             f"run {a.id} is {a.experiment}, run {b.id} is {b.experiment}: not comparable"
         )
-    fp_a, fp_b = run_fingerprint(store, a, spec), run_fingerprint(store, b, spec)
+    hosts_a, hosts_b = store.hosts(a.id), store.hosts(b.id)
+    fp_a, fp_b = _fingerprint(store, a, hosts_a, spec), _fingerprint(store, b, hosts_b, spec)
     verdicts = compare(
         b.experiment,
         store.trials(b.id),
@@ -199,7 +199,7 @@ def compare_pair(
         alpha,
         spec,
     )
-    changes = provenance_changes(a.params, b.params, store.hosts(a.id), store.hosts(b.id))
+    changes = provenance_changes(a.params, b.params, hosts_a, hosts_b)
     return PairComparison(
         a,
         b,

@@ -25,8 +25,6 @@ from labctl.metrics import Direction, ExperimentSpec
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary, mann_whitney_p, summarize
 
-__all__ = ["Direction"]  # re-exported: suites and reports name it from here
-
 # A trial kind no experiment declares (a run of one since removed) is named by all its
 # scalar params, except these knobs.
 _KNOBS = frozenset({"backlog", "threads", "inflight", "port", "repeat", "seed", "warmup"})

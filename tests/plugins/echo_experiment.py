@@ -7,7 +7,6 @@ Each trial counts the characters of a word on the server host, over SSH (`wc -c`
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,12 +56,12 @@ class Echo(Experiment):
 
     def run(self, ctx: RunContext, options: EchoOptions) -> SweepOutcome:
         host = server_host(ctx.inventory, ctx.server)
-        seed = ctx.seed if ctx.seed is not None else random.SystemRandom().randrange(2**31)
         with Connections([host]) as conns:
-            run_id = ctx.store.start_run(
-                self.spec.name, run_params(options), ctx.inventory.path, seed
+            run_id, seed = ctx.start_run(
+                self.spec.name,
+                run_params(options),
+                {host.name: ("server", {"kernel_release": "?"})},
             )
-            ctx.store.add_hosts(run_id, {host.name: ("server", {"kernel_release": "?"})})
 
             def trial(spec: TrialSpec) -> TrialRecord:
                 word = str(spec.params["word"])
