@@ -7,6 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def figure(value: float) -> str:
+    """A measured value as labctl prints it: whole with thousands separators from 100 up
+    (224,447), else three significant digits (0.0827, 5.3)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 @dataclass(frozen=True)
 class Summary:
     n: int

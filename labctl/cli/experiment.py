@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Context, Exit, Task, task
+from rich.console import Console
 
 from labctl.cli.common import console, errors_as_exit, inventory
 from labctl.errors import InputError
@@ -59,6 +60,20 @@ def experiment_task(cls: type[Experiment]) -> Task:
     return task(help=helps)(errors_as_exit(body))
 
 
+def show_stored_run(
+    con: Console,
+    experiment: Experiment,
+    db: ResultsStore,
+    run_id: int,
+    plot: str | None,
+    as_json: bool,
+) -> None:
+    """A stored run's summary and plot (at `plot`, else the default place), or its JSON."""
+    run = db.run(run_id)
+    where = Path(plot) if plot else default_plot(run.id, run.experiment)
+    show_run(con, experiment, run, db.trials(run.id), db.hosts(run.id), where, as_json)
+
+
 def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     common = {k: flags.pop(k) for k in COMMON_FLAGS}
     try:
@@ -81,10 +96,7 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
             project_dir=PROJECT_DIR,
         )
         outcome = experiment.run(ctx, options)
-        run = db.run(outcome.run_id)
-        plot = Path(common["plot"]) if common["plot"] else default_plot(run.id, run.experiment)
-        trials, hosts_facts = db.trials(run.id), db.hosts(run.id)
-        show_run(con, experiment, run, trials, hosts_facts, plot, common["json"])
+        show_stored_run(con, experiment, db, outcome.run_id, common["plot"], common["json"])
     if outcome.status != "finished":
         print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else EXIT_INTERRUPTED)

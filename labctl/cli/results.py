@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from labctl.cli.common import console, errors_as_exit, json_dumps
-from labctl.cli.experiment import default_plot
+from labctl.cli.experiment import show_stored_run
 from labctl.errors import InputError, LabctlError
 from labctl.experiments import registry, spec_of
 from labctl.paths import DEFAULT_STORE
@@ -21,7 +21,6 @@ from labctl.results.history import compare_pair, compare_run
 from labctl.results.regress import overall
 from labctl.results.store import ResultsStore
 from labctl.views.html import NightlyReport, write_html
-from labctl.views.run import show_run
 from labctl.views.verdicts import verdict_table
 
 STORE_HELP = f"results database (default: {DEFAULT_STORE})"
@@ -70,8 +69,7 @@ def results_show(
         cls = registry().get(stored.experiment)
         if cls is None:
             raise LabctlError(f"run {run_id}: experiment {stored.experiment!r} is not known here")
-        where = Path(plot) if plot else default_plot(run_id, stored.experiment)
-        show_run(console(), cls(), stored, db.trials(run_id), db.hosts(run_id), where, json)
+        show_stored_run(console(), cls(), db, run_id, plot, json)
 
 
 @task(

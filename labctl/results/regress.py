@@ -23,7 +23,7 @@ from typing import Any
 
 from labctl.metrics import Direction, ExperimentSpec
 from labctl.results.store import TrialRecord
-from labctl.stats import Summary, mann_whitney_p, summarize
+from labctl.stats import Summary, figure, mann_whitney_p, summarize
 
 # A trial kind no experiment declares (a run of one since removed) is named by all its
 # scalar params, except these knobs.
@@ -255,17 +255,11 @@ def config_key(trial: TrialRecord, spec: ExperimentSpec | None = None) -> str:
     return " ".join([trial.kind, *pairs])
 
 
-def _num(value: float) -> str:
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
-
-
 def _runs_text(runs: Iterable[int]) -> str:
     return ",".join(str(r) for r in runs)
 
 
-def _values_by_config(
+def values_by_config(
     trials: Iterable[TrialRecord], metric: str, spec: ExperimentSpec | None
 ) -> dict[str, list[float]]:
     """Valid, non-warm-up values of `metric` per configuration."""
@@ -300,12 +294,12 @@ def _judge(
             None,
             None,
             "new",
-            f"{metric} median {_num(current.median)} (n={current.n}): no valid trial in the "
+            f"{metric} median {figure(current.median)} (n={current.n}): no valid trial in the "
             "history of this fingerprint",
         )
     head = (
-        f"{metric} median {_num(current.median)} (n={current.n}) vs "
-        f"{_num(baseline.median)} (n={baseline.n}, runs {_runs_text(runs)})"
+        f"{metric} median {figure(current.median)} (n={current.n}) vs "
+        f"{figure(baseline.median)} (n={baseline.n}, runs {_runs_text(runs)})"
     )
     if baseline.median == 0:
         return current, baseline, None, None, "ok", f"{head}: baseline median 0, no ratio"
@@ -354,12 +348,12 @@ def compare(
     """
     out: list[MetricVerdict] = []
     for metric, direction in metrics.items():
-        tonight = _values_by_config(current, metric, spec)
+        tonight = values_by_config(current, metric, spec)
         past: dict[str, list[float]] = defaultdict(list)
         runs_of: dict[str, set[int]] = defaultdict(set)
         seen = {config_key(t, spec) for t in current if not t.warmup and metric in t.metrics}
         for run_id, trials in history:
-            for key, values in _values_by_config(trials, metric, spec).items():
+            for key, values in values_by_config(trials, metric, spec).items():
                 past[key] += values
                 runs_of[key].add(run_id)
             seen |= {config_key(t, spec) for t in trials if not t.warmup and metric in t.metrics}

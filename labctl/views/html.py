@@ -10,6 +10,7 @@ string from the lab (parameters, reasons, facts) goes through Jinja2's autoescap
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import markupsafe
 
 from labctl.metrics import ExperimentSpec
 from labctl.results.history import RunComparison
-from labctl.results.regress import MetricVerdict, config_key
+from labctl.results.regress import MetricVerdict, values_by_config
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary
 from labctl.views.plots import (
@@ -72,7 +73,8 @@ def write_html(report: NightlyReport, path: Path) -> Path:
 def render_html(report: NightlyReport) -> str:
     started = report.started
     sections = [_section_view(s) for s in report.sections]
-    return _TEMPLATE.render(
+    page = _page()
+    return page.template.render(
         title=report.title,
         status=report.status,
         badge_class=f"badge-{report.status}" if report.status in STATUS_COLORS else "badge-other",
@@ -81,9 +83,9 @@ def render_html(report: NightlyReport) -> str:
         took=_took(report.finished - started) if report.finished is not None else "",
         notes=list(report.notes),
         sections=sections,
-        style=markupsafe.Markup(_STYLE),
-        script=markupsafe.Markup(_SCRIPT),
-        csp=_CSP,
+        style=markupsafe.Markup(page.style),
+        script=markupsafe.Markup(page.script),
+        csp=page.csp,
     )
 
 
@@ -250,17 +252,11 @@ def _values_by_config(
     trials: Sequence[TrialRecord], verdicts: Sequence[MetricVerdict], spec: ExperimentSpec | None
 ) -> dict[tuple[str, str], list[float]]:
     """Tonight's counted values per (metric, config): the very values the verdicts judged."""
-    metrics = {v.metric for v in verdicts}
-    out: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for t in trials:
-        if t.warmup or not t.valid:
-            continue  # invalid trials never count, on the page as in the verdict
-        config = config_key(t, spec)
-        for m in metrics:
-            value = t.metrics.get(m)
-            if value is not None and math.isfinite(value):
-                out[(m, config)].append(float(value))
-    return out
+    return {
+        (m, config): values
+        for m in {v.metric for v in verdicts}
+        for config, values in values_by_config(trials, m, spec).items()
+    }
 
 
 def _short_configs(configs: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -334,24 +330,34 @@ def _took(seconds: float) -> str:
 # ---------------------------------------------------------------------------- page
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_STYLE = (TEMPLATES / "report.css").read_text()
-# Counts the images the browser really decoded; the browser test reads it from the DOM.
-_SCRIPT = (TEMPLATES / "report.js").read_text()
 
 
 def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-# Nothing but this page's own style and script, and images embedded in it.
-_CSP = (
-    f"default-src 'none'; img-src data:; style-src {_sha256(_STYLE)}; "
-    f"script-src {_sha256(_SCRIPT)}; base-uri 'none'; form-action 'none'"
-)
+@dataclass(frozen=True)
+class _Page:
+    template: jinja2.Template
+    style: str
+    script: str  # counts the images the browser really decoded; the browser test reads it
+    csp: str  # nothing but this page's own style and script, and images embedded in it
 
-_TEMPLATE = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-).get_template("report.html.j2")
+
+@functools.cache
+def _page() -> _Page:
+    """The template, style and script, read and compiled once, when a page is first written
+    (not when any labctl command starts)."""
+    style = (TEMPLATES / "report.css").read_text()
+    script = (TEMPLATES / "report.js").read_text()
+    csp = (
+        f"default-src 'none'; img-src data:; style-src {_sha256(style)}; "
+        f"script-src {_sha256(script)}; base-uri 'none'; form-action 'none'"
+    )
+    template = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    ).get_template("report.html.j2")
+    return _Page(template, style, script, csp)

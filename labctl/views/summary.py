@@ -12,23 +12,15 @@ from rich.table import Table
 
 from labctl.experiments.summary import ConfigSummary
 from labctl.metrics import ExperimentSpec
-from labctl.stats import Summary
-
-
-def number(value: float) -> str:
-    if value != value:  # NaN
-        return "nan"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
+from labctl.stats import Summary, figure
 
 
 def _median_iqr(stats: Summary) -> str:
     """`224,447 ±5%`: the median, and half the IQR relative to it (the spread a reader
     compares between rows); absolute where the median is 0."""
     if stats.median:
-        return f"{number(stats.median)} ±{stats.iqr / 2 / abs(stats.median):.0%}"
-    return f"{number(stats.median)} ±{number(stats.iqr / 2)}"
+        return f"{figure(stats.median)} ±{stats.iqr / 2 / abs(stats.median):.0%}"
+    return f"{figure(stats.median)} ±{figure(stats.iqr / 2)}"
 
 
 def summary_tables(
@@ -86,7 +78,7 @@ def summary_tables(
                 ratio = first.ratio_vs_baseline if first else None
                 p = first.p_vs_baseline if first else None
                 cells += [f"{ratio:.2f}x" if ratio else "-", f"{p:.3f}" if p is not None else "-"]
-            cells += [number((any_row.totals or {}).get(name, 0.0)) for name in kind.totals]
+            cells += [figure((any_row.totals or {}).get(name, 0.0)) for name in kind.totals]
             cells.append(str(any_row.invalid))
             table.add_row(*cells)
         out.append(table)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from labctl.results.regress import MetricVerdict
-from labctl.stats import Summary
+from labctl.stats import Summary, figure
 
 COLORS = {"regression": "red", "improvement": "green", "ok": "green", "new": "cyan"}
 
@@ -18,8 +18,7 @@ COLORS = {"regression": "red", "improvement": "green", "ok": "green", "new": "cy
 def _median(summary: Summary | None) -> str:
     if summary is None:
         return "-"
-    m = summary.median
-    return f"{m:,.0f}" if abs(m) >= 100 else f"{m:.3g}"
+    return figure(summary.median)
 
 
 def verdict_table(title: str, verdicts: Sequence[MetricVerdict]) -> Group:
