@@ -363,17 +363,7 @@ class NetmapAction(Action):
                             changes, output, what=f"{host}: stopping {name}: {result.msg}"
                         )
                 elif kind == "stock":
-                    result = run_action(
-                        DriverAction(),
-                        ctx,
-                        {
-                            "driver": arg,
-                            "state": "stock",
-                            "force_mgmt_driver_swap": args.force_mgmt_driver_swap,
-                            "revert_after": args.revert_after,
-                            "record_dir": args.root,
-                        },
-                    )
+                    result = _driver(ctx, args, arg, state="stock")
                     output.setdefault("drivers_restored", {})[arg] = result.output
                     if result.failed:
                         return failed_result(changes, output, what=result.msg)
@@ -505,18 +495,20 @@ class NetmapAction(Action):
         depends: list[str] = []
         if build is not None:
             depends = [d for d in build.artifact(f"{module}.ko").depends if d != "netmap"]
-        return run_action(
-            DriverAction(),
-            ctx,
-            {
-                "driver": module,
-                "replacement": posixpath.join(args.root, "current", f"{module}.ko"),
-                "depends": depends,
-                "force_mgmt_driver_swap": args.force_mgmt_driver_swap,
-                "revert_after": args.revert_after,
-                "record_dir": args.root,
-            },
-        )
+        replacement = posixpath.join(args.root, "current", f"{module}.ko")
+        return _driver(ctx, args, module, replacement=replacement, depends=depends)
+
+
+def _driver(ctx: TaskContext, args: NetmapArgs, module: str, **how: Any) -> ActionResult:
+    """The driver action on `module`, with the guard and revert this netmap task was given."""
+    raw = {
+        "driver": module,
+        "force_mgmt_driver_swap": args.force_mgmt_driver_swap,
+        "revert_after": args.revert_after,
+        "record_dir": args.root,
+        **how,
+    }
+    return run_action(DriverAction(), ctx, raw)
 
 
 def _say(ctx: TaskContext, text: str) -> None:

@@ -166,11 +166,18 @@ _ALIVE = (
 )
 
 
-def probe_process(
-    conn: HostConnection, name: str, run_dir: str = ProcessArgs.run_dir
-) -> ProcessState:
+def process_paths(run_dir: str, name: str) -> tuple[str, str]:
+    """(pidfile, log) of the program `name` in `run_dir`."""
+    base = run_dir.rstrip("/") or "/"
+    return f"{base}/{name}.pid", f"{base}/{name}.log"
+
+
+def probe_process(conn: HostConnection, name: str, run_dir: str = HOST_RUN_DIR) -> ProcessState:
     """The state of the program `name` started by this action: one round trip, no change."""
-    pidfile = ProcessAction.paths(ProcessArgs(name=name, run_dir=run_dir, state="stopped"))[0]
+    return _read_state(conn, process_paths(run_dir, name)[0])
+
+
+def _read_state(conn: HostConnection, pidfile: str) -> ProcessState:
     return parse_probe(conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
 
 
@@ -255,15 +262,10 @@ class ProcessAction(Action):
     name = "process"
     Args = ProcessArgs
 
-    @staticmethod
-    def paths(args: ProcessArgs) -> tuple[str, str]:
-        base = args.run_dir.rstrip("/") or "/"
-        return f"{base}/{args.name}.pid", f"{base}/{args.name}.log"
-
     def plan(self, ctx: TaskContext, args: ProcessArgs) -> Plan:
         check_args(args)
-        pidfile, log = self.paths(args)
-        state = parse_probe(ctx.conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
+        pidfile, log = process_paths(args.run_dir, args.name)
+        state = _read_state(ctx.conn, pidfile)
         record = state.record
         running = state.running
         output = {"pid": record.pid if running and record else None, "log": log, "running": running}
