@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from labctl.errors import InventoryError
+from labctl.yamlfile import compose, refuse_duplicate_keys, yaml_error
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,11 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 
 def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
     """Parse inventory text; relative key paths resolve against ``path``'s directory."""
+    root = compose(text, path, InventoryError)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
         return _Parser(path).parse(root)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        raise InventoryError(f"invalid YAML: {problem}", path=path, line=line) from exc
+    except yaml.YAMLError as exc:  # e.g. a value of a tag no safe loader constructs
+        raise yaml_error(exc, path, InventoryError) from exc
 
 
 @dataclass
@@ -160,8 +158,13 @@ class _Parser:
         if not isinstance(node, MappingNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else f"{node.value!r}"
             raise self._error(f"{what} must be a mapping, not {kind}", node)
+        try:
+            refuse_duplicate_keys(node)  # a host or key written twice is a mistake
+        except yaml.MarkedYAMLError as exc:
+            at = exc.problem_mark.line + 1 if exc.problem_mark else node
+            raise self._error(f"{what}: {exc.problem}", at) from None
         self.loader.flatten_mapping(node)  # resolve "<<" merge keys as safe_load would
-        # As safe_load: of repeated keys (often from a "<<" merge), the last one counts.
+        # Keys a "<<" merge brings in come first; the mapping's own keys win over them.
         unique = {k.value if isinstance(k, ScalarNode) else k: (k, v) for k, v in node.value}
         return list(unique.values())
 

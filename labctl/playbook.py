@@ -69,6 +69,11 @@ class Playbook:
     def base_dir(self) -> Path:
         return Path(self.path).resolve().parent
 
+    @property
+    def tags(self) -> frozenset[str]:
+        """Every tag a task of this playbook has (its own or its play's)."""
+        return frozenset().union(*(t.tags for p in self.plays for t in p.tasks))
+
 
 def _fail(path: str, line: int | None, message: str, task: str | None = None) -> PlaybookError:
     return PlaybookError(f"task {task!r}: {message}" if task else message, path, line)
@@ -164,6 +169,7 @@ def _task(path: str, raw: Any, play_tags: frozenset[str]) -> Task:
     if not isinstance(args, dict):
         raise _fail(path, line, f"{action}: arguments must be a mapping", name)
     try:
+        args = ACTIONS[action].prepare_args(dict(args))
         check_arg_names(ACTIONS[action], args)
         if not is_templated(args):
             # Nothing to render: the typed arguments and their checks can run right now.

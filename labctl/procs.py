@@ -23,17 +23,33 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _pid_space() -> tuple[str, str]:
+    """(boot id, PID namespace inode): a PID names the same process only where both match.
+    A hostname does not say that: machines share names, and containers share the kernel."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?", "?"
+    return boot, namespace
+
+
 def controller_id(pid: int | None = None) -> str:
-    """host:pid:start of a labctl process (this one by default)."""
+    """host:pid:start:boot-id:pid-namespace of a labctl process (this one by default)."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or '?'}"
+    boot, namespace = _pid_space()
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or '?'}:{boot}:{namespace}"
 
 
 def controller_alive(controller: str) -> bool | None:
-    """Is the labctl that wrote `controller` still running? None: not this machine's."""
-    host, _, rest = controller.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    """Is the labctl that wrote `controller` still running? None when this process cannot
+    tell: another machine, another boot, another PID namespace, or an id of an older labctl
+    that did not say which (then only a lock's expiry decides)."""
+    parts = controller.split(":")
+    if len(parts) != 5 or not parts[1].isdigit() or "?" in _pid_space():
+        return None
+    host, pid_text, start, boot, namespace = parts
+    if host != socket.gethostname() or (boot, namespace) != _pid_space():
         return None
     started = process_start_time(int(pid_text))  # None: gone, or a zombie
     return started is not None and str(started) == start

@@ -132,7 +132,7 @@ class _HostState:
 
 def select_hosts(inventory: Inventory, pattern: str, limit: str | None) -> list[Host]:
     hosts = inventory.select(pattern)
-    if limit:
+    if limit is not None:  # `--limit ''` is an empty pattern (refused), not "no limit"
         allowed = {h.name for h in inventory.select(limit)}
         hosts = [h for h in hosts if h.name in allowed]
     return hosts
@@ -151,7 +151,7 @@ def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
 
 def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> list[list[Host]]:
     """Resolve every play's hosts and check every variable and tag: all before any connection."""
-    known = SPECIAL_TAGS.union(*(t.tags for p in playbook.plays for t in p.tasks))
+    known = SPECIAL_TAGS | playbook.tags
     unknown = sorted(options.tags - known)
     if unknown:
         raise InputError(
@@ -336,6 +336,9 @@ def run_task(
     started = time.monotonic()
     action = ACTIONS[task.action]()
     results: list[ActionResult] = []
+    # Connect first: a plan that reads nothing (`command` in check mode) must not call an
+    # unreachable host "changed".
+    conn.open()
     try:
         items = [None] if task.loop is None else render_value(task.loop, variables)
         if not isinstance(items, list):

@@ -18,6 +18,7 @@ import jinja2.nativetypes
 
 from labctl.errors import LabctlError
 
+_TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.S)
 
 
@@ -65,6 +66,24 @@ def is_templated(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(is_templated(v) for v in value)
     return False
+
+
+def split_words(text: str) -> list[str]:
+    """Split a command line into words as a shell would (quotes, no other shell syntax),
+    leaving each template tag whole, so each word is rendered on its own: a value holding
+    spaces or a leading `-` stays one argument. A `{% %}` block must open and close inside
+    one word. ValueError for an unclosed quote."""
+    tags: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        tags.append(match.group(0))
+        return f"\x00{len(tags) - 1}\x00"
+
+    held = _TEMPLATE_TAG.sub(hold, text)
+    if "{{" in held or "{%" in held:
+        raise ValueError(f"template syntax error: a tag is not closed in {text!r}")
+    words = shlex.split(held)
+    return [re.sub(r"\x00(\d+)\x00", lambda m: tags[int(m.group(1))], w) for w in words]
 
 
 def render_value(value: Any, variables: Mapping[str, Any]) -> Any:

@@ -129,6 +129,12 @@ class Action(ABC):
     # Arguments whose string value is the action's "free form" (`command: ls -l`).
     free_form: ClassVar[str | None] = None
 
+    @classmethod
+    def prepare_args(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The task's arguments as written, before any rendering (a ValueError is the file's
+        error): an action whose arguments must be shaped before templates fill them."""
+        return raw
+
     @abstractmethod
     def plan(self, ctx: TaskContext, args: Any) -> Plan:
         """Read the host (read-only) and say what would change."""
@@ -150,6 +156,14 @@ class Action(ABC):
             diff=plan.diff,
             output={**plan.output, **output},
         )
+
+
+def chown_spec(owner: str | None, group: str | None) -> str:
+    """chown's argument for what is given: `user` alone keeps the group (`user:` would set
+    the user's login group), `:group` keeps the owner."""
+    if owner and group:
+        return f"{owner}:{group}"
+    return owner or f":{group}"
 
 
 def step_failed(plan: Plan, res: CommandResult, output: Mapping[str, Any]) -> ActionResult:
@@ -218,7 +232,7 @@ def upload(conn: HostConnection, step: Upload) -> None:
             f"if [ -e {dest} ]; then chmod --reference={dest} {tmp}; else chmod 644 {tmp}; fi"
         )
     if step.owner or step.group:
-        script.append(shlex.join(["chown", f"{step.owner or ''}:{step.group or ''}", tmp_remote]))
+        script.append(shlex.join(["chown", chown_spec(step.owner, step.group), tmp_remote]))
     else:
         script.append(f"if [ -e {dest} ]; then chown --reference={dest} {tmp}; fi")
     script.append(f"mv -f {tmp} {dest}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from labctl.actions.base import Action, Plan, Run, TaskContext
 from labctl.remote import ShellScript
+from labctl.templating import split_words
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,18 @@ class CommandAction(Action):
     name = "command"
     Args = CommandArgs
     free_form = "cmd"
+
+    @classmethod
+    def prepare_args(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """`cmd` is split into words before anything is rendered, so a value becomes exactly
+        one argument (`rm -f {{ f }}` with f='-rf /x' removes a file named '-rf /x')."""
+        cmd = raw.get("cmd")
+        if not isinstance(cmd, str) or "argv" in raw:
+            return raw  # `argv` alone is words already; both is refused by CommandArgs
+        words = split_words(cmd)
+        if not words:
+            raise ValueError("command: empty command")
+        return {**{k: v for k, v in raw.items() if k != "cmd"}, "argv": words}
 
     def plan(self, ctx: TaskContext, args: CommandArgs) -> Plan:
         skipped = _guard(ctx, args.creates, args.removes)

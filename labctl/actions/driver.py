@@ -378,7 +378,16 @@ class DriverAction(Action):
                 f"{host}: {plan.name} swapped in but {check.first_error_line()}; {revert_note()}"
             )
         if args.cancel_revert:
-            conn.run(cancel_revert_command(args.driver), check=True)
+            cancel = conn.run(cancel_revert_command(args.driver), check=True)
+            if cancel.stdout.split()[-1:] != ["cancelled"]:
+                # Nothing was pending: the revert fired while we reconnected and verified.
+                output["revert_fired"] = True
+                return failed(
+                    f"{host}: {plan.name} was swapped in and verified, but the revert armed "
+                    f"for {args.revert_after} s fired first and put stock {args.driver} back "
+                    f"(the host took {time.monotonic() - armed_at:.0f} s to answer and "
+                    "verify): raise revert_after"
+                )
             output["revert_cancelled"] = True
         output.update({"swapped": True, "module_id": plan.module_id})
         if args.state == "stock":

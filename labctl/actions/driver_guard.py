@@ -115,8 +115,9 @@ def revert_pidfile(driver: str, run_dir: str = "/run") -> str:
 def revert_command(driver: str, seconds: int, run_dir: str = "/run") -> list[str]:
     """Arm, on the host, "in `seconds` s put the stock `driver` back" (rmmod whatever module
     has its name, then modprobe it). A systemd timer where systemd runs (it survives the SSH
-    session and labctl); else a `sleep` in a session of its own, its PID in a pidfile.
-    Cancelled by `cancel_revert_command` once the host answers again after the swap."""
+    session and labctl); else a `sleep` in a session of its own, whose PID and start time
+    (field 22 of /proc/PID/stat) go in a pidfile. Cancelled by `cancel_revert_command` once
+    the host answers again after the swap."""
     _check_name("driver", driver)
     if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
         raise ValueError(f"revert delay must be a positive number of seconds, not {seconds!r}")
@@ -131,29 +132,43 @@ def revert_command(driver: str, seconds: int, run_dir: str = "/run") -> list[str
             f"sh -c {q(put_back)}",
             "fi",
             f"setsid sh -c {q(fallback)} </dev/null >/dev/null 2>&1 &",
-            f"echo $! > {q(pidfile)}",
+            'p=$!; s=$(cat "/proc/$p/stat"); r=${s##*)}; set -- $r',
+            f'echo "$p ${{20}}" > {q(pidfile)}',
         ]
     )
     return ["sh", "-c", script]
 
 
 def cancel_revert_command(driver: str, run_dir: str = "/run") -> list[str]:
-    """Disarm a revert armed by `revert_command` (either kind); no error if none is armed.
-    The fallback's whole process group is signalled: its `sleep` must not outlive it.
-    (`kill -TERM -PID`, not `kill -- -PID`: dash's kill does not take `--`.)"""
+    """Disarm a revert armed by `revert_command` (either kind). Prints `cancelled` when a
+    pending revert was stopped, `absent` when none was pending: never armed, or it has
+    fired already. The fallback's process group is signalled only while its leader is the
+    process recorded (same start time; a pidfile naming PID 0 or 1 is refused), so a reused
+    PID is never hit. (`kill -TERM -PID`, not `kill -- -PID`: dash's kill takes no `--`.)"""
     _check_name("driver", driver)
     q = shlex.quote
     unit, pidfile = revert_unit(driver), revert_pidfile(driver, run_dir)
+    timer = q(unit + ".timer")
     script = "\n".join(
         [
+            "how=absent",
             "if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then",
-            f"  systemctl stop {q(unit + '.timer')} 2>/dev/null",
+            f"  if systemctl is-active --quiet {timer}; then",
+            f"    systemctl stop {timer} && how=cancelled",
+            "  fi",
             "fi",
             f"if [ -f {q(pidfile)} ]; then",
-            f'  p=$(cat {q(pidfile)}); [ -n "$p" ] && kill -TERM "-$p" 2>/dev/null',
+            f"  read -r p t < {q(pidfile)} || true",
+            '  case "$p$t" in *[!0-9]*|"") p=0 ;; esac',
+            '  if [ "$p" -gt 1 ] && s=$(cat "/proc/$p/stat" 2>/dev/null); then',
+            "    r=${s##*)}; set -- $r",
+            '    if [ "${20}" = "$t" ] && [ "$1" != Z ]; then',
+            '      kill -TERM "-$p" && how=cancelled',
+            "    fi",
+            "  fi",
             f"  rm -f {q(pidfile)}",
             "fi",
-            "true",
+            'echo "$how"',
         ]
     )
     return ["sh", "-c", script]

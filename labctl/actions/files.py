@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.actions.base import Action, Plan, Run, Step, TaskContext, Upload
+from labctl.actions.base import Action, Plan, Run, Step, TaskContext, Upload, chown_spec
 from labctl.remote import ShellScript
 from labctl.templating import render_file
 
@@ -76,7 +76,7 @@ def attribute_changes(
     if (owner and state.owner != owner) or (group and state.group != group):
         was = f"{state.owner}:{state.group}"
         changes.append(f"{path}: owner {was} -> {owner or state.owner}:{group or state.group}")
-        steps.append(Run(["chown", f"{owner or ''}:{group or ''}", path]))
+        steps.append(Run(["chown", chown_spec(owner, group), path]))
     return changes, steps
 
 

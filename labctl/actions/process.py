@@ -7,6 +7,12 @@ argv. PIDs are reused, so a PID counts as ours only while its start time matches
 signalled otherwise. A zombie counts as dead: on hosts whose PID 1 does not reap (this
 machine's does not), a stopped program stays a zombie for good.
 
+Stopping stops the whole session the program started (its children too), also when the
+program itself has died and left children running (an OOM-killed server's workers keep its
+port). Linux never hands out a PID while a session of that ID has members, so the session's
+members are ours as long as the recorded PID is not held by another process; each must also
+have started no earlier than the program. (Not `kill -- -PGID`: dash's kill takes no `--`.)
+
 Plan and apply are one round trip each: a small sh script made from quoted pieces.
 """
 
@@ -125,6 +131,7 @@ class ProcessState:
     record: PidRecord | None
     pidfile: bool  # a pidfile exists (maybe unreadable or stale)
     stat: ProcStat | None  # of the recorded PID, if that PID exists
+    orphans: tuple[int, ...] = ()  # live members of its session, the program itself not one
 
     @property
     def running(self) -> bool:
@@ -135,26 +142,49 @@ class ProcessState:
             and self.stat.start == self.record.start
         )
 
+    @property
+    def reused(self) -> bool:
+        """The recorded PID is now another process's: nothing of that PID is ours."""
+        return (
+            self.record is not None
+            and self.stat is not None
+            and self.stat.start != self.record.start
+        )
+
     def gone_reason(self) -> str:
         """Why a pidfile does not describe a running program of ours."""
         if self.record is None:
             return "the pidfile was unreadable"
-        if self.stat is None or self.stat.state in ("Z", "X"):
-            return f"pid {self.record.pid} had exited"
-        return f"pid {self.record.pid} now belongs to another process"
+        if self.reused:
+            return f"pid {self.record.pid} now belongs to another process"
+        return f"pid {self.record.pid} had exited"
 
 
 def parse_probe(text: str) -> ProcessState:
-    """Output of `_probe_script`: `nopidfile`, or `pidfile`, its JSON line, then optionally
-    `stat` and the raw /proc/PID/stat."""
+    """Output of `_probe_script`: `nopidfile`, or `pidfile` and its JSON line, then
+    `member PID STATE START` lines for the processes of the session the program started,
+    then optionally `stat` and the raw /proc/PID/stat (last: a command name may hold a
+    newline)."""
     first, _, rest = text.partition("\n")
     if first.strip() != "pidfile":
         return ProcessState(None, False, None)
     line, _, rest = rest.partition("\n")
     record = parse_pidfile(line)
-    marker, _, raw_stat = rest.partition("\n")
-    stat = parse_proc_stat(raw_stat) if marker.strip() == "stat" and record else None
-    return ProcessState(record, True, stat)
+    if record is None:
+        return ProcessState(None, True, None)
+    members, _, raw_stat = ("\n" + rest).partition("\nstat\n")
+    stat = parse_proc_stat(raw_stat) if raw_stat else None
+    orphans: list[int] = []
+    if stat is None or stat.start == record.start:  # else the PID is reused: none are ours
+        for member in members.splitlines():
+            fields = member.split()
+            if len(fields) != 4 or fields[0] != "member" or not fields[1].isdigit():
+                continue
+            pid, state, start = int(fields[1]), fields[2], fields[3]
+            alive = state not in ("Z", "X") and start.isdigit()
+            if pid != record.pid and alive and int(start) >= record.start:
+                orphans.append(pid)
+    return ProcessState(record, True, stat, tuple(sorted(orphans)))
 
 
 # ---------------------------------------------------------------------------- scripts
@@ -181,11 +211,26 @@ def _read_state(conn: HostConnection, pidfile: str) -> ProcessState:
     return parse_probe(conn.run(ShellScript(_probe_script(pidfile)), check=True).stdout)
 
 
+# The live processes of session $pid that started no earlier than $start (the program and
+# its children; `ps -s` lists a session). Without ps, the program alone.
+_MEMBERS = (
+    "members() { if command -v ps >/dev/null 2>&1; then "
+    'for m in $(ps -o pid= -s "$pid" 2>/dev/null); do '
+    's=$(cat "/proc/$m/stat" 2>/dev/null) || continue; r=${s##*)}; set -- $r; '
+    '[ "$1" != Z ] && [ "$1" != X ] && [ "${20}" -ge "$start" ] && echo "$m"; done; '
+    'elif alive; then echo "$pid"; fi; }'
+)
+
+
 def _probe_script(pidfile: str) -> str:
     f = shlex.quote(pidfile)
     return (
         f"if [ -f {f} ]; then echo pidfile; head -n 1 {f}; "
         f"pid=$(sed -n 's/^{{\"pid\": *\\([0-9][0-9]*\\),.*/\\1/p' {f} | head -n 1); "
+        'if [ -n "$pid" ] && command -v ps >/dev/null 2>&1; then '
+        'for m in $(ps -o pid= -s "$pid" 2>/dev/null); do '
+        's=$(cat "/proc/$m/stat" 2>/dev/null) || continue; r=${s##*)}; set -- $r; '
+        'echo "member $m $1 ${20}"; done; fi; '
         'if [ -n "$pid" ] && [ -e "/proc/$pid/stat" ]; then echo stat; '
         # `|| true`: the program may exit between the test and the read (it is then gone)
         'cat "/proc/$pid/stat" 2>/dev/null || true; fi; '
@@ -194,20 +239,28 @@ def _probe_script(pidfile: str) -> str:
 
 
 def _stop_script(record: PidRecord, pidfile: str, signal: str = "TERM") -> str:
-    """`signal` (SIGTERM) to the group, up to ~5 s, then SIGKILL; only if the PID is still
-    ours. Prints `stopped term|kill`, or nothing if it had already gone."""
+    """`signal` (SIGTERM) to every process of the program's session, up to ~5 s, then
+    SIGKILL; nothing if the recorded PID now belongs to another process. Prints
+    `stopped term|kill`, or nothing if all had already gone."""
     return "\n".join(
         [
             "set -f",
             f"pid={record.pid}; start={record.start}",
             _ALIVE,
-            "if alive; then",
-            # setsid made the program its group's leader: the group is the program and its children.
-            f'  kill -s {signal} -- "-$pid" 2>/dev/null || kill -s {signal} "$pid"; how=term; i=0',
-            f"  while alive && [ $i -lt {STOP_GRACE_TICKS} ]; do sleep 0.1; i=$((i+1)); done",
-            '  if alive; then how=kill; kill -s KILL -- "-$pid" 2>/dev/null || kill -s KILL "$pid"',
-            "    i=0; while alive && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi",
-            '  if alive; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi',
+            _MEMBERS,
+            # A PID held by a process that is not ours: its session is not ours either.
+            'if s=$(cat "/proc/$pid/stat" 2>/dev/null); then r=${s##*)}; set -- $r; '
+            'if [ "${20}" != "$start" ]; then ' + f"rm -f {shlex.quote(pidfile)}; exit 0; fi; fi",
+            "left=$(members)",
+            'if [ -n "$left" ]; then',
+            f"  kill -s {signal} $left 2>/dev/null; how=term; i=0",
+            '  while [ -n "$(members)" ] && [ $i -lt ' + f"{STOP_GRACE_TICKS} ]; do",
+            "    sleep 0.1; i=$((i+1)); done",
+            '  left=$(members); if [ -n "$left" ]; then how=kill; kill -s KILL $left 2>/dev/null',
+            '    i=0; while [ -n "$(members)" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done',
+            "  fi",
+            '  left=$(members); if [ -n "$left" ]; then',
+            '    echo "pids $left of $pid survived SIGKILL" >&2; exit 1; fi',
             '  echo "stopped $how"',
             "fi",
             f"rm -f {shlex.quote(pidfile)}",
@@ -272,10 +325,15 @@ class ProcessAction(Action):
         argv = tuple(args.argv or ())
         script: list[str] = []
         change = ""
+        left = ", ".join(map(str, state.orphans))
+        orphans = f"{len(state.orphans)} process(es) it left running ({left})" if left else ""
         if args.state == "stopped":
             if running and record:
                 script = [_stop_script(record, pidfile, args.stop_signal)]
                 change = f"stop {args.name} (pid {record.pid})"
+            elif orphans and record:
+                script = [_stop_script(record, pidfile, args.stop_signal)]
+                change = f"stop {args.name}'s {orphans}: {state.gone_reason()}"
             elif state.pidfile:
                 script = [shlex.join(["rm", "-f", pidfile])]
                 change = f"remove {args.name}'s stale pidfile: {state.gone_reason()}"
@@ -292,7 +350,10 @@ class ProcessAction(Action):
                 change = f"restart {args.name} (pid {record.pid}, {why}): {shlex.join(argv)}"
             else:
                 change = f"start {args.name}: {shlex.join(argv)}"
-                if state.pidfile:
+                if orphans and record:
+                    script.append(_stop_script(record, pidfile, args.stop_signal))
+                    change += f" (after stopping the {orphans}: {state.gone_reason()})"
+                elif state.pidfile:
                     change += f" (the old one was gone: {state.gone_reason()})"
             script.append(_start_script(args, pidfile, log))
         if not script:

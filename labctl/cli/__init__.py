@@ -7,15 +7,43 @@ Exit statuses: labctl/paths.py.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
+from collections.abc import Iterator
 
-from invoke import Collection, Program
+from invoke import Collection, Exit, ParseError, Program
 
 from labctl import __version__
 from labctl.cli import experiment, hosts, lab, nightly, play, results
 from labctl.errors import LabctlError
 from labctl.experiments import registry
 from labctl.paths import EXIT_FAILED
+
+
+class LabctlProgram(Program):
+    """invoke's Program, with a flag's bad value (`--forks abc`) or an unknown flag as one
+    line and exit 2 rather than a traceback or invoke's exit 1."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        with _one_line_parse_errors():
+            super().parse_core(argv)
+
+    def parse_tasks(self) -> None:
+        with _one_line_parse_errors():
+            super().parse_tasks()
+
+
+@contextlib.contextmanager
+def _one_line_parse_errors() -> Iterator[None]:
+    try:
+        yield
+    except ParseError as exc:
+        raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
+    except ValueError as exc:  # invoke casting a flag's text to its type
+        found = re.match(r"invalid literal for int\(\) with base 10: (.*)", str(exc))
+        reason = f"expects an integer, not {found[1]}" if found else str(exc)
+        raise Exit(f"labctl: a flag's value {reason}", code=EXIT_FAILED) from exc
 
 
 def namespace() -> Collection:
@@ -51,5 +79,5 @@ def main() -> None:
     except LabctlError as exc:  # e.g. an experiment module that does not import
         print(f"labctl: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
-    program = Program(namespace=tree, version=__version__, name="labctl", binary="labctl")
+    program = LabctlProgram(namespace=tree, version=__version__, name="labctl", binary="labctl")
     program.run(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,8 @@ def errors_as_exit(fn: F) -> F:
             raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
         except LabctlError as exc:
             raise Exit(f"labctl: {exc}", code=EXIT_ERROR) from exc
+        except sqlite3.DatabaseError as exc:  # a store damaged under a query
+            raise Exit(f"labctl: results store: {exc}", code=EXIT_ERROR) from exc
 
     return wrapper  # type: ignore[return-value]
 

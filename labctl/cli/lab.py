@@ -67,8 +67,7 @@ def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -
             rss = f"{row.rss_mib:.0f} MiB" if row.rss_mib else "-"
             con.print(f"{row.name}: qemu pid {row.qemu_pid}, RSS {rss}")
     if hosts or vms:
-        path = lab.spec.state_dir / "inventory.yml"
-        path.write_text(lab.spec.inventory_yaml())
+        path = lab.write_inventory(lab.spec.name, lab.spec.inventory_yaml())
         con.print(f"inventory: {path} (pass it with -i)")
     n = len(lab.spec.hosts)
     if report.changed:

@@ -36,7 +36,7 @@ def _run_id(text: str) -> int:
 @errors_as_exit
 def results_list(c: Context, store: str = DEFAULT_STORE, json: bool = False) -> None:
     """List the stored runs, newest first."""
-    with ResultsStore(store) as db:
+    with ResultsStore(store, create=False) as db:
         runs = db.runs()
     if json:
         print(json_dumps([dataclasses.asdict(r) for r in runs]))
@@ -64,7 +64,7 @@ def results_show(
 ) -> None:
     """Show one stored run: summary per configuration, validity, plot."""
     run_id = _run_id(run)
-    with ResultsStore(store) as db:
+    with ResultsStore(store, create=False) as db:
         stored = db.run(run_id)
         cls = registry().get(stored.experiment)
         if cls is None:
@@ -89,7 +89,7 @@ def results_compare(
     alpha: float = 0.05,
 ) -> None:
     """Run B against run A, metric by metric: medians, ratio, p-value, verdict."""
-    with ResultsStore(store) as db:
+    with ResultsStore(store, create=False) as db:
         run_a, run_b = _run_id(a), _run_id(b)
         spec = spec_of(db.run(run_b).experiment)
         pair = compare_pair(db, run_a, run_b, spec, float(threshold), float(alpha))
@@ -115,10 +115,13 @@ def results_export(
 ) -> None:
     """One run's trials and metrics as JSON or CSV."""
     run_id = _run_id(run)
-    with ResultsStore(store) as db:
+    with ResultsStore(store, create=False) as db:
         text = export_run(db, run_id, format, spec_of(db.run(run_id).experiment))
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from exc
     else:
         sys.stdout.write(text)
 
@@ -142,7 +145,7 @@ def report(
 ) -> None:
     """Write one run's HTML report: summary, plots, trends against its history, provenance."""
     run_id = _run_id(run)
-    with ResultsStore(store) as db:
+    with ResultsStore(store, create=False) as db:
         spec = spec_of(db.run(run_id).experiment)
         comparison = compare_run(db, run_id, spec, history=int(history), threshold=float(threshold))
         r = comparison.run

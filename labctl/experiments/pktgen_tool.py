@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from labctl.errors import LabctlError
+
 _UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUM = r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)"
 _PERIODIC = re.compile(rf"{_NUM}pps \({_NUM}pkts {_NUM}bps in ([0-9]+) usec\)")
@@ -35,8 +37,8 @@ class PktgenResult:
     rtt_avg_ns: float | None = None
 
 
-class PktgenError(ValueError):
-    pass
+class PktgenError(LabctlError, ValueError):
+    """pkt-gen's output says it did not run, or says nothing labctl can read."""
 
 
 def parse_periodic(stderr: str) -> list[float]:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +23,11 @@ from labctl.errors import LabError
 from labctl.procs import process_start_time
 
 DEFAULT_STATE_ROOT = Path("/var/lib/labctl")
+MADE_FILE = ".labctl-made.json"  # what `up` made in the state directory: all `--purge` removes
+# The files `up` writes in every lab's state directory, besides each host's directory.
+STATE_FILES = ("id_ed25519", "id_ed25519.pub", "known_hosts", "lab.json")
+INVENTORY_FILE = "inventory.yml"  # written only by `lab.up --hosts/--vms N`
+_HOST_DIR_RE = re.compile(r"^(hosts|vms)/[a-z][a-z0-9-]{0,30}$")
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # prefixes of 15-char interface names
 HOST_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # goes into netns names, paths, hostname
 LAB_VAR = "labctl_lab"  # inventory var naming the lab a host belongs to
@@ -83,6 +89,14 @@ def run(
     return proc
 
 
+def _key_comment(pub: Path) -> str | None:
+    try:
+        fields = pub.read_text().split()
+    except OSError:
+        return None
+    return fields[2] if len(fields) >= 3 else None
+
+
 def terminate(pids: Sequence[int], grace: float = 3.0) -> None:
     """SIGTERM, wait (bounded), then SIGKILL what is left. PIDs only, never names."""
     starts = {pid: process_start_time(pid) for pid in pids}
@@ -131,18 +145,68 @@ class RecordedLab:
         self._record.setdefault(kind, {})[name] = extra
         self._save_record()
 
-    @staticmethod
-    def _purge_state_files(state: Path) -> None:
-        """The files `up` writes in every lab's state directory (never anything else)."""
-        for name in (
-            "id_ed25519",
-            "id_ed25519.pub",
-            "known_hosts",
-            "inventory.yml",
-            "lab.json.tmp",
-            "known_hosts.tmp",
-        ):
-            (state / name).unlink(missing_ok=True)
+    # -- what `up` makes in the state directory, and nothing else
+    def _made_file(self) -> Path:
+        return self._record_file.parent / MADE_FILE
+
+    def _load_made(self) -> list[str]:
+        try:
+            made = json.loads(self._made_file().read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{self._made_file()}: unreadable: {exc}") from exc
+        return [str(m) for m in made] if isinstance(made, list) else []
+
+    def _claim_state_dir(self, lab_name: str, host_dirs: Sequence[Path]) -> None:
+        """Before `up` writes anything: every file and host directory it writes in the state
+        directory must be absent or made by labctl (listed in MADE_FILE), so a state directory
+        pointed at ~/.ssh never costs a user's key. Then all are listed, before they are made."""
+        state = self._record_file.parent
+        self._claim(lab_name, [*STATE_FILES, *(str(d.relative_to(state)) for d in host_dirs)])
+
+    def _claim(self, lab_name: str, wanted: Sequence[str]) -> None:
+        state = self._record_file.parent
+        made = self._load_made()
+        if not made and _key_comment(state / "id_ed25519.pub") == f"labctl@{lab_name}":
+            # A state directory of a labctl older than MADE_FILE, known by its key's comment.
+            made = [rel for rel in (*STATE_FILES, INVENTORY_FILE) if (state / rel).exists()]
+            made += [str(d.relative_to(state)) for d in state.glob("*/*") if d.is_dir()]
+        foreign = [rel for rel in wanted if (state / rel).exists() and rel not in made]
+        if foreign:
+            raise LabError(
+                f"{state / foreign[0]} exists and labctl did not make it: set "
+                "labctl_lab_state_dir to a directory of the lab's own"
+            )
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        listed = json.dumps(sorted(set(made) | set(wanted))) + "\n"
+        atomic_write(self._made_file(), listed, 0o600)
+
+    def write_inventory(self, lab_name: str, text: str) -> Path:
+        """The lab's inventory in its state directory (`lab.up --hosts/--vms N`), written
+        only over one labctl wrote."""
+        self._claim(lab_name, [INVENTORY_FILE])
+        path = self._record_file.parent / INVENTORY_FILE
+        atomic_write(path, text)
+        return path
+
+    def _purge_made(self) -> None:
+        """Delete what MADE_FILE lists (files, and host directories whole), then the list,
+        then the directories that left empty. Nothing it does not list."""
+        state = self._record_file.parent
+        for rel in self._load_made():
+            if rel not in (*STATE_FILES, INVENTORY_FILE) and not _HOST_DIR_RE.match(rel):
+                continue  # only names `up` uses, whatever the list says
+            path = state / rel
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        self._made_file().unlink(missing_ok=True)
+        for empty in (state / "hosts", state / "vms", state):
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                empty.rmdir()
 
     @staticmethod
     def _ensure_key(path: Path, comment: str) -> LabChange:

@@ -21,7 +21,6 @@ every lab shares).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -126,9 +125,9 @@ class LocalLab(RecordedLab):
             raise LabError(f"{SSHD} not found: apt-get install openssh-server")
         spec = self.spec
         report = LabReport(spec.name)
-        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._record = self._load_record()
         self._check_same_lab()
+        self._claim_state_dir(spec.name, [spec.host_dir(h.name) for h in spec.hosts])
         self._record.update(
             name=spec.name,
             subnet=str(spec.subnet),
@@ -208,9 +207,17 @@ class LocalLab(RecordedLab):
         if ns not in netns_list():
             self._note("netns", ns)
             run(["ip", "netns", "add", ns])
+            self._note("netns", ns, **self._identity(ns))
             changes.append(LabChange(f"netns {ns}", True))
         elif ns not in self._record.get("netns", {}):
             raise LabError(f"a namespace named {ns} exists and this lab did not make it")
+        elif not self._is_ours(ns):
+            raise LabError(
+                f"the namespace named {ns} is not the one this lab made (it was removed and "
+                "made again by something else): remove it, or run lab.down"
+            )
+        elif "inode" not in self._record["netns"][ns]:  # recorded by an older labctl
+            self._note("netns", ns, **self._identity(ns))
         if not link_exists(veth):
             self._note("veth", veth)
             # The namespace end is created inside it, named eth0 like a container's.
@@ -457,6 +464,33 @@ class LocalLab(RecordedLab):
                         ) from exc
                     time.sleep(0.05)
 
+    @staticmethod
+    def _identity(ns: str) -> dict[str, Any]:
+        found = netns_identity(f"/run/netns/{ns}")
+        if found is None:
+            raise LabError(f"namespace {ns} vanished just after it was made")
+        return {"inode": found[0], "cookie": found[1]}
+
+    def _is_ours(self, ns: str) -> bool:
+        """Is the namespace named `ns` now the very one `up` made (inode, and the cookie
+        that is never reused), and not this controller's own?"""
+        rec = self._record.get("netns", {}).get(ns) or {}
+        path = f"/run/netns/{ns}"
+        try:  # two namespaces alive at once never share an inode
+            inode = os.stat(path).st_ino
+            if inode == os.stat("/proc/self/ns/net").st_ino:
+                return False
+        except OSError:
+            return False
+        if "inode" not in rec:
+            return True  # an older labctl's record: by name, as it did
+        if inode != rec["inode"]:
+            return False
+        if rec.get("cookie") is None:
+            return True
+        now = netns_identity(path)  # the same inode may be a later namespace's
+        return now is not None and now[1] == rec["cookie"]
+
     # -- down
     def down(self, purge: bool = False) -> LabReport:
         """Remove exactly what `up` recorded; with `purge`, also the files `up` wrote."""
@@ -475,9 +509,19 @@ class LocalLab(RecordedLab):
             self._save_record()
         report.changes.extend(self._stop_container_leftovers())
         present = netns_list()
-        for ns in self._record.get("netns", {}):
+        for ns in [n for n in self._record.get("netns", {}) if n in present]:
+            if not self._is_ours(ns):
+                # Same name, another namespace (or the controller's own): not ours to touch.
+                present.discard(ns)
+                report.changes.append(LabChange(f"netns {ns} left: not the one up made", False))
+                continue
             # Sessions and programs started over SSH live in the namespace: stop them by PID.
-            leftovers = netns_pids(ns) if ns in present else []
+            rec = self._record["netns"][ns]
+            leftovers = (
+                pids_in_netns({rec["inode"]: rec.get("cookie")}).get(rec["inode"], [])
+                if "inode" in rec
+                else netns_pids(ns)  # recorded by an older labctl: by name, as it did
+            )
             if leftovers:
                 terminate(leftovers)
                 report.changes.append(LabChange(f"{len(leftovers)} processes in {ns}", True))
@@ -499,7 +543,7 @@ class LocalLab(RecordedLab):
                 self._save_record()
         self.spec.record_file.unlink(missing_ok=True)
         if purge:
-            self._purge_files()
+            self._purge_made()
         return report
 
     def _remove_container(self, key: str, ctr: dict[str, Any]) -> list[LabChange]:
@@ -544,19 +588,6 @@ class LocalLab(RecordedLab):
         if self._record.pop("container", None) is not None:
             self._save_record()
         return changes
-
-    def _purge_files(self) -> None:
-        """Delete only what `up` writes, then the directory if that left it empty: a wrong
-        `labctl_lab_state_dir` must never cost anything else."""
-        state = self.spec.state_dir
-        self._purge_state_files(state)
-        for host in self.spec.hosts:
-            hdir = self.spec.host_dir(host.name)
-            if (hdir / "sshd_config").exists():  # a directory this lab made
-                shutil.rmtree(hdir)
-        for empty in (state / "hosts", state):
-            with contextlib.suppress(OSError):  # not empty: something else lives there
-                empty.rmdir()
 
     # -- status
     def status(self) -> list[LabHostStatus]:

@@ -142,7 +142,6 @@ class VmLab(RecordedLab):
             raise LabError(f"{QEMU} not found: apt-get install qemu-system-x86 qemu-utils")
         spec = self.spec
         report = LabReport(spec.name)
-        spec.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._record = self._load_record()
         hosts = {h.name: h.ssh_port for h in spec.hosts}
         if self._record.get("hosts") and (
@@ -155,6 +154,7 @@ class VmLab(RecordedLab):
                 f"lab {self._record.get('name')!r}, hosts {self._record['hosts']}): "
                 "run lab.down first to change it"
             )
+        self._claim_state_dir(spec.name, [spec.host_dir(h.name) for h in spec.hosts])
         self._record.update(kind=VM_KIND, name=spec.name, hosts=hosts, link_port=spec.link_port)
         self._save_record()
 
@@ -352,29 +352,8 @@ class VmLab(RecordedLab):
             self._save_record()
         self.spec.record_file.unlink(missing_ok=True)
         if purge:
-            self._purge_files()
+            self._purge_made()
         return report
-
-    def _purge_files(self) -> None:
-        state = self.spec.state_dir
-        self._purge_state_files(state)
-        for h in self.spec.hosts:
-            hdir = self.spec.host_dir(h.name)
-            if hdir.is_dir():
-                for name in (
-                    "ssh_host_ed25519_key",
-                    "ssh_host_ed25519_key.pub",
-                    "authorized_keys",
-                    "console.log",
-                    "qemu.argv",
-                    "qemu.pid",
-                ):
-                    (hdir / name).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    hdir.rmdir()
-        for empty in (state / "vms", state):
-            with contextlib.suppress(OSError):  # not empty: something else lives there
-                empty.rmdir()
 
     # -- status
     def status(self) -> list[VmStatus]:

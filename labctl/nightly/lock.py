@@ -4,10 +4,11 @@ Each host keeps one lock file in /run (gone at reboot, like every process it cou
 It names its holder (user, controller, PID, what for), when it was taken and when it
 expires. Every step on it (take, take over, renew, release) holds the host's `flock` guard,
 so two runs never interleave there. A lock is stale when its labctl is known to be gone
-(same controller, PID dead or reused), or, when that cannot be checked (another controller),
-once it has expired; the next run removes a stale lock and says so. A labctl seen running
-keeps its lock. Hosts are locked one by one in name order, so two runs contending for the
-same hosts cannot each hold half of them and wait for the other.
+(same controller: hostname, boot id and PID namespace; PID dead or reused), or, when that
+cannot be checked (another machine, container or boot), once it has expired; the next run
+removes a stale lock and says so. A labctl seen running keeps its lock. Hosts are locked one
+by one in name order, so two runs contending for the same hosts cannot each hold half of them
+and wait for the other.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class LockHeld(LabctlError):
 class LockInfo:
     purpose: str  # e.g. "nightly suite nightly", "experiment reuseport"
     user: str
-    controller: str  # host:pid:start of the labctl holding it (procs.controller_id)
+    controller: str  # host:pid:start:boot:pidns of the labctl holding it (procs.controller_id)
     token: str  # this acquisition's own secret: only its holder renews or releases
     started: float
     expires: float

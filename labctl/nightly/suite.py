@@ -15,6 +15,8 @@ from labctl.errors import InputError
 from labctl.experiments import registry
 from labctl.experiments.base import make_options, option_infos
 from labctl.metrics import DIRECTIONS, Direction
+from labctl.paths import PROVISION_PLAYBOOK
+from labctl.playbook import load_playbook
 from labctl.yamlfile import LineMap, line_of, load_yaml
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -160,6 +162,14 @@ def load_suite(path: str | Path) -> Suite:
                 line_of(given, "tags"),
             )
         tags = tuple(t.strip() for t in items)
+        steps = load_playbook(PROVISION_PLAYBOOK).tags
+        unknown = [t for t in tags if t not in steps]
+        if unknown:
+            raise InputError(
+                f"provision: unknown step {unknown[0]!r} (steps: {', '.join(sorted(steps))})",
+                path,
+                line_of(given, "tags"),
+            )
         provision = True
     elif isinstance(given, bool):
         provision = given

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import __version__
-from labctl.errors import InputError
+from labctl.errors import InputError, LabctlError
 from labctl.paths import DEFAULT_STORE
 from labctl.procs import controller_alive, controller_id
 
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS runs (
     inventory TEXT NOT NULL,
     seed INTEGER,
     note TEXT,
-    controller TEXT,                   -- host:pid:start of the labctl that ran it
+    controller TEXT,                   -- procs.controller_id of the labctl that ran it
     fingerprint TEXT,                  -- regress.fingerprint digest: what must match to compare
     label TEXT                         -- the suite entry a nightly ran it for
 );
@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS nightly (
     started REAL NOT NULL,
     finished REAL,
     status TEXT NOT NULL,              -- running, ok, regression, failed, crashed
-    controller TEXT NOT NULL,          -- host:pid:start of the labctl that ran it
+    controller TEXT NOT NULL,          -- procs.controller_id of the labctl that ran it
     runs TEXT NOT NULL DEFAULT '{}',   -- JSON: suite entry name -> run id
     summary TEXT NOT NULL DEFAULT '{}' -- JSON: verdict counts, notes
 );
@@ -131,16 +131,36 @@ class NightlyRecord:
     summary: Mapping[str, Any]
 
 
+class StoreError(LabctlError):
+    """A results store that cannot be read: not a database, or a damaged row."""
+
+
+def _loads(text: Any, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"damaged results store: {what} is not JSON ({exc})") from exc
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
+    """`create=False` (the read commands): the store must already exist; a mistyped
+    `--store` is an error, not a new empty database."""
+
+    def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._migrate()
+        if not create and not self.path.is_file():
+            raise InputError(f"{self.path}: no results store here (run an experiment first, or give --store)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: not a usable results store: {exc}") from exc
 
     def _migrate(self) -> None:
         """Stores written by an older labctl get the columns added since (all nullable)."""
@@ -328,7 +348,7 @@ class ResultsStore:
                 r["status"],
                 r["n"],
                 r["v"],
-                json.loads(r["params"]),
+                _loads(r["params"], f"run {r['id']}'s params"),
                 r["note"] or "",
                 r["fingerprint"],
                 r["label"],
@@ -367,8 +387,8 @@ class ResultsStore:
                 r["started"],
                 r["finished"],
                 r["status"],
-                json.loads(r["runs"]),
-                json.loads(r["summary"]),
+                _loads(r["runs"], f"nightly {r['id']}'s runs"),
+                _loads(r["summary"], f"nightly {r['id']}'s summary"),
             )
             for r in rows
         ]
@@ -385,18 +405,24 @@ class ResultsStore:
                     "SELECT name, value FROM metrics WHERE trial_id = ?", (r["id"],)
                 )
             }
+            bad = next((k for k, v in metrics.items() if not isinstance(v, int | float)), None)
+            if bad is not None:
+                raise StoreError(
+                    f"damaged results store: run {run_id} trial {r['seq']}: metric {bad!r} "
+                    f"is {metrics[bad]!r}, not a number"
+                )
             out.append(
                 TrialRecord(
                     r["seq"],
                     r["kind"],
                     bool(r["warmup"]),
-                    json.loads(r["params"]),
+                    _loads(r["params"], f"run {run_id} trial {r['seq']}'s params"),
                     r["started"],
                     r["duration"],
                     bool(r["valid"]),
                     r["reason"],
                     metrics,
-                    json.loads(r["state"]),
+                    _loads(r["state"], f"run {run_id} trial {r['seq']}'s state"),
                 )
             )
         return out
@@ -405,4 +431,7 @@ class ResultsStore:
         rows = self._db.execute(
             "SELECT host, role, facts FROM run_hosts WHERE run_id = ?", (run_id,)
         ).fetchall()
-        return {r["host"]: (r["role"], json.loads(r["facts"])) for r in rows}
+        return {
+            r["host"]: (r["role"], _loads(r["facts"], f"run {run_id} host {r['host']}'s facts"))
+            for r in rows
+        }

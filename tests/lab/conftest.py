@@ -75,9 +75,8 @@ class NamespaceLab:
 
 def make_lab(spec: LabSpec) -> LocalLab:
     """Up, with its inventory written first so that a sweep can always find it."""
-    spec.state_dir.mkdir(parents=True, exist_ok=True)
-    (spec.state_dir / "inventory.yml").write_text(spec.inventory_yaml())
     local = LocalLab(spec)
+    local.write_inventory(spec.name, spec.inventory_yaml())
     local.up()
     return local
 

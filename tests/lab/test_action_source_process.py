@@ -12,6 +12,7 @@ import shlex
 import socket
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,6 +324,11 @@ def procs(ctx: TaskContext, srv: HostConnection) -> Iterator[Procs]:
     try:
         yield p
     finally:
+        # What still has a pidfile is stopped with its whole session (children included)...
+        listed = srv.run(ShellScript(f"ls {RUN_DIR} 2>/dev/null || true")).stdout.split()
+        for name in (f.removesuffix(".pid") for f in listed if f.endswith(".pid")):
+            p.run(name=name, state="stopped")
+        # ...and anything this test saw that is still alive, by PID and start time.
         for pid, start in p.seen:
             if alive(srv, pid, start):  # only what this test started, checked by start time
                 srv.run(["kill", "-s", "KILL", str(pid)])
@@ -440,3 +446,48 @@ def test_a_term_ignoring_program_is_killed(procs: Procs, srv: HostConnection) ->
     stop = procs.run(name="stubborn", state="stopped")
     assert stop.changed and not stop.failed, stop.msg
     assert not alive(srv, res.output["pid"], stat.start)
+
+
+def _session_members(srv: HostConnection, sid: int) -> list[int]:
+    out = srv.run(["ps", "-o", "pid=", "-s", str(sid)]).stdout
+    return sorted(int(p) for p in out.split())
+
+
+@pytest.mark.parametrize("then", ["stopped", "started"])
+def test_children_of_a_program_killed_under_them_are_stopped(
+    procs: Procs, srv: HostConnection, then: str
+) -> None:
+    """An OOM-killed server's workers keep its port: stopping (or starting it again) stops
+    what it left in its session, and nothing else."""
+    argv = ["sh", "-c", "sleep 300 & sleep 301 & wait"]
+    res = procs.run(name="family", argv=argv)
+    assert res.changed and not res.failed, res.msg
+    leader = res.output["pid"]
+    bystander = procs.run(name="bystander", argv=["sleep", "302"])
+    assert not bystander.failed, bystander.msg
+    for _ in range(50):  # the children appear a moment after the start
+        children = [p for p in _session_members(srv, leader) if p != leader]
+        if len(children) == 2:
+            break
+        time.sleep(0.1)
+    starts = {p: host_stat(srv, p).start for p in children}  # type: ignore[union-attr]
+    procs.seen.update(starts.items())  # removed by the fixture, whatever happens
+    srv.run(["kill", "-s", "KILL", str(leader)], check=True)  # as the OOM killer would
+
+    if then == "stopped":
+        result = procs.run(name="family", state="stopped")
+        assert result.changes == (
+            f"stop family's 2 process(es) it left running ({children[0]}, {children[1]}): "
+            f"pid {leader} had exited",
+        )
+    else:
+        result = procs.run(name="family", argv=argv)
+        assert "after stopping the 2 process(es) it left running" in result.changes[0]
+        assert result.output["pid"] not in (None, leader)
+    assert result.changed and not result.failed, result.msg
+    assert not [p for p, start in starts.items() if alive(srv, p, start)]
+    by_pid = bystander.output["pid"]
+    assert alive(srv, by_pid, host_stat(srv, by_pid).start)  # type: ignore[union-attr]
+    assert not procs.run(
+        name="family", state="stopped" if then == "stopped" else "started", argv=argv
+    ).changed

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -187,9 +189,7 @@ def test_down_kills_only_a_pid_that_is_still_its_sshd() -> None:
 
 def test_lab_commands_as_a_user_runs_them(lab: NamespaceLab) -> None:
     spec = unique_spec(hosts=2, tag=5)
-    inventory = spec.state_dir / "inventory.yml"
-    spec.state_dir.mkdir(parents=True, exist_ok=True)
-    inventory.write_text(spec.inventory_yaml())
+    inventory = LocalLab(spec).write_inventory(spec.name, spec.inventory_yaml())
     try:
         up = lab.labctl("lab.up", "-i", str(inventory))
         assert up.returncode == 0, up.stderr
@@ -204,3 +204,64 @@ def test_lab_commands_as_a_user_runs_them(lab: NamespaceLab) -> None:
     assert down.returncode == 0, down.stderr
     assert f"lab {spec.name} down: removed 2 sshd" in down.stdout
     assert not spec.state_dir.exists()
+
+
+def test_down_acts_only_on_the_namespace_up_made() -> None:
+    """The name is someone else's now: its processes and the namespace are left alone."""
+    spec = unique_spec(hosts=1, tag=6)
+    ns = spec.netns("srv1")
+    bystander: subprocess.Popen[bytes] | None = None
+    try:
+        lab = make_lab(spec)
+        # The lab's namespace loses its name (its sshd keeps it alive); another takes it.
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        bystander = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "60"])
+        deadline = time.monotonic() + 5
+        while not _netns_pids(ns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(LabError, match=f"the namespace named {ns} is not the one"):
+            LocalLab(spec).up()
+        report = lab.down(purge=True)
+        assert bystander.poll() is None, "a process in a namespace labctl did not make died"
+        assert ns in _netns()
+        assert any(c.what == f"netns {ns} left: not the one up made" for c in report.changes)
+    finally:
+        if bystander is not None:
+            bystander.kill()
+            bystander.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        LocalLab(spec).down(purge=True)
+
+
+def _netns_pids(ns: str) -> list[str]:
+    return subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True
+    ).stdout.split()
+
+
+def test_a_state_dir_holding_a_users_files_is_never_written_or_purged() -> None:
+    spec = unique_spec(hosts=1, tag=7)
+    state = spec.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    mine = {"id_ed25519": "a user's own key\n", "known_hosts": "a user's known host\n"}
+    links_before, netns_before = _links(), _netns()
+    try:
+        for name, text in mine.items():
+            (state / name).write_text(text)
+        with pytest.raises(LabError, match=f"{state}/id_ed25519 exists and labctl did not"):
+            LocalLab(spec).up()
+        assert (_links(), _netns()) == (links_before, netns_before)  # nothing made
+        LocalLab(spec).down(purge=True)
+        assert {n: (state / n).read_text() for n in mine} == mine
+        assert sorted(p.name for p in state.iterdir()) == sorted(mine)
+
+        # Beside labctl's own files, a user's file survives a purge, and so does the dir.
+        for name in mine:
+            (state / name).unlink()
+        (state / "notes.txt").write_text("mine\n")
+        make_lab(spec).down(purge=True)
+        assert sorted(p.name for p in state.iterdir()) == ["notes.txt"]
+    finally:
+        LocalLab(spec).down(purge=True)
+        shutil.rmtree(state, ignore_errors=True)

@@ -288,3 +288,64 @@ def test_register_when_loop_and_tags(lab: NamespaceLab, tmp_path: Path) -> None:
     assert rc == 2
     tasks = {r["task"] for r in doc["results"]}
     assert tasks == {"Gathering Facts", "loop over registered output"}
+
+
+def test_a_templated_value_is_one_argument_of_a_command(
+    lab: NamespaceLab, tmp_path: Path, workdir: str
+) -> None:
+    book = write_book(
+        tmp_path,
+        """\
+        - hosts: srv1
+          gather_facts: false
+          tasks:
+            - name: args
+              command: printf '<%s>' {{ f }} "{{ g }} tail"
+              register: out
+        """,
+    )
+    rc, doc, err = play(lab, book, "-e", "f=-rf /root/labctl " + CANARY, "-e", "g=$(touch x)")
+    assert rc == 0, err
+    (result,) = [r for r in doc["results"] if r["task"] == "args"]
+    assert result["output"]["stdout"] == f"<-rf /root/labctl {CANARY}><$(touch x) tail>"
+    assert lab.host("srv1").run(["test", "!", "-e", CANARY]).ok
+
+
+def test_owner_alone_keeps_a_files_group(lab: NamespaceLab, tmp_path: Path, workdir: str) -> None:
+    host = lab.host("srv1")
+    host.run(["mkdir", "-p", workdir], check=True)
+    host.run(["sh", "-c", f"touch {workdir}/f && chown daemon:daemon {workdir}/f"], check=True)
+    book = write_book(
+        tmp_path,
+        f"""\
+        - hosts: srv1
+          gather_facts: false
+          tasks:
+            - name: owner only
+              file: {{path: {workdir}/f, state: file, owner: root}}
+        """,
+    )
+    rc, _, err = play(lab, book)
+    assert rc == 0, err
+    assert host.run(["stat", "-c", "%U:%G", f"{workdir}/f"]).stdout.strip() == "root:daemon"
+
+
+def test_check_mode_calls_an_unreachable_host_unreachable(
+    lab: NamespaceLab, tmp_path: Path
+) -> None:
+    import yaml
+
+    inv = tmp_path / "inventory.yml"
+    doc = yaml.safe_load(lab.inventory_path.read_text())
+    clients = doc["all"]["children"]["local_lab"]["children"]["clients"]["hosts"]
+    clients["cli2"]["ansible_port"] = 2222  # nothing listens there
+    inv.write_text(yaml.safe_dump(doc))
+    book = write_book(
+        tmp_path,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: t\n      command: 'true'\n",
+    )
+    proc = lab.labctl("play", str(book), "-i", str(inv), "--json", "--check")
+    recap = json.loads(proc.stdout)["recap"]
+    assert proc.returncode == 4, proc.stderr
+    assert recap["cli2"]["unreachable"] == 1 and recap["cli2"]["changed"] == 0
+    assert recap["srv1"]["changed"] == 1

@@ -603,3 +603,45 @@ def test_an_armed_revert_fires_unless_cancelled(
         time.sleep(0.1)
     assert log.read_text() == "rmmod ixgbe\nmodprobe ixgbe\n"
     assert not pidfile.exists()
+
+
+def test_a_cancel_says_whether_a_revert_was_pending(
+    fake_bin: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, log = fake_bin
+
+    def cancel() -> str:
+        argv = cancel_revert_command("ixgbe", str(tmp_path))
+        return subprocess.run(
+            argv, env=env, check=True, timeout=10, capture_output=True, text=True
+        ).stdout
+
+    assert cancel() == "absent\n"  # never armed
+    subprocess.run(revert_command("ixgbe", 30, str(tmp_path)), env=env, check=True, timeout=10)
+    assert cancel() == "cancelled\n"
+    subprocess.run(revert_command("ixgbe", 1, str(tmp_path)), env=env, check=True, timeout=10)
+    deadline = time.monotonic() + 5
+    while not (log.exists() and "modprobe" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cancel() == "absent\n"  # it fired: the driver action then reports the swap failed
+
+
+@pytest.mark.parametrize("record", ["1 0", "0", "{pid} 1", "{pid}", "-{pid} {start}", "x y"])
+def test_a_cancel_signals_only_the_recorded_process(
+    fake_bin: tuple[dict[str, str], Path], tmp_path: Path, record: str
+) -> None:
+    """A pidfile naming PID 1, a reused PID (other start time) or garbage signals nothing."""
+    env, _ = fake_bin
+    bystander = subprocess.Popen(["setsid", "sleep", "60"])
+    try:
+        stat = Path(f"/proc/{bystander.pid}/stat").read_text()
+        start = stat.rpartition(")")[2].split()[19]
+        pidfile = tmp_path / "labctl-revert-ixgbe.pid"
+        pidfile.write_text(record.format(pid=bystander.pid, start=start) + "\n")
+        argv = cancel_revert_command("ixgbe", str(tmp_path))
+        out = subprocess.run(argv, env=env, timeout=10, capture_output=True, text=True)
+        assert out.stdout == "absent\n" and not pidfile.exists()
+        assert bystander.poll() is None, "a process that was not the revert got a signal"
+    finally:
+        bystander.kill()
+        bystander.wait(timeout=10)

@@ -357,8 +357,8 @@ def test_proc_stat_with_a_nasty_command_name() -> None:
     assert parse_proc_stat("") is None
 
 
-def _probe(record: PidRecord, stat_line: str | None) -> str:
-    text = "pidfile\n" + format_pidfile(record)
+def _probe(record: PidRecord, stat_line: str | None, members: str = "") -> str:
+    text = "pidfile\n" + format_pidfile(record) + members
     return text + (f"stat\n{stat_line}\n" if stat_line is not None else "")
 
 
@@ -382,6 +382,35 @@ def test_process_state_from_probe(probe: str, running: bool, reason: str | None)
     if reason:
         assert reason in state.gone_reason()
     assert parse_probe("nopidfile\n") == ProcessState(None, False, None)
+
+
+@pytest.mark.parametrize(
+    ("stat_line", "members", "orphans"),
+    [
+        # the program died (zombie): its live children started after it are what is left
+        (
+            STAT.format(state="Z", start=123456),
+            "member 777 Z 123456\nmember 801 S 123460\nmember 802 R 123461\nmember 803 Z 1234\n",
+            (801, 802),
+        ),
+        (None, "member 900 S 123500\n", (900,)),  # reaped: gone from /proc altogether
+        # a member older than the program cannot be its child: not ours
+        (None, "member 5 S 100\n", ()),
+        # the PID is another process's now: its session is not ours, whatever it holds
+        (STAT.format(state="S", start=999), "member 777 S 999\nmember 778 S 1000\n", ()),
+        # a reused PID whose command name holds lines that look like the probe's own
+        (
+            "777 (a\nmember 1 S 2\nstat\nx) S 1 777 777 0 -1 4 0 0 0 0 0 0 0 0 20 0 1 0 999 8 1",
+            "member 790 S 123457\n",
+            (),
+        ),
+    ],
+)
+def test_processes_a_program_left_in_its_session(
+    stat_line: str | None, members: str, orphans: tuple[int, ...]
+) -> None:
+    state = parse_probe(_probe(REC, stat_line, members))
+    assert state.orphans == orphans
 
 
 @pytest.fixture

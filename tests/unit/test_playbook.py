@@ -56,7 +56,7 @@ def test_a_good_playbook_loads_into_plays_and_tasks(tmp_path: Path) -> None:
     (play,) = book.plays
     assert (play.name, play.hosts, dict(play.vars)) == ("setup", "all", {"dir": "/root/x"})
     assert [t.name for t in play.tasks] == ["make dir", "list", "show", "each"]
-    assert play.tasks[1].args == {"cmd": "ls {{ dir }}"}  # free form
+    assert play.tasks[1].args == {"argv": ["ls", "{{ dir }}"]}  # free form, split into words
     assert play.tasks[1].register == "listing"
     assert play.tasks[2].when == ("listing.rc == 0",) and play.tasks[2].tags == {"show"}
     assert play.tasks[0].line == 5

@@ -109,10 +109,9 @@ def vmlab() -> Iterator[VmTestLab]:
     sweep_orphan_labs()
     previous = signal.signal(signal.SIGTERM, sigterm_runs_teardown)
     spec = unique_spec()
-    spec.state_dir.mkdir(parents=True, exist_ok=True)
-    path = spec.state_dir / "inventory.yml"
-    path.write_text(spec.inventory_yaml())  # first, so that a sweep can always find the lab
     lab = VmLab(spec, progress=lambda msg: print(f"  {msg}", flush=True))
+    # first, so that a sweep can always find the lab
+    path = lab.write_inventory(spec.name, spec.inventory_yaml())
     try:
         started = time.monotonic()
         lab.up()
