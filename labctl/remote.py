@@ -57,6 +57,15 @@ def wait_until_script(condition: str, seconds: int, failure: str) -> str:
     )
 
 
+def command_summary(text: str, width: int = 60) -> str:
+    """A command's text as one short line for a message (a script's first line, cut)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("set -")] or lines  # not `set -e`
+    first = said[0] if said else ""
+    more = len(lines) > 1 or len(first) > width
+    return first[:width] + (" …" if more else "")
+
+
 def command_text(command: Command) -> str:
     """The exact text the remote shell receives."""
     if isinstance(command, ShellScript):
@@ -185,7 +194,7 @@ class HostConnection:
 
         def timed_out(stdout: str, stderr: str) -> CommandTimeout:
             return CommandTimeout(
-                f"{self.host.name}: `{text}` timed out after {timeout:g} s",
+                f"{self.host.name}: `{command_summary(text)}` timed out after {timeout:g} s",
                 CommandResult(self.host.name, text, -1, stdout, stderr, time.monotonic() - started),
             )
 
@@ -209,7 +218,9 @@ class HostConnection:
         if res.exited == -1:
             # The channel closed without an exit status: the session died, not the command.
             self._conn.close()
-            raise HostUnreachable(f"{self.host.name}: connection lost during `{text}`")
+            raise HostUnreachable(
+                f"{self.host.name}: connection lost during `{command_summary(text)}`"
+            )
         if (
             timeout is not None
             and res.exited in (124, 137)
@@ -278,6 +289,10 @@ class Connections:
 
     def __len__(self) -> int:
         return len(self._by_name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._by_name)
 
     def close(self) -> None:
         for conn in self._by_name.values():

@@ -70,6 +70,21 @@ class Upload:
 Step = Run | Upload
 
 
+@dataclass(frozen=True)
+class Undo:
+    """How to put one thing back as a plan found it: an action and its arguments, so that
+    putting back is planned and idempotent like any task. `target` names the thing (a sysctl,
+    an interface's qdisc): of several changes to one target in a run, the first one's undo
+    is the state before the run."""
+
+    target: str  # e.g. "sysctl net.core.somaxconn", "qdisc eth0"
+    action: str
+    args: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "action": self.action, "args": dict(self.args)}
+
+
 @dataclass
 class Plan:
     steps: list[Step] = field(default_factory=list)
@@ -78,6 +93,8 @@ class Plan:
     skipped: str | None = None  # why nothing needs doing although steps were expected
     # (e.g. a `creates` path exists): reported as ok with this message, like Ansible
     output: dict[str, Any] = field(default_factory=dict)  # values to `register` when unchanged
+    # What puts back the state the plan found, for what it changes (see Undo).
+    undo: list[Undo] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -96,6 +113,7 @@ class ActionResult:
     diff: str | None = None
     output: Mapping[str, Any] = field(default_factory=dict)
     log: str = ""  # a failed step's whole output, for the host's log file
+    undo: tuple[Undo, ...] = ()  # what puts back what this result changed
 
     def registered(self) -> dict[str, Any]:
         return {
@@ -364,4 +382,7 @@ def run_action(
         return ActionResult(
             changed=plan.changed, changes=tuple(plan.changes), diff=plan.diff, output=plan.output
         )
-    return action.apply(ctx, args, plan)
+    result = action.apply(ctx, args, plan)
+    if result.changed and plan.undo:
+        result = dataclasses.replace(result, undo=tuple(plan.undo))
+    return result

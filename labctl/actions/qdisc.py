@@ -32,7 +32,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labctl.actions.base import Action, ActionFailed, ActionResult, Plan, Run, Step, TaskContext
+from labctl.actions.base import (
+    Action,
+    ActionFailed,
+    ActionResult,
+    Plan,
+    Run,
+    Step,
+    TaskContext,
+    Undo,
+)
 from labctl.facts.host import Section, facts_script, split_sections
 from labctl.facts.qdisc import QdiscState, parse_qdisc_states
 from labctl.remote import CommandFailed, CommandResult, ShellScript
@@ -382,6 +391,26 @@ def restore_words(state: QdiscState) -> list[str] | None:
     return None
 
 
+def undo_of(state: QdiscState, root: bool, txqueuelen: bool) -> Undo | None:
+    """The qdisc task that puts an interface back as `state` found it (its root qdisc,
+    its txqueuelen, or both); None when tc -j does not tell enough to rebuild the root."""
+    args: dict[str, Any] = {"interfaces": [state.interface]}
+    if root:
+        words = ["default"] if state.is_default else restore_words(state)
+        if words is None:
+            return None
+        args["kind"] = words[0]
+        rest = words[1:]
+        if rest[:1] == ["limit"]:
+            args["limit"] = int(rest[1])
+            rest = rest[2:]
+        if rest:
+            args["params"] = dict(zip(rest[::2], rest[1::2], strict=True))
+    if txqueuelen or (root and state.txqueuelen == 0):
+        args["txqueuelen"] = state.txqueuelen
+    return Undo(f"qdisc {state.interface}", "qdisc", args)
+
+
 def root_command(interface: str, words: Sequence[str] | None) -> Words:
     """`tc qdisc replace dev X root WORDS`, or `tc qdisc del dev X root` for no words."""
     if words is None:
@@ -441,10 +470,19 @@ def plan_changes(
     per_interface = args.kind is not None or args.txqueuelen is not None
     names = resolve_interfaces(host, found.interfaces, args) if per_interface else []
     before_lines, after_lines = [], []
+    undo: list[Undo] = []
+    if args.default_qdisc is not None and found.default_qdisc != args.default_qdisc:
+        key = "net.core.default_qdisc"
+        undo.append(Undo(f"sysctl {key}", "sysctl", {"name": key, "value": found.default_qdisc}))
     for name in names:
         state = found.interfaces[name]
         after_root, after_len = state.summary(), state.txqueuelen
         why = qdisc_difference(state, args)
+        new_len = args.txqueuelen is not None and state.txqueuelen != args.txqueuelen
+        if why is not None or new_len:
+            back = undo_of(state, why is not None, new_len)
+            if back is not None:
+                undo.append(back)
         if why is not None:
             after_root = wanted_summary(args)
             changes.append(root_change(state, args, why))
@@ -482,7 +520,9 @@ def plan_changes(
             )
         )
     steps: list[Step] = [Run(ShellScript(apply_script(changes)))] if changes else []
-    return QdiscPlan(steps, [c.line for c in changes], diff=diff, output=output, ordered=changes)
+    return QdiscPlan(
+        steps, [c.line for c in changes], diff=diff, output=output, undo=undo, ordered=changes
+    )
 
 
 def refusal(host: str, interfaces: Sequence[str | None], args: QdiscArgs, tc_line: str) -> str:

@@ -18,6 +18,7 @@ from labctl.actions.base import (
     Run,
     Step,
     TaskContext,
+    Undo,
     Upload,
 )
 from labctl.remote import CommandFailed
@@ -156,7 +157,14 @@ class SysctlAction(Action):
                             f"{args.file} (after)",
                         )
                     )
-        return Plan(steps, changes, diff=diff, output={"previous": now, "value": want})
+        undo = [Undo(f"sysctl {name}", "sysctl", {"name": name, "value": now})]
+        return Plan(
+            steps,
+            changes,
+            diff=diff,
+            output={"previous": now, "value": want},
+            undo=undo if now != want else [],
+        )
 
     def apply(self, ctx: TaskContext, args: SysctlArgs, plan: Plan) -> ActionResult:
         """Set the value, check the kernel kept it, and only then persist it."""

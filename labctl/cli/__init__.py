@@ -53,6 +53,7 @@ def namespace() -> Collection:
     ns.add_task(play.play)
     ns.add_task(play.provision)
     ns.add_collection(experiment.collection())
+    ns.add_task(experiment.restore)
     ns.add_task(nightly.nightly)
     ns.add_task(results.report)
     ns.add_collection(results.collection())

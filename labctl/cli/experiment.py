@@ -14,9 +14,23 @@ from rich.console import Console
 from labctl.cli.common import console, errors_as_exit, inventory
 from labctl.errors import InputError
 from labctl.experiments import registry
-from labctl.experiments.base import Experiment, RunContext, make_options, option_infos
+from labctl.experiments.base import (
+    Experiment,
+    RunContext,
+    make_options,
+    option_infos,
+    restore_run,
+)
+from labctl.nightly.leftovers import clean_leftovers
 from labctl.nightly.lock import lab_locked
-from labctl.paths import DEFAULT_STORE, EXIT_ERROR, EXIT_INTERRUPTED, PROJECT_DIR
+from labctl.paths import (
+    DEFAULT_STORE,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNREACHABLE,
+    PROJECT_DIR,
+)
 from labctl.results.store import ResultsStore
 from labctl.views.progress import TrialProgress
 from labctl.views.run import show_run
@@ -84,8 +98,16 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     experiment = cls()
     con = console()
     hosts = experiment.hosts(inv, common["server"], common["clients"])
-    locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=con.print)
-    with locked, ResultsStore(common["store"]) as db:
+    # Notes on the way (a lock taken over, leftovers stopped) keep --json's stdout JSON.
+    say = Console(stderr=True, highlight=False).print if common["json"] else con.print
+    locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=say)
+    with locked as lock, ResultsStore(common["store"]) as db:
+        # What a labctl killed mid-run (SIGKILL skips every cleanup) left: its run, marked
+        # crashed with its finished trials kept, and its workloads on the hosts, stopped.
+        for run_id in db.mark_crashed_runs():
+            say(f"run {run_id} was left running by a labctl that died: crashed")
+        for found in clean_leftovers(lock.conns, lock.hosts):
+            say(found.describe())
         ctx = RunContext(
             inv,
             db,
@@ -115,3 +137,47 @@ def collection() -> Collection:
     for cls in registry().values():
         experiments.add_task(experiment_task(cls), name=cls.name())
     return experiments
+
+
+@task(
+    help={
+        "run": "run id (see results.list)",
+        "inventory": COMMON_FLAGS["inventory"][1],
+        "store": COMMON_FLAGS["store"][1],
+    }
+)
+@errors_as_exit
+def restore(c: Context, run: str, inventory: str | None = None, store: str = DEFAULT_STORE) -> None:
+    """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls), as it found
+    them; a second restore changes nothing. Runs end with this by themselves."""
+    if not str(run).isdigit():
+        raise InputError(f"run {run!r}: expected a run id (see results.list)")
+    run_id = int(run)
+    con = console()
+    with ResultsStore(store, create=False) as db:
+        db.run(run_id)  # an unknown run is an error
+        hosts_named = sorted({host for host, _ in db.undo_entries(run_id)})
+        if not hosts_named:
+            con.print(f"run {run_id}: it recorded no change to put back")
+            return
+        inv = _inventory(inventory)
+        hosts = [inv.host(h) for h in hosts_named]
+        with lab_locked(hosts, f"restore run {run_id}", on_message=con.print) as lock:
+            restored = restore_run(db, lock.conns, run_id)
+    changed = [p for p in restored.done if p.result.changed]
+    for p in restored.done:
+        for line in p.result.changes:
+            con.print(f"{p.host}: {line}")
+    for p in restored.failed:
+        print(f"labctl: {p.host}: {p.target}: {p.result.msg}", file=sys.stderr)
+    for host, why in restored.unreachable.items():
+        print(f"labctl: {host}: {why}", file=sys.stderr)
+    if restored.failed or restored.unreachable:
+        raise Exit(code=EXIT_UNREACHABLE if restored.unreachable else EXIT_FAILED)
+    if not changed:
+        con.print(f"run {run_id}: nothing to put back: its hosts are as it found them")
+    else:
+        con.print(f"run {run_id}: put back {len(changed)} of {len(restored.done)} things")
+
+
+_inventory = inventory  # the task's own `inventory` flag shadows the helper's name

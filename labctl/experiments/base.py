@@ -24,11 +24,12 @@ from typing import Any, ClassVar, Protocol
 
 from labctl.actions.base import ActionResult, TaskContext, run_action
 from labctl.actions.process import ProcessAction
+from labctl.actions.undo import PutBack, put_back
 from labctl.errors import LabctlError
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric
 from labctl.paths import HOST_EXPERIMENT_RUN_DIR
-from labctl.remote import HostConnection
+from labctl.remote import Connections, HostConnection
 from labctl.results.store import ResultsStore, TrialRecord
 
 # The experiments' own pidfiles and outputs, apart from the `process` action's default
@@ -177,6 +178,9 @@ def run_sweep(
                 cleanup()
             except Interrupted:
                 note += f"; cleanup interrupted after {time.monotonic() - started:.1f} s"
+            except LabctlError as exc:  # e.g. a host that could not be put back
+                note = f"{note}; {exc}" if note else str(exc)
+                status = "failed" if status == "finished" else status
         store.finish_run(run_id, status, note)
     return SweepOutcome(run_id, status, done, note)
 
@@ -274,6 +278,34 @@ def background(
     if argv is not None:
         args["argv"] = ["sh", "-c", 'exec "$@" >"$0.out" 2>"$0.err"', out, *argv]
     return run_action(ProcessAction(), TaskContext(conn, {}, Path(".")), args)
+
+
+@dataclass
+class Restored:
+    done: list[PutBack]  # every entry tried, with its result
+    unreachable: dict[str, str]  # host -> why (its entries stay to be put back later)
+
+    @property
+    def failed(self) -> list[PutBack]:
+        return [p for p in self.done if p.result.failed]
+
+
+def restore_run(store: ResultsStore, conns: Connections, run_id: int) -> Restored:
+    """Put back what run `run_id` changed on its hosts (what its actions recorded), every
+    host at once. Idempotent: a second call changes nothing."""
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for host, entry in store.undo_entries(run_id):
+        by_host.setdefault(host, []).append(entry)
+    restored = Restored([], {})
+    hosts = [h for h in by_host if h in conns.names]
+    restored.unreachable.update(
+        {h: "not in this inventory" for h in by_host if h not in conns.names}
+    )
+    for outcome in conns.run_on_hosts(lambda c: put_back(c, by_host[c.host.name]), names=hosts):
+        if outcome.error is not None:
+            restored.unreachable[outcome.host] = str(outcome.error)
+        restored.done.extend(outcome.value or [])
+    return restored
 
 
 def run_params(options: Any) -> dict[str, Any]:

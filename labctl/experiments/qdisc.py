@@ -28,6 +28,7 @@ from labctl.experiments.base import (
     TrialSpec,
     option,
     plan_trials,
+    restore_run,
     run_params,
     run_sweep,
     server_and_client,
@@ -36,7 +37,7 @@ from labctl.facts.host import gather_all
 from labctl.facts.qdisc import QdiscStat, qdisc_stats
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.remote import Connections, HostConnection
-from labctl.results.store import TrialRecord
+from labctl.results.store import ResultsStore, TrialRecord
 
 # Each kind with the arguments that make it a fair fifo of about 100 packets.
 QDISCS: dict[str, dict[str, Any]] = {
@@ -175,12 +176,14 @@ class QdiscSweep:
         options: QdiscOptions,
         run_id: int,
         base_dir: Path,
+        store: ResultsStore,
     ) -> None:
         self.conns = conns
         self.path = path
         self.options = options
         self.run_id = run_id
         self.base_dir = base_dir
+        self.store = store
 
     def _ctx(self, conn: HostConnection) -> TaskContext:
         return TaskContext(conn, {}, self.base_dir)
@@ -188,12 +191,15 @@ class QdiscSweep:
     def set_qdisc(self, name: str) -> str | None:
         """Put the wanted root qdisc on the interface under test; why not, if it cannot."""
         args = {"interfaces": [self.path.interface], **QDISCS[name]}
+        host = self.path.qdisc_host
         try:
-            result = run_action(QdiscAction(), self._ctx(self.conns[self.path.qdisc_host]), args)
+            result = run_action(QdiscAction(), self._ctx(self.conns[host]), args)
         except HostUnreachable:
             raise
         except (LabctlError, ValueError) as exc:  # e.g. a kind this kernel lacks
             return str(exc)
+        # What the interface was before: put back at the end (`labctl restore RUN` too).
+        self.store.add_undo(self.run_id, host, [u.to_dict() for u in result.undo])
         return result.msg if result.failed else None
 
     def stat(self) -> QdiscStat | None:
@@ -296,11 +302,18 @@ class QdiscSweep:
         )
 
     def cleanup(self) -> None:
-        """No iperf3 left running; the interface back at the kernel's default."""
+        """No iperf3 left running; the interface back as the run found it."""
         try:
             self._server("stopped")
         finally:
-            self.set_qdisc("noqueue")
+            restored = restore_run(self.store, self.conns, self.run_id)
+            problems = [f"{p.target}: {p.result.msg}" for p in restored.failed]
+            problems += [f"{h}: {why}" for h, why in restored.unreachable.items()]
+            if problems:
+                raise ExperimentError(
+                    f"putting back what run {self.run_id} changed: {'; '.join(problems)} "
+                    f"(labctl restore {self.run_id} tries again)"
+                )
 
 
 QDISC_KIND = TrialKind(
@@ -354,7 +367,9 @@ class Qdisc(Experiment):
                     for h in hosts
                 },
             )
-            exp = QdiscSweep(conns, path, options, run_id, Path(inventory.path).resolve().parent)
+            exp = QdiscSweep(
+                conns, path, options, run_id, Path(inventory.path).resolve().parent, ctx.store
+            )
             trials = plan_trials(
                 {"qdisc": options.qdiscs, "proto": options.protos},
                 options.repeat,

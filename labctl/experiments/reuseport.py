@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.actions.base import TaskContext, run_action
+from labctl.actions.base import ActionResult, TaskContext, run_action
 from labctl.actions.command import CommandAction
 from labctl.actions.source import SourceAction, directory_digest
 from labctl.experiments.base import (
@@ -43,6 +43,8 @@ from labctl.experiments.reuseport_verdict import (
     cpu_shares,
     judge,
     last_json,
+    link_flaps,
+    parse_carriers,
     parse_cpu_line,
     parse_nstat,
     trial_metrics,
@@ -97,13 +99,25 @@ class ReuseportOptions:
 # ---------------------------------------------------------------------------- on the hosts
 
 
+# Each interface's carrier_changes: a link that went down and up mid-trial shows here even
+# when the trial's own numbers look plausible.
+_CARRIERS = (
+    "for f in /sys/class/net/*/carrier_changes; do d=${f%/carrier_changes}; "
+    'printf \'%s=%s\\n\' "${d##*/}" "$(cat "$f" 2>/dev/null)"; done'
+)
+
+
 def _state_script(port: int) -> ShellScript:
     sysctls = " ".join(f"/proc/sys/{k}" for k in SYSCTLS)
     return ShellScript(
         "nstat -asz 2>/dev/null; echo @@; head -1 /proc/stat; echo @@; "
         f'for f in {sysctls}; do printf \'%s=%s\\n\' "${{f#/proc/sys/}}" "$(cat $f)"; done; '
-        f"echo @@; ss -Hltn 'sport = :{port}'"
+        f"echo @@; ss -Hltn 'sport = :{port}'; echo @@; {_CARRIERS}"
     )
+
+
+def read_carriers(conn: HostConnection) -> dict[str, int]:
+    return parse_carriers(conn.run(ShellScript(_CARRIERS), check=True, timeout=30).stdout)
 
 
 @dataclass(frozen=True)
@@ -112,14 +126,18 @@ class HostState:
     cpu: list[int]
     sysctls: dict[str, str]
     listeners: str  # `ss` lines of whatever listens on the experiment's port
+    carriers: dict[str, int]  # interface -> carrier_changes
 
 
 def read_state(conn: HostConnection, port: int) -> HostState:
-    """Counters, CPU time, sysctls and the port's listeners in one round trip."""
+    """Counters, CPU time, sysctls, the port's listeners and the links' carrier changes in
+    one round trip."""
     res = conn.run(_state_script(port), check=True, timeout=30)
-    nstat, cpu, sysctls, listeners = (res.stdout.split("@@\n") + ["", "", ""])[:4]
+    nstat, cpu, sysctls, listeners, carriers = (res.stdout.split("@@\n") + [""] * 4)[:5]
     values = dict(line.split("=", 1) for line in sysctls.splitlines() if "=" in line)
-    return HostState(parse_nstat(nstat), parse_cpu_line(cpu), values, listeners.strip())
+    return HostState(
+        parse_nstat(nstat), parse_cpu_line(cpu), values, listeners.strip(), parse_carriers(carriers)
+    )
 
 
 class ReuseportSweep:
@@ -184,11 +202,12 @@ class ReuseportSweep:
 
     def _process(
         self, conn: HostConnection, role: str, argv: list[str] | None, out: str, state: str
-    ) -> None:
+    ) -> ActionResult:
         # We wait for the server's `listening` line and the clients' results ourselves.
         result = background(conn, self._names[role], state, argv=argv, out=out)
         if result.failed:
             raise ExperimentError(f"{conn.host.name}: {role} {state}: {result.msg}")
+        return result
 
     def _wait_for(
         self, conn: HostConnection, path: str, needle: str, what: str, timeout: float
@@ -242,14 +261,17 @@ class ReuseportSweep:
             "started",
         )
         client_outs: dict[str, str] = {}
+        threads: dict[str, int] = {}
+        carriers_before: dict[str, dict[str, int]] = {self.server: before.carriers}
+        carriers_after: dict[str, dict[str, int]] = {}
         try:
             self._wait_for(
                 server, f"{out}.err", "listening", "the server did not report listening", 10
             )
-            threads: dict[str, int] = {}
 
             def start_client(conn: HostConnection) -> None:
                 host = conn.host.name
+                carriers_before[host] = read_carriers(conn)
                 n = opts.threads or len(self.cpus(host))
                 threads[host] = n
                 client_outs[host] = self._out("client", spec.seq, host)
@@ -276,7 +298,7 @@ class ReuseportSweep:
 
             def wait_client(conn: HostConnection) -> dict[str, Any]:
                 time.sleep(opts.duration)
-                return last_json(
+                doc = last_json(
                     self._wait_for(
                         conn,
                         client_outs[conn.host.name] + ".out",
@@ -285,6 +307,8 @@ class ReuseportSweep:
                         30,
                     )
                 )
+                carriers_after[conn.host.name] = read_carriers(conn)
+                return doc
 
             clients = [
                 o.value
@@ -293,7 +317,37 @@ class ReuseportSweep:
             ]
             after = read_state(server, opts.port)
         finally:
-            self._process(server, "server", None, out, "stopped")
+            stopped = self._process(server, "server", None, out, "stopped")
+        params = {
+            "mode": mode,
+            "workers": workers,
+            "duration": opts.duration,
+            "backlog": opts.backlog,
+            "inflight": opts.inflight,
+            "client_threads": threads,
+            "wait_fin": opts.wait_fin,
+            "port": opts.port,
+        }
+
+        def trial(valid: bool, reason: str, metrics: dict[str, float], **more: Any) -> TrialRecord:
+            return TrialRecord(
+                seq=spec.seq,
+                kind="accept",
+                warmup=spec.warmup,
+                params=params,
+                started=started,
+                duration=time.time() - started,
+                valid=valid,
+                reason=reason,
+                metrics=metrics,
+                **more,
+            )
+
+        died = next((c for c in stopped.changes if "had exited" in c), None)
+        if died is not None:  # killed under us (the OOM killer, a crash): this trial only
+            return trial(
+                False, f"the server died mid-trial: {died}", {}, state={"sysctls": before.sysctls}
+            )
         server_doc = last_json(
             self._wait_for(server, out + ".out", "}", "the server did not report its counts", 10)
         )
@@ -301,7 +355,9 @@ class ReuseportSweep:
             k: after.counters.get(k, 0) - before.counters.get(k, 0) for k in OVERFLOW_COUNTERS
         }
         in_flight = sum(threads.values()) * opts.inflight
-        verdict = judge(server_doc, clients, deltas, in_flight, opts.wait_fin)
+        carriers_after[self.server] = after.carriers
+        flaps = link_flaps(carriers_before, carriers_after)
+        verdict = judge(server_doc, clients, deltas, in_flight, opts.wait_fin, flaps)
         metrics = trial_metrics(
             server_doc, clients, opts.duration, deltas, cpu_shares(before.cpu, after.cpu)
         )
@@ -310,25 +366,10 @@ class ReuseportSweep:
             (h, "client", "stdout", json.dumps(c))
             for h, c in zip(self.clients, clients, strict=False)
         ]
-        return TrialRecord(
-            seq=spec.seq,
-            kind="accept",
-            warmup=spec.warmup,
-            params={
-                "mode": mode,
-                "workers": workers,
-                "duration": opts.duration,
-                "backlog": opts.backlog,
-                "inflight": opts.inflight,
-                "client_threads": threads,
-                "wait_fin": opts.wait_fin,
-                "port": opts.port,
-            },
-            started=started,
-            duration=time.time() - started,
-            valid=verdict.valid,
-            reason=verdict.reason,
-            metrics=metrics,
+        return trial(
+            verdict.valid,
+            verdict.reason,
+            metrics,
             state={
                 "sysctls": before.sysctls,
                 "counters_delta": deltas,

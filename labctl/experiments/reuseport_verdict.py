@@ -66,9 +66,16 @@ def judge(
     deltas: Mapping[str, int],
     in_flight_max: int,
     wait_fin: bool,
+    link_flaps: Mapping[str, int] | None = None,
 ) -> Verdict:
-    """Did this trial measure the server's accept capacity? Why not, if not."""
+    """Did this trial measure the server's accept capacity? Why not, if not.
+    `link_flaps`: host:interface → carrier changes during the trial."""
     problems = []
+    if link_flaps:
+        problems.append(
+            "a link went down mid-trial: "
+            + ", ".join(f"{k} (carrier changed {v} times)" for k, v in sorted(link_flaps.items()))
+        )
     grown = {k: v for k, v in deltas.items() if k in OVERFLOW_COUNTERS and v > 0}
     if grown:
         problems.append(
@@ -124,3 +131,25 @@ def trial_metrics(
     if accepts and max(accepts) > 0:
         metrics["worker_balance"] = min(accepts) / max(accepts)
     return metrics
+
+
+def parse_carriers(text: str) -> dict[str, int]:
+    """`iface=N` lines → {iface: N} (an interface that reports nothing is left out)."""
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+def link_flaps(
+    before: Mapping[str, Mapping[str, int]], after: Mapping[str, Mapping[str, int]]
+) -> dict[str, int]:
+    """host:interface → how often its carrier changed between two readings."""
+    return {
+        f"{host}:{name}": after[host][name] - count
+        for host, counts in before.items()
+        for name, count in counts.items()
+        if host in after and after[host].get(name, count) > count
+    }

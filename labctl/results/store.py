@@ -11,7 +11,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS nightly (
     controller TEXT NOT NULL,          -- procs.controller_id of the labctl that ran it
     runs TEXT NOT NULL DEFAULT '{}',   -- JSON: suite entry name -> run id
     summary TEXT NOT NULL DEFAULT '{}' -- JSON: verdict counts, notes
+);
+CREATE TABLE IF NOT EXISTS undo (       -- what puts back what a run changed on its hosts
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    host TEXT NOT NULL,
+    target TEXT NOT NULL,              -- e.g. "qdisc eth0": the first change's undo is kept
+    seq INTEGER NOT NULL,              -- the order the run made its changes in
+    action TEXT NOT NULL,
+    args TEXT NOT NULL,                -- JSON
+    PRIMARY KEY (run_id, host, target)
 );
 CREATE TABLE IF NOT EXISTS outputs (
     trial_id INTEGER NOT NULL REFERENCES trials(id),
@@ -327,6 +336,42 @@ class ResultsStore:
                     "UPDATE nightly SET status = ?, finished = ? WHERE id = ?",
                     (status, time.time(), nightly_id),
                 )
+
+    def add_undo(self, run_id: int, host: str, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Keep what puts back a change (entries: target, action, args). Of several changes
+        to one target in a run only the first is kept: it holds the state before the run."""
+        if not entries:
+            return
+        with self._transaction() as db:
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM undo WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            db.executemany(
+                "INSERT OR IGNORE INTO undo (run_id, host, target, seq, action, args)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, host, e["target"], seq + i, e["action"], json.dumps(e["args"]))
+                    for i, e in enumerate(entries, 1)
+                ],
+            )
+
+    def undo_entries(self, run_id: int) -> list[tuple[str, dict[str, Any]]]:
+        """(host, {target, action, args}) of a run, last change first: the order to undo in."""
+        rows = self._db.execute(
+            "SELECT host, target, action, args FROM undo WHERE run_id = ? ORDER BY seq DESC",
+            (run_id,),
+        ).fetchall()
+        return [
+            (
+                r["host"],
+                {
+                    "target": r["target"],
+                    "action": r["action"],
+                    "args": _loads(r["args"], f"run {run_id}'s undo of {r['target']}"),
+                },
+            )
+            for r in rows
+        ]
 
     # -- reading
     _RUNS_SQL = (

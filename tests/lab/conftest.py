@@ -5,6 +5,7 @@ Reads like testinfra: `lab.host("srv1").run(["hostname"])` runs over real SSH.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -81,13 +82,12 @@ def make_lab(spec: LabSpec) -> LocalLab:
     return local
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[NamespaceLab]:
+@contextlib.contextmanager
+def session_lab(spec: LabSpec) -> Iterator[NamespaceLab]:
+    """A lab for a whole test session, taken down (purged) whatever happens, SIGTERM too."""
     _require_lab_prerequisites()
     sweep_orphan_labs()
     previous = signal.signal(signal.SIGTERM, sigterm_runs_teardown)
-    # srv1 is also a docker-like host: two containers on its docker0
-    spec = unique_spec(hosts=3, tag=1, containers_on={"srv1": 2})
     local = LocalLab(spec)
     try:
         local = make_lab(spec)
@@ -98,6 +98,13 @@ def lab() -> Iterator[NamespaceLab]:
     finally:
         local.down(purge=True)
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[NamespaceLab]:
+    # srv1 is also a docker-like host: two containers on its docker0
+    with session_lab(unique_spec(hosts=3, tag=1, containers_on={"srv1": 2})) as made:
+        yield made
 
 
 @pytest.fixture

@@ -183,6 +183,16 @@ def test_sysctl_set_twice_on_one_namespace_only(lab: NamespaceLab, tmp_path: Pat
     assert first.output["previous"] == before and first.output["value"] == want
     assert read_proc(srv1, "net/ipv4/tcp_tw_reuse") == f"{want}\n"
     assert read_proc(cli1, "net/ipv4/tcp_tw_reuse") == cli1_before  # another namespace
+    assert not check.undo  # check mode changed nothing: nothing to put back
+    (undo,) = first.undo  # what puts it back, run as a task of its own
+    assert undo.to_dict() == {
+        "target": "sysctl net.ipv4.tcp_tw_reuse",
+        "action": "sysctl",
+        "args": {"name": "net.ipv4.tcp_tw_reuse", "value": before},
+    }
+    back = run_action(SysctlAction(), ctx(lab, tmp_path), undo.args)
+    assert back.changed and read_proc(srv1, "net/ipv4/tcp_tw_reuse") == f"{before}\n"
+    assert not run_action(SysctlAction(), ctx(lab, tmp_path), undo.args).changed
 
 
 @pytest.mark.usefixtures("restore_sysctls")

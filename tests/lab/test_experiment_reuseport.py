@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,9 +185,12 @@ def test_sigterm_mid_sweep_keeps_finished_trials_and_leaves_no_process(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until two trials are stored
             if store.exists():
-                with sqlite3.connect(store) as db:
-                    if db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] >= 2:
-                        break
+                with contextlib.closing(sqlite3.connect(store)) as db:
+                    try:
+                        if db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] >= 2:
+                            break
+                    except sqlite3.OperationalError:  # the file is made, its tables not yet
+                        pass
             time.sleep(0.2)
         sweep.send_signal(signal.SIGTERM)
         _, err = sweep.communicate(timeout=60)

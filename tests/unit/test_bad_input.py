@@ -276,3 +276,11 @@ def test_unreadable_flags_are_one_line_and_exit_2(args: list[str], message: str)
     proc = labctl(*args)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_command_in_a_message_is_one_short_line() -> None:
+    from labctl.remote import command_summary
+
+    assert command_summary("sleep 2") == "sleep 2"
+    assert command_summary("set -e\nb=/root/x\nmake -C $b") == "b=/root/x …"
+    assert command_summary("x" * 100) == "x" * 60 + " …"

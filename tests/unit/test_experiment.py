@@ -63,6 +63,19 @@ def test_verdict() -> None:
     assert "counts do not reconcile: server accepted 1000, clients connected 1100" in off.reason
     errors = judge(SERVER, [{"connections": 995, "errors": {"ECONNREFUSED": 50}}], {}, 16, True)
     assert "client errors 50" in errors.reason
+    flapped = judge(SERVER, [{"connections": 990}], {}, 16, True, {"cli1:eth0": 2})
+    assert not flapped.valid
+    assert flapped.reason == "a link went down mid-trial: cli1:eth0 (carrier changed 2 times)"
+
+
+def test_link_flaps_are_counted_per_host_and_interface() -> None:
+    from labctl.experiments.reuseport_verdict import link_flaps, parse_carriers
+
+    before = {"srv1": parse_carriers("eth0=2\nlo=\nveth1=0\n"), "cli1": {"eth0": 4}}
+    after = {"srv1": {"eth0": 2, "veth1": 0}, "cli1": {"eth0": 6}}
+    assert before["srv1"] == {"eth0": 2, "veth1": 0}  # lo reports nothing: left out
+    assert link_flaps(before, after) == {"cli1:eth0": 2}
+    assert link_flaps(before, {"srv1": {}}) == {}  # an interface gone: not a flap count
 
 
 def record(
