@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from labctl.actions import ACTIONS
-from labctl.actions.base import ActionResult, TaskContext, run_action
+from labctl.actions.base import ActionResult, TaskContext, Undo, run_action
 from labctl.errors import HostUnreachable, InputError, LabctlError
 from labctl.facts.host import HostFacts, gather_facts
 from labctl.inventory import Host, Inventory
@@ -52,6 +52,7 @@ class TaskHostResult:
     ignored: bool = False  # failed, but the task has ignore_errors
     log: str = ""  # a failed step's whole output
     log_file: str | None = None  # where that output was written
+    undo: tuple[Undo, ...] = ()  # what puts back what this task changed on this host
 
 
 @dataclass
@@ -68,6 +69,14 @@ class HostRecap:
 class PlaybookRun:
     results: list[TaskHostResult] = field(default_factory=list)
     recap: dict[str, HostRecap] = field(default_factory=dict)
+
+    def undo_by_host(self) -> dict[str, list[Undo]]:
+        """What puts back the run's changes, per host, in the order they were made."""
+        out: dict[str, list[Undo]] = {}
+        for r in self.results:
+            if r.undo:
+                out.setdefault(r.host, []).extend(r.undo)
+        return out
 
     @property
     def exit_status(self) -> int:
@@ -401,6 +410,7 @@ def _summarize(
     changes = tuple(c for r in results for c in r.changes)
     diffs = [r.diff for r in results if r.diff]
     log = "".join(r.log for r in results if r.log)
+    undo = tuple(u for r in results for u in r.undo)
     return TaskHostResult(
         play.name,
         task.name,
@@ -413,4 +423,5 @@ def _summarize(
         duration=duration,
         ignored=failed and task.ignore_errors,
         log=log,
+        undo=undo,
     )

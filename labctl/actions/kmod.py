@@ -21,6 +21,7 @@ on the host; `host` (the default) always builds on the host.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import shlex
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from labctl.actions.base import (
     Plan,
     Run,
     TaskContext,
+    Undo,
     Upload,
     failed_result,
     step_failed,
@@ -172,6 +174,9 @@ class KmodAction(Action):
         plan = KmodPlan(output={"loaded": False})
         plan.add("rmmod", Run(["rmmod", args.name]))
         plan.changes.append(f"unload {args.name}")
+        if args.src:  # loading it again needs its source (a module labctl did not build: no)
+            again = {**dataclasses.asdict(args), "state": "loaded"}
+            plan.undo.append(Undo(f"module {args.name}", "kmod", again))
         return plan
 
     def _controller_can_build(
@@ -207,6 +212,8 @@ class KmodAction(Action):
             plan.add("modprobe", Run(["modprobe", dep]))
         plan.add("insmod", Run(["insmod", ko]))
         plan.add("verify", Run(ShellScript(verify_loaded_script(args.name))))
+        unload = {"name": args.name, "kernel_release": args.kernel_release, "state": "unloaded"}
+        plan.undo.append(Undo(f"module {args.name}", "kmod", unload))
         deps = f" after modprobe {' '.join(args.depends)}" if args.depends else ""
         change = f"load {args.name} (insmod {ko}){deps}"
         mode = lockdown_mode(probe.lockdown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ from invoke import Context, Exit, task
 from labctl.cli.common import errors_as_exit, inventory
 from labctl.errors import InputError
 from labctl.inventory import Inventory
-from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
+from labctl.paths import DEFAULT_STORE, PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
 from labctl.playbook import load_playbook
-from labctl.runner import QuietReporter, RunOptions, run_playbook
+from labctl.results.store import ResultsStore
+from labctl.runner import PlaybookRun, QuietReporter, RunOptions, run_playbook
 
 
 def find_playbook(name: str) -> str:
@@ -136,8 +138,29 @@ def run_play(
         reporter = TerminalReporter(show_diff=diff, check=check)
         run = run_playbook(book, inv, options, reporter)
         reporter.recap(run)
+    if not check:
+        _record_undo(playbook, inv, run, options)
     if run.exit_status:
         raise Exit(code=run.exit_status)
+
+
+def _record_undo(playbook: str, inv: Inventory, run: PlaybookRun, options: RunOptions) -> None:
+    """What the run changed that can be put back (sysctls, qdiscs, modules) goes into the
+    results store as a run of its own, for `labctl restore RUN`."""
+    undo = run.undo_by_host()
+    if not undo:
+        return
+    with ResultsStore(DEFAULT_STORE) as db:
+        params = {"playbook": playbook, "tags": sorted(options.tags), "limit": options.limit}
+        run_id = db.start_run(f"play:{Path(playbook).name}", params, inv.path, None)
+        for host, entries in undo.items():
+            db.add_undo(run_id, host, [u.to_dict() for u in entries])
+        db.finish_run(run_id, "finished" if not run.exit_status else "failed")
+    print(
+        f"labctl: what this run changed is recorded as run {run_id}: "
+        f"`labctl restore {run_id}` puts it back",
+        file=sys.stderr,
+    )
 
 
 _inventory = inventory  # the tasks' own `inventory` flag shadows the helper's name

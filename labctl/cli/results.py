@@ -67,6 +67,11 @@ def results_show(
     with ResultsStore(store, create=False) as db:
         stored = db.run(run_id)
         cls = registry().get(stored.experiment)
+        if cls is None and stored.experiment.startswith("play:"):
+            raise InputError(
+                f"run {run_id} is a playbook run ({stored.experiment[5:]}): no trials to show; "
+                f"`labctl restore {run_id}` puts back what it changed"
+            )
         if cls is None:
             raise LabctlError(f"run {run_id}: experiment {stored.experiment!r} is not known here")
         show_stored_run(console(), cls(), db, run_id, plot, json)

@@ -59,12 +59,23 @@ class QdiscState:
         return {**asdict(self), "options": dict(self.options), "default": self.is_default}
 
 
+def _objects(text: str, tool: str) -> list[dict[str, Any]]:
+    """`tool`'s JSON: a list of objects, else ValueError (one line) naming the tool."""
+    try:
+        doc = json.loads(text or "[]")
+    except ValueError as exc:
+        raise ValueError(f"`{tool}` gave no JSON: {exc}") from None
+    if not isinstance(doc, list) or not all(isinstance(o, dict) for o in doc):
+        raise ValueError(f"`{tool}` gave JSON that is not a list of objects")
+    return doc
+
+
 def parse_root_qdisc_entries(text: str) -> dict[str, dict[str, Any]]:
     """`tc -s -j qdisc show` → {device: its root qdisc's JSON object}; child and ingress
     qdiscs are left out (they have a `parent`, not `root`)."""
     roots: dict[str, dict[str, Any]] = {}
-    for q in json.loads(text or "[]"):
-        if q.get("root") and "dev" in q:
+    for q in _objects(text, "tc -s -j qdisc show"):
+        if q.get("root") and isinstance(q.get("dev"), str):
             roots[q["dev"]] = q
     return roots
 
@@ -77,21 +88,28 @@ def parse_qdisc_states(link_json: str, qdisc_json: str) -> dict[str, QdiscState]
     """
     roots = parse_root_qdisc_entries(qdisc_json)
     states: dict[str, QdiscState] = {}
-    for link in json.loads(link_json or "[]"):
-        name = link.get("ifname", "")
+    for link in _objects(link_json, "ip -j link show"):
+        name = str(link.get("ifname", ""))
         q = roots.get(name)
         if q is None:
             # tc lists no root for a down veth; `ip -j link` calls it noop.
             q = {"kind": link.get("qdisc") or "noqueue", "handle": ""}
-        states[name] = QdiscState(
-            interface=name,
-            kind=str(q.get("kind", "")),
-            handle=str(q.get("handle", "")),
-            txqueuelen=int(link.get("txqlen", 0)),
-            options=dict(q.get("options") or {}),
-            master=link.get("master"),
-            **{k: int(q.get(k, 0) or 0) for k in STAT_FIELDS},
-        )
+        options = q.get("options") or {}
+        master = link.get("master")
+        try:
+            if not isinstance(options, dict) or not isinstance(master, str | None):
+                raise TypeError("options or master of an unexpected type")
+            states[name] = QdiscState(
+                interface=name,
+                kind=str(q.get("kind", "")),
+                handle=str(q.get("handle", "")),
+                txqueuelen=int(link.get("txqlen", 0)),
+                options=dict(options),
+                master=master,
+                **{k: int(q.get(k, 0) or 0) for k in STAT_FIELDS},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`ip -j link`/`tc -j qdisc` for {name!r}: {exc}") from None
     return states
 
 

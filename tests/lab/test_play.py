@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from labctl.remote import ShellScript
+from tests.support import run_labctl
 
 from .conftest import NamespaceLab
 
@@ -349,3 +350,45 @@ def test_check_mode_calls_an_unreachable_host_unreachable(
     assert proc.returncode == 4, proc.stderr
     assert recap["cli2"]["unreachable"] == 1 and recap["cli2"]["changed"] == 0
     assert recap["srv1"]["changed"] == 1
+
+
+def test_a_playbook_runs_changes_are_recorded_and_restore_puts_them_back(
+    lab: NamespaceLab, tmp_path: Path
+) -> None:
+    """A sysctl and a root qdisc changed by a play: recorded as a run of their own; restore
+    puts back what the play found (not a default), and a second restore changes nothing."""
+    srv = lab.host("srv1")
+    sysctl = "net.ipv4.tcp_fin_timeout"
+    was = srv.run(["sysctl", "-n", sysctl], check=True).stdout.strip()
+    srv.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "pfifo", "limit", "33"], check=True)
+    book = write_book(
+        tmp_path,
+        f"""\
+        - hosts: srv1
+          gather_facts: false
+          tasks:
+            - name: a sysctl
+              sysctl: {{name: {sysctl}, value: "{int(was) + 7}"}}
+            - name: a qdisc
+              qdisc: {{interfaces: [eth0], kind: bfifo, limit: 20000}}
+        """,
+    )
+    try:
+        proc = run_labctl(
+            "play", str(book), "-i", str(lab.inventory_path), timeout=120, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "is recorded as run 1: `labctl restore 1` puts it back" in proc.stderr
+        store = str(tmp_path / "results" / "labctl.db")
+        restore = lab.labctl("restore", "1", "-i", str(lab.inventory_path), "--store", store)
+        assert restore.returncode == 0, restore.stderr
+        assert f"srv1: {sysctl} {int(was) + 7} -> {was}" in restore.stdout
+        assert "srv1: eth0: root bfifo limit 20000 -> pfifo limit 33" in restore.stdout
+        assert srv.run(["sysctl", "-n", sysctl]).stdout.strip() == was
+        twice = lab.labctl("restore", "1", "-i", str(lab.inventory_path), "--store", store)
+        assert "nothing to put back" in twice.stdout, twice.stdout
+        shown = lab.labctl("results.show", "1", "--store", store)
+        assert shown.returncode == 2 and "is a playbook run" in shown.stderr
+    finally:
+        srv.run(["sysctl", "-w", f"{sysctl}={was}"])
+        srv.run(["tc", "qdisc", "del", "dev", "eth0", "root"])

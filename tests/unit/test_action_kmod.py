@@ -406,6 +406,24 @@ def test_dependencies_are_modprobed_before_insmod() -> None:
     assert plan.output == {"ko": KO, "vermagic": VERMAGIC, "cached": True, "loaded": True}
 
 
+def test_a_load_and_an_unload_each_say_how_to_put_them_back() -> None:
+    load = plan_for(FakeConn(probe_text(cache="hit", vermagic=VERMAGIC)), args(state="loaded"))
+    assert [u.to_dict() for u in load.undo] == [
+        {
+            "target": "module hello_kmod",
+            "action": "kmod",
+            "args": {"name": "hello_kmod", "kernel_release": REL, "state": "unloaded"},
+        }
+    ]
+    unload = plan_for(FakeConn(probe_text(loaded="yes")), args(state="unloaded"))
+    (again,) = unload.undo
+    assert again.args["state"] == "loaded" and again.args["src"] == "/root/src/hello"
+    build_args(KmodAction, again.args)  # a valid task of its own
+    no_src = plan_for(FakeConn(probe_text(loaded="yes")), args(state="unloaded", src=None))
+    assert no_src.changes == ["unload hello_kmod"] and not no_src.undo  # cannot be rebuilt
+    assert not plan_for(FakeConn(probe_text(loaded="yes")), args(state="loaded")).undo
+
+
 def test_loading_an_unbuilt_module_builds_it_first() -> None:
     plan = plan_for(FakeConn(probe_text()), args(state="loaded"))
     assert plan.roles == ["build", "store", "record", "insmod", "verify"]

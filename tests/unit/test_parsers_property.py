@@ -6,6 +6,7 @@ inputs: random text, and mutations of well-formed documents (the cases a user's 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from labctl.cli.play import parse_extra_vars
 from labctl.errors import LabctlError
 from labctl.experiments.pktgen_tool import parse_pktgen
 from labctl.experiments.reuseport_verdict import parse_nstat
+from labctl.facts.qdisc import parse_qdisc_states
 from labctl.inventory import parse_inventory
 from labctl.nightly.suite import load_suite
 from labctl.playbook import load_playbook
@@ -167,3 +169,32 @@ def test_the_unmutated_documents_parse(tmp_path: Path) -> None:
     ]
     assert parse_pktgen(PKTGEN_OUT).direction == "Sent"
     assert parse_nstat("TcpExtListenDrops 3 0.0\n") == {"TcpExtListenDrops": 3}
+    link, qdisc = (
+        (DATA / "root-link-txqueuelen0.json").read_text(),
+        (DATA / "root-qdisc-kinds.json").read_text(),
+    )
+    assert parse_qdisc_states(link, qdisc)["qtst1"].kind == "pfifo"
+
+
+DATA = Path(__file__).parent / "data" / "qdisc"
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def host_json(name: str) -> st.SearchStrategy[str]:
+    """A real capture of `ip -j link`/`tc -s -j qdisc` mutated, or any JSON value."""
+    return st.one_of(mutated((DATA / name).read_text()), JSON.map(json.dumps))
+
+
+@EXAMPLES
+@given(link=host_json("root-link-txqueuelen0.json"), qdisc=host_json("root-qdisc-kinds.json"))
+def test_tc_and_ip_json(link: str, qdisc: str) -> None:
+    """What a host says is parsed or refused with ValueError, which the callers turn into
+    that host's one-line failure (CommandFailed, the qdisc task's message)."""
+    with contextlib.suppress(ValueError):
+        parse_qdisc_states(link, qdisc)
