@@ -213,11 +213,21 @@ def _read_state(conn: HostConnection, pidfile: str) -> ProcessState:
 
 # The live processes of session $pid that started no earlier than $start (the program and
 # its children; `ps -s` lists a session). Without ps, the program alone.
-_MEMBERS = (
-    "members() { if command -v ps >/dev/null 2>&1; then "
+# `member PID STATE START` for each process of session $pid (`ps -s` lists a session; each
+# one's state and start time from /proc). Nothing without ps.
+_SESSION = (
+    "session() { command -v ps >/dev/null 2>&1 || return 0; "
     'for m in $(ps -o pid= -s "$pid" 2>/dev/null); do '
     's=$(cat "/proc/$m/stat" 2>/dev/null) || continue; r=${s##*)}; set -- $r; '
-    '[ "$1" != Z ] && [ "$1" != X ] && [ "${20}" -ge "$start" ] && echo "$m"; done; '
+    'echo "member $m $1 ${20}"; done; }'
+)
+
+# The live processes of session $pid that started no earlier than $start (the program and
+# its children). Without ps, the program alone.
+_MEMBERS = (
+    "members() { if command -v ps >/dev/null 2>&1; then "
+    "session | while read -r _ m st t; do "
+    '[ "$st" != Z ] && [ "$st" != X ] && [ "$t" -ge "$start" ] && echo "$m"; done; '
     'elif alive; then echo "$pid"; fi; }'
 )
 
@@ -227,10 +237,7 @@ def _probe_script(pidfile: str) -> str:
     return (
         f"if [ -f {f} ]; then echo pidfile; head -n 1 {f}; "
         f"pid=$(sed -n 's/^{{\"pid\": *\\([0-9][0-9]*\\),.*/\\1/p' {f} | head -n 1); "
-        'if [ -n "$pid" ] && command -v ps >/dev/null 2>&1; then '
-        'for m in $(ps -o pid= -s "$pid" 2>/dev/null); do '
-        's=$(cat "/proc/$m/stat" 2>/dev/null) || continue; r=${s##*)}; set -- $r; '
-        'echo "member $m $1 ${20}"; done; fi; '
+        f'{_SESSION}; if [ -n "$pid" ]; then session; fi; '
         'if [ -n "$pid" ] && [ -e "/proc/$pid/stat" ]; then echo stat; '
         # `|| true`: the program may exit between the test and the read (it is then gone)
         'cat "/proc/$pid/stat" 2>/dev/null || true; fi; '
@@ -247,6 +254,7 @@ def _stop_script(record: PidRecord, pidfile: str, signal: str = "TERM") -> str:
             "set -f",
             f"pid={record.pid}; start={record.start}",
             _ALIVE,
+            _SESSION,
             _MEMBERS,
             # A PID held by a process that is not ours: its session is not ours either.
             'if s=$(cat "/proc/$pid/stat" 2>/dev/null); then r=${s##*)}; set -- $r; '

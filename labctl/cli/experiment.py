@@ -21,7 +21,7 @@ from labctl.experiments.base import (
     option_infos,
     restore_run,
 )
-from labctl.nightly.leftovers import clean_leftovers
+from labctl.nightly.leftovers import clean_leftovers, mark_crashed
 from labctl.nightly.lock import lab_locked
 from labctl.paths import (
     DEFAULT_STORE,
@@ -104,8 +104,8 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     with locked as lock, ResultsStore(common["store"]) as db:
         # What a labctl killed mid-run (SIGKILL skips every cleanup) left: its run, marked
         # crashed with its finished trials kept, and its workloads on the hosts, stopped.
-        for run_id in db.mark_crashed_runs():
-            say(f"run {run_id} was left running by a labctl that died: crashed")
+        for note in mark_crashed(db):
+            say(note)
         for found in clean_leftovers(lock.conns, lock.hosts):
             say(found.describe())
         ctx = RunContext(
@@ -148,8 +148,8 @@ def collection() -> Collection:
 )
 @errors_as_exit
 def restore(c: Context, run: str, inventory: str | None = None, store: str = DEFAULT_STORE) -> None:
-    """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls), as it found
-    them; a second restore changes nothing. Runs end with this by themselves."""
+    """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls, modules), as it
+    found them; a second restore changes nothing. Experiments end with this by themselves."""
     if not str(run).isdigit():
         raise InputError(f"run {run!r}: expected a run id (see results.list)")
     run_id = int(run)

@@ -107,6 +107,33 @@ def plan_trials(
     return trials
 
 
+def trial_record(
+    spec: TrialSpec,
+    kind: str,
+    params: Mapping[str, Any],
+    started: float,
+    valid: bool,
+    reason: str,
+    metrics: Mapping[str, float],
+    state: Mapping[str, Any] | None = None,
+    outputs: Sequence[tuple[str, str, str, str]] = (),
+) -> TrialRecord:
+    """A trial as stored: its place in the sweep, and its time from `started` until now."""
+    return TrialRecord(
+        seq=spec.seq,
+        kind=kind,
+        warmup=spec.warmup,
+        params=params,
+        started=started,
+        duration=time.time() - started,
+        valid=valid,
+        reason=reason,
+        metrics=metrics,
+        state=state or {},
+        outputs=tuple(outputs),
+    )
+
+
 class SweepProgress(Protocol):
     """Told how many trials there are, then of each trial as it is stored."""
 

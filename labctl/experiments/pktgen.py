@@ -44,6 +44,7 @@ from labctl.experiments.base import (
     run_params,
     run_sweep,
     server_and_client,
+    trial_record,
 )
 from labctl.experiments.pktgen_tool import (
     PktgenError,
@@ -401,18 +402,8 @@ class PktgenTrials:
         def record(
             valid: bool, reason: str, metrics: dict[str, float], state: Any = None
         ) -> TrialRecord:
-            return TrialRecord(
-                seq=spec.seq,
-                kind=PKTGEN_KIND.name,
-                warmup=spec.warmup,
-                params=params,
-                started=started,
-                duration=time.time() - started,
-                valid=valid,
-                reason=reason,
-                metrics=metrics,
-                state=state or {},
-                outputs=tuple(outputs),
+            return trial_record(
+                spec, PKTGEN_KIND.name, params, started, valid, reason, metrics, state, outputs
             )
 
         outputs: list[tuple[str, str, str, str]] = []

@@ -32,6 +32,7 @@ from labctl.experiments.base import (
     run_params,
     run_sweep,
     server_and_client,
+    trial_record,
 )
 from labctl.facts.host import gather_all
 from labctl.facts.qdisc import QdiscStat, qdisc_stats
@@ -287,19 +288,8 @@ class QdiscSweep:
             "before": before.__dict__ if before else None,
             "after": after.__dict__ if after else None,
         }
-        return TrialRecord(
-            spec.seq,
-            "qdisc",
-            spec.warmup,
-            params,
-            started,
-            time.time() - started,
-            valid,
-            reason,
-            metrics,
-            state,
-            ((path.sender, "client", "stdout", res.stdout),),
-        )
+        outputs = ((path.sender, "client", "stdout", res.stdout),)
+        return trial_record(spec, "qdisc", params, started, valid, reason, metrics, state, outputs)
 
     def cleanup(self) -> None:
         """No iperf3 left running; the interface back as the run found it."""

@@ -36,6 +36,7 @@ from labctl.experiments.base import (
     run_params,
     run_sweep,
     server_host,
+    trial_record,
 )
 from labctl.experiments.pktgen import PKTGEN_KIND, PktgenOptions, PktgenTrials, pktgen_notes
 from labctl.experiments.reuseport_verdict import (
@@ -329,25 +330,11 @@ class ReuseportSweep:
             "port": opts.port,
         }
 
-        def trial(valid: bool, reason: str, metrics: dict[str, float], **more: Any) -> TrialRecord:
-            return TrialRecord(
-                seq=spec.seq,
-                kind="accept",
-                warmup=spec.warmup,
-                params=params,
-                started=started,
-                duration=time.time() - started,
-                valid=valid,
-                reason=reason,
-                metrics=metrics,
-                **more,
-            )
-
         died = next((c for c in stopped.changes if "had exited" in c), None)
         if died is not None:  # killed under us (the OOM killer, a crash): this trial only
-            return trial(
-                False, f"the server died mid-trial: {died}", {}, state={"sysctls": before.sysctls}
-            )
+            reason = f"the server died mid-trial: {died}"
+            kept = {"sysctls": before.sysctls}
+            return trial_record(spec, "accept", params, started, False, reason, {}, kept)
         server_doc = last_json(
             self._wait_for(server, out + ".out", "}", "the server did not report its counts", 10)
         )
@@ -366,16 +353,13 @@ class ReuseportSweep:
             (h, "client", "stdout", json.dumps(c))
             for h, c in zip(self.clients, clients, strict=False)
         ]
-        return trial(
-            verdict.valid,
-            verdict.reason,
-            metrics,
-            state={
-                "sysctls": before.sysctls,
-                "counters_delta": deltas,
-                "workers": server_doc.get("workers", []),
-            },
-            outputs=tuple(outputs),
+        state: dict[str, Any] = {
+            "sysctls": before.sysctls,
+            "counters_delta": deltas,
+            "workers": server_doc.get("workers", []),
+        }
+        return trial_record(
+            spec, "accept", params, started, verdict.valid, verdict.reason, metrics, state, outputs
         )
 
     def stop_all(self) -> None:

@@ -19,6 +19,7 @@ from labctl.actions.process import ProcessAction
 from labctl.errors import LabctlError
 from labctl.experiments.base import RUN_DIR
 from labctl.remote import Connections, HostConnection, ShellScript
+from labctl.results.store import ResultsStore
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,12 @@ def clean_leftovers(conns: Connections, hosts: list[str]) -> list[Leftovers]:
         if outcome.value and outcome.value.stopped:  # old output files go without a word
             found.append(outcome.value)
     return found
+
+
+def mark_crashed(store: ResultsStore) -> list[str]:
+    """Runs a labctl killed outright left `running`, marked crashed (their finished trials
+    stay): one line each."""
+    return [
+        f"run {run_id} was left running by a labctl that died: crashed"
+        for run_id in store.mark_crashed_runs()
+    ]

@@ -26,7 +26,7 @@ from labctl.experiments.base import (
     interrupts_as_exception,
 )
 from labctl.inventory import Inventory
-from labctl.nightly.leftovers import clean_leftovers
+from labctl.nightly.leftovers import clean_leftovers, mark_crashed
 from labctl.nightly.lock import DEFAULT_TTL, LabLock
 from labctl.nightly.suite import Suite, SuiteExperiment
 from labctl.paths import NIGHTLY_FAILED, NIGHTLY_OK, NIGHTLY_REGRESSION, PROVISION_PLAYBOOK
@@ -130,9 +130,9 @@ def run_nightly(
                 entry.line,
             )
     outcome = NightlyOutcome(None)
-    for run_id in store.mark_crashed_runs():
-        outcome.notes.append(f"run {run_id} was left running by a labctl that died: crashed")
-        say(outcome.notes[-1])
+    for note in mark_crashed(store):
+        outcome.notes.append(note)
+        say(note)
     with Connections(selected) as conns, interrupts_as_exception():
         lock = LabLock(conns, hosts, f"nightly {suite.name}", ttl=ttl, on_message=say)
         lock.acquire()  # LockHeld: refused, nothing recorded

@@ -234,15 +234,20 @@ def test_a_failed_host_leaves_the_play_and_the_others_go_on(
     assert not [r for r in doc["results"] if r["task"] == "after"]
 
 
-def test_unreachable_is_reported_as_unreachable(lab: NamespaceLab, tmp_path: Path) -> None:
+def with_cli2_unreachable(lab: NamespaceLab, tmp_path: Path) -> Path:
+    """The lab's inventory with cli2 on a port nothing listens on: refused at once."""
     import yaml
 
     inv = tmp_path / "inventory.yml"
     doc = yaml.safe_load(lab.inventory_path.read_text())
-    # cli2 on a port nothing listens on: refused at once, reported as unreachable.
     clients = doc["all"]["children"]["local_lab"]["children"]["clients"]["hosts"]
     clients["cli2"]["ansible_port"] = 2222
     inv.write_text(yaml.safe_dump(doc))
+    return inv
+
+
+def test_unreachable_is_reported_as_unreachable(lab: NamespaceLab, tmp_path: Path) -> None:
+    inv = with_cli2_unreachable(lab, tmp_path)
     book = write_book(tmp_path, "- hosts: all\n  tasks:\n    - name: t\n      command: 'true'\n")
     proc = lab.labctl("play", str(book), "-i", str(inv), "--json")
     doc = json.loads(proc.stdout)
@@ -334,13 +339,7 @@ def test_owner_alone_keeps_a_files_group(lab: NamespaceLab, tmp_path: Path, work
 def test_check_mode_calls_an_unreachable_host_unreachable(
     lab: NamespaceLab, tmp_path: Path
 ) -> None:
-    import yaml
-
-    inv = tmp_path / "inventory.yml"
-    doc = yaml.safe_load(lab.inventory_path.read_text())
-    clients = doc["all"]["children"]["local_lab"]["children"]["clients"]["hosts"]
-    clients["cli2"]["ansible_port"] = 2222  # nothing listens there
-    inv.write_text(yaml.safe_dump(doc))
+    inv = with_cli2_unreachable(lab, tmp_path)
     book = write_book(
         tmp_path,
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: t\n      command: 'true'\n",
