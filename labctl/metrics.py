@@ -33,6 +33,27 @@ class TrialKind:
     metrics: tuple[Metric, ...]  # summarized per configuration, in this order
     baseline: tuple[str, Any] | None = None  # (param, value) others are compared with
     totals: tuple[str, ...] = ()  # counters summed per configuration (drops, ...)
+    ratios: tuple[str, ...] = ()  # metrics also judged as a ratio to the baseline, per round
+
+    @property
+    def ratio_metrics(self) -> tuple[Metric, ...]:
+        """The within-run ratios a nightly run watches: "conn_per_s_vs_shared" is each
+        round's conn/s over the same round's mode=shared (labctl.results.ratios)."""
+        if self.baseline is None:
+            return ()
+        param, value = self.baseline
+        by_name = {m.name: m for m in self.metrics}
+        return tuple(
+            Metric(
+                f"{name}_vs_{value}",
+                f"{by_name[name].label} over {param}={value}",
+                "x",
+                by_name[name].better,
+                watched=True,
+                shown=False,
+            )
+            for name in self.ratios
+        )
 
 
 @dataclass(frozen=True)
@@ -59,4 +80,16 @@ class ExperimentSpec:
     @property
     def watched(self) -> dict[str, Direction]:
         """Metric → direction, for every metric a nightly run judges."""
-        return {m.name: m.better for k in self.kinds for m in k.metrics if m.watched}
+        return {
+            m.name: m.better
+            for k in self.kinds
+            for m in (*k.metrics, *k.ratio_metrics)
+            if m.watched
+        }
+
+    def metric(self, name: str) -> Metric | None:
+        """A metric or within-run ratio of any kind, by name."""
+        return next(
+            (m for k in self.kinds for m in (*k.metrics, *k.ratio_metrics) if m.name == name),
+            None,
+        )

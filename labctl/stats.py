@@ -1,7 +1,9 @@
-"""Summaries that small, noisy samples can bear: median, IQR, Mann-Whitney U (docs/reuseport.md)."""
+"""Summaries that small, noisy samples can bear: median, IQR, Mann-Whitney U, and the smallest
+change a comparison of such samples can resolve (docs/reuseport.md, docs/nightly.md)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,3 +44,37 @@ def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     from scipy.stats import mannwhitneyu  # imported late: scipy costs ~0.3 s to import
 
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def min_p(n: int, m: int) -> float:
+    """The smallest two-sided p Mann-Whitney can give for n against m values (no ties)."""
+    return min(1.0, 2 / math.comb(n + m, n))
+
+
+def trial_resolution(
+    tonight: Sequence[float],
+    base: Sequence[float],
+    center: float,
+    direction: str,
+    alpha: float,
+) -> float | None:
+    """The smallest change (a fraction of `center`) in the bad direction that Mann-Whitney
+    tells from `base` at `alpha`, for a night spread like `tonight`; None if none can."""
+    if len(tonight) < 2 or len(base) < 2 or min_p(len(tonight), len(base)) >= alpha:
+        return None
+    mid = statistics.median(tonight)
+    if mid <= 0 or center <= 0:
+        return None
+
+    def flagged(step: float) -> bool:
+        level = center * (1 - step if direction == "higher" else 1 + step)
+        p = mann_whitney_p([v / mid * level for v in tonight], base)
+        return p is not None and p < alpha
+
+    low, high = 0.0, 0.99 if direction == "higher" else 99.0
+    if not flagged(high):
+        return None
+    for _ in range(14):
+        mid_step = (low + high) / 2
+        low, high = (low, mid_step) if flagged(mid_step) else (mid_step, high)
+    return high

@@ -57,6 +57,13 @@ def inventory(path: str | None) -> Inventory:
     return load_inventory(path or default_inventory())
 
 
+def run_id(text: str) -> int:
+    """A run id given on the command line (invoke hands positional arguments over as text)."""
+    if not str(text).strip().isdigit():
+        raise InputError(f"run {text!r}: expected a run id (see results.list)")
+    return int(text)
+
+
 def project_file(path: str) -> Path:
     """A relative path as given if it is there, else the checkout's (playbooks/nightly.yml)."""
     given = Path(path)

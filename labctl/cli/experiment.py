@@ -12,6 +12,7 @@ from invoke import Collection, Context, Exit, Task, task
 from rich.console import Console
 
 from labctl.cli.common import console, errors_as_exit, inventory
+from labctl.cli.common import run_id as parse_run_id
 from labctl.errors import InputError
 from labctl.experiments import registry
 from labctl.experiments.base import (
@@ -150,9 +151,7 @@ def collection() -> Collection:
 def restore(c: Context, run: str, inventory: str | None = None, store: str = DEFAULT_STORE) -> None:
     """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls, modules), as it
     found them; a second restore changes nothing. Experiments end with this by themselves."""
-    if not str(run).isdigit():
-        raise InputError(f"run {run!r}: expected a run id (see results.list)")
-    run_id = int(run)
+    run_id = parse_run_id(run)
     con = console()
     with ResultsStore(store, create=False) as db:
         db.run(run_id)  # an unknown run is an error

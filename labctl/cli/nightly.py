@@ -13,11 +13,11 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from labctl.cli.common import console, inventory, project_file
+from labctl.cli.common import console, inventory, project_file, run_id
 from labctl.errors import LabctlError
 from labctl.experiments import find
 from labctl.experiments.base import Interrupted
-from labctl.nightly.run import NightlyOutcome, run_nightly
+from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
 from labctl.nightly.suite import load_suite
 from labctl.paths import DEFAULT_STORE, DEFAULT_SUITE, NIGHTLY_FAILED, PROJECT_DIR
 from labctl.results.store import ResultsStore
@@ -35,6 +35,8 @@ from labctl.views.verdicts import regression_line, verdict_table
         "html": "write the HTML report here (default: nightly-<id>.html beside the store)",
         "junit": "also write JUnit XML here (one testcase per metric; a regression fails)",
         "quiet": "no progress lines, only the verdicts",
+        "baseline": "judge against these runs (RUN[,RUN]: each pins its suite entry) and the "
+        "comparable runs before them, not the latest",
     }
 )
 def nightly(
@@ -45,10 +47,11 @@ def nightly(
     html: str | None = None,
     junit: str | None = None,
     quiet: bool = False,
+    baseline: str = "",
 ) -> None:
     """Run a suite under the lab lock, compare with its history: exit 0, 1 regression, 2 failed."""
     try:
-        code = _nightly(inventory, suite, store, html, junit, quiet)
+        code = _nightly(inventory, suite, store, html, junit, quiet, baseline)
     except Interrupted as exc:
         raise Exit(f"labctl: nightly interrupted by {exc}", code=NIGHTLY_FAILED) from exc
     except LabctlError as exc:  # bad input, a refused lock, an unreachable lab: cron sees 2
@@ -68,8 +71,10 @@ def _nightly(
     html: str | None,
     junit: str | None,
     quiet: bool,
+    baseline: str,
 ) -> int:
     suite = load_suite(project_file(suite_path))
+    pinned = [run_id(x) for x in str(baseline).split(",") if x.strip()]
     inv = inventory(inventory_path)
     con = console()
 
@@ -101,6 +106,7 @@ def _nightly(
             inv,
             db,
             project_dir=PROJECT_DIR,
+            baselines=pinned_baselines(suite, db, pinned),
             say=say,
             on_trial=lambda entry: TrialProgress(con, find(entry.experiment)(), quiet=quiet),
             finish=finish,

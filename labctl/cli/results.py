@@ -12,24 +12,19 @@ from rich import box
 from rich.table import Table
 
 from labctl.cli.common import console, errors_as_exit, json_dumps
+from labctl.cli.common import run_id as _run_id
 from labctl.cli.experiment import show_stored_run
 from labctl.errors import InputError, LabctlError
 from labctl.experiments import registry, spec_of
 from labctl.paths import DEFAULT_STORE
 from labctl.results.export import export_run
 from labctl.results.history import compare_pair, compare_run
-from labctl.results.regress import overall
+from labctl.results.regress import Rule, overall
 from labctl.results.store import ResultsStore
 from labctl.views.html import NightlyReport, write_html
 from labctl.views.verdicts import verdict_table
 
 STORE_HELP = f"results database (default: {DEFAULT_STORE})"
-
-
-def _run_id(text: str) -> int:
-    if not str(text).isdigit():  # invoke hands a positional argument over as text
-        raise InputError(f"run {text!r}: expected a run id (see results.list)")
-    return int(text)
 
 
 @task(help={"store": STORE_HELP, "json": "print JSON"})
@@ -80,8 +75,8 @@ def results_show(
 @task(
     help={
         "store": STORE_HELP,
-        "threshold": "a change counts beyond this fraction (default 0.10)",
-        "alpha": "significance level of the Mann-Whitney test (default 0.05)",
+        "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
+        "alpha": f"significance level of the Mann-Whitney test (default {Rule().alpha:g})",
     }
 )
 @errors_as_exit
@@ -90,14 +85,19 @@ def results_compare(
     a: str,
     b: str,
     store: str = DEFAULT_STORE,
-    threshold: float = 0.10,
-    alpha: float = 0.05,
+    threshold: float = Rule().threshold,
+    alpha: float = Rule().alpha,
 ) -> None:
-    """Run B against run A, metric by metric: medians, ratio, p-value, verdict."""
+    """Run B against run A, metric by metric: medians, ratio, p-value, verdict, and the
+    smallest change the two runs' trials can resolve."""
+    rule = Rule(threshold=float(threshold), alpha=float(alpha))
+    problem = rule.check()
+    if problem:
+        raise InputError(problem)
     with ResultsStore(store, create=False) as db:
         run_a, run_b = _run_id(a), _run_id(b)
         spec = spec_of(db.run(run_b).experiment)
-        pair = compare_pair(db, run_a, run_b, spec, float(threshold), float(alpha))
+        pair = compare_pair(db, run_a, run_b, spec, rule)
     con = console()
     if not pair.same_fingerprint:
         lines = "; ".join(pair.fingerprint_changes)
@@ -105,6 +105,22 @@ def results_compare(
     con.print(verdict_table(f"run {run_b} against run {run_a}", pair.verdicts))
     for change in pair.changes:
         con.print(f"  changed: {change}")
+
+
+@task(help={"store": STORE_HELP, "note": "why (kept with the run)"})
+@errors_as_exit
+def results_accept(c: Context, run: str, store: str = DEFAULT_STORE, note: str = "") -> None:
+    """Start a new history at RUN on purpose, after an intended change: later runs of its
+    experiment (and suite entry) are judged against RUN and the runs after it only."""
+    run_id = _run_id(run)
+    with ResultsStore(store, create=False) as db:
+        stored = db.run(run_id)
+        added = db.accept_run(run_id, note)
+    entry = f" (suite entry {stored.label})" if stored.label else ""
+    console().print(
+        f"run {run_id}: {stored.experiment}{entry} history starts here"
+        + ("" if added else " (already accepted)")
+    )
 
 
 @task(
@@ -135,8 +151,8 @@ def results_export(
     help={
         "store": STORE_HELP,
         "html": "where to write the page (default: run-<RUN>.html beside the store)",
-        "history": "compare with the last N comparable runs (default 5)",
-        "threshold": "a change counts beyond this fraction (default 0.10)",
+        "history": f"compare with the last N comparable runs (default {Rule().history})",
+        "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
     }
 )
 @errors_as_exit
@@ -145,14 +161,18 @@ def report(
     run: str,
     store: str = DEFAULT_STORE,
     html: str | None = None,
-    history: int = 5,
-    threshold: float = 0.10,
+    history: int = Rule().history,
+    threshold: float = Rule().threshold,
 ) -> None:
     """Write one run's HTML report: summary, plots, trends against its history, provenance."""
     run_id = _run_id(run)
     with ResultsStore(store, create=False) as db:
         spec = spec_of(db.run(run_id).experiment)
-        comparison = compare_run(db, run_id, spec, history=int(history), threshold=float(threshold))
+        rule = Rule(history=int(history), threshold=float(threshold))
+        problem = rule.check()
+        if problem:
+            raise InputError(problem)
+        comparison = compare_run(db, run_id, spec, rule=rule)
         r = comparison.run
         status = "failed" if r.status != "finished" else overall(comparison.verdicts)
         page = NightlyReport(
@@ -175,4 +195,5 @@ def collection() -> Collection:
     results.add_task(results_show, name="show")
     results.add_task(results_compare, name="compare")
     results.add_task(results_export, name="export")
+    results.add_task(results_accept, name="accept")
     return results

@@ -314,6 +314,8 @@ QDISC_KIND = TrialKind(
         Metric("pps", "UDP packet rate", "pkt/s", "higher", watched=True),
     ),
     totals=("qdisc_drops", "qdisc_requeues"),
+    baseline=("qdisc", "noqueue"),
+    ratios=("throughput_mbps", "pps"),  # drift-free: each round's rate over noqueue's
 )
 
 

@@ -392,6 +392,7 @@ ACCEPT = TrialKind(
         Metric("latency_p50_us", "connect latency p50", "us", "lower", shown=False),
     ),
     baseline=("mode", "shared"),
+    ratios=("conn_per_s",),  # drift-free: each round's conn/s over shared's, same round
 )
 
 

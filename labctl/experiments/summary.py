@@ -1,7 +1,8 @@
 """What a sweep found, for any experiment: per trial kind and configuration (the kind's
 `config` params), each metric's median and IQR over the valid, non-warm-up trials, how many
 trials were invalid and why, the kind's totals, and the comparison with its baseline
-configuration (ratio of medians, Mann-Whitney p). Plain data; labctl/views draws it.
+configuration (ratio of medians, Mann-Whitney p), and the smallest change a run like this one
+could tell from it (its n and spread; docs/nightly.md). Plain data; labctl/views draws it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.metrics import ExperimentSpec, Metric, TrialKind
+from labctl.results.regress import Rule
 from labctl.results.store import TrialRecord
-from labctl.stats import Summary, mann_whitney_p, summarize
+from labctl.stats import Summary, mann_whitney_p, summarize, trial_resolution
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class ConfigSummary:
     ratio_vs_baseline: float | None = None
     p_vs_baseline: float | None = None
     totals: Mapping[str, float] | None = None
+    resolution: float | None = None  # smallest change in the bad direction vs a run like it
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -62,6 +65,11 @@ def summarize_kind(kind: TrialKind, trials: Sequence[TrialRecord]) -> list[Confi
         for metric in measured or list(kind.metrics[:1]):
             values = _values(ts, metric.name)
             stats = summarize(values) if values else None
+            resolution = (
+                trial_resolution(values, values, stats.median, metric.better, Rule().alpha)
+                if stats is not None
+                else None
+            )
             ratio = p = None
             if kind.baseline is not None and values:
                 param, base_value = kind.baseline
@@ -85,6 +93,7 @@ def summarize_kind(kind: TrialKind, trials: Sequence[TrialRecord]) -> list[Confi
                     ratio,
                     p,
                     totals,
+                    resolution,
                 )
             )
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,12 +100,39 @@ def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list
     return failures
 
 
+def pinned_baselines(suite: Suite, store: ResultsStore, run_ids: Sequence[int]) -> dict[str, int]:
+    """`--baseline RUN,...`: each run pins the suite entry it was run for (its label), or the
+    one entry of its experiment for a run made by hand."""
+    out: dict[str, int] = {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        entries = [e for e in suite.experiments if e.name == run.label] or [
+            e for e in suite.experiments if e.experiment == run.experiment
+        ]
+        if len(entries) != 1:
+            raise InputError(
+                f"baseline run {run_id} ({run.experiment}"
+                + (f", entry {run.label}" if run.label else "")
+                + ") matches "
+                + (
+                    "no entry of suite " + suite.name
+                    if not entries
+                    else "entries " + ", ".join(e.name for e in entries) + ": name one"
+                )
+            )
+        if entries[0].name in out:
+            raise InputError(f"two baselines for entry {entries[0].name}")
+        out[entries[0].name] = run_id
+    return out
+
+
 def run_nightly(
     suite: Suite,
     inventory: Inventory,
     store: ResultsStore,
     *,
     project_dir: Path,
+    baselines: Mapping[str, int] | None = None,
     say: Say = lambda msg: None,
     on_trial: Callable[[SuiteExperiment], Any] | None = None,
     finish: Callable[[NightlyOutcome], None] | None = None,
@@ -139,7 +166,19 @@ def run_nightly(
         try:
             outcome.notes.extend(lock.messages)
             outcome.nightly_id = store.start_nightly(suite.name, suite.path, inventory.path)
-            _body(suite, inventory, store, conns, hosts, lock, outcome, project_dir, say, on_trial)
+            _body(
+                suite,
+                inventory,
+                store,
+                conns,
+                hosts,
+                lock,
+                outcome,
+                project_dir,
+                say,
+                on_trial,
+                baselines or {},
+            )
         except Interrupted as exc:
             outcome.status = "interrupted"
             outcome.errors.append(("nightly", f"interrupted by {exc}"))
@@ -184,6 +223,7 @@ def _body(
     project_dir: Path,
     say: Say,
     on_trial: Callable[[SuiteExperiment], Any] | None,
+    baselines: Mapping[str, int],
 ) -> None:
     assert outcome.nightly_id is not None
     for found in clean_leftovers(conns, hosts):
@@ -219,9 +259,8 @@ def _body(
             find(entry.experiment).spec,
             label=entry.name,
             metrics=entry.metrics or None,
-            history=suite.history,
-            threshold=suite.threshold,
-            alpha=suite.alpha,
+            rule=suite.rule,
+            baseline=baselines.get(entry.name, entry.baseline),
         )
         outcome.comparisons.append((entry.name, comparison))
         lock.renew()

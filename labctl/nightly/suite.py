@@ -7,7 +7,7 @@ file and line); labctl.nightly.run does it. Example: playbooks/nightly.yml.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +17,7 @@ from labctl.experiments.base import make_options, option_infos
 from labctl.metrics import DIRECTIONS, Direction
 from labctl.paths import PROVISION_PLAYBOOK
 from labctl.playbook import load_playbook
+from labctl.results.regress import Rule
 from labctl.yamlfile import LineMap, line_of, load_yaml
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -32,6 +33,7 @@ class SuiteExperiment:
     seed: int | None = None
     metrics: Mapping[str, Direction] = field(default_factory=dict)  # metric -> higher|lower
     line: int | None = None
+    baseline: int | None = None  # a pinned run: tonight is judged against it and those before
 
     def options(self) -> Any:
         """The experiment's options object (raises ValueError on a bad value)."""
@@ -46,9 +48,7 @@ class Suite:
     hosts: str = "all"  # the hosts the run locks (a pattern)
     provision: bool = False
     provision_tags: tuple[str, ...] = ()
-    history: int = 5  # compare with the last N comparable runs
-    threshold: float = 0.10  # a change counts beyond this fraction of the baseline median...
-    alpha: float = 0.05  # ...and when Mann-Whitney's p is below this
+    rule: Rule = Rule()  # how tonight is judged against the history
 
 
 def _known(doc: LineMap, allowed: set[str], path: str, what: str) -> None:
@@ -66,8 +66,10 @@ def _typed(doc: LineMap, key: str, kind: type | tuple[type, ...], path: str, wha
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise InputError(f"{what}: {key} must be a number", path, line_of(doc, key))
     if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InputError(f"{what}: {key} must be a {names}", path, line_of(doc, key))
+        words = {int: "an integer", float: "a number", str: "a string"}
+        kinds = (kind,) if isinstance(kind, type) else kind
+        names = " or ".join(dict.fromkeys(words.get(k, k.__name__) for k in kinds))
+        raise InputError(f"{what}: {key} must be {names}", path, line_of(doc, key))
     return value
 
 
@@ -76,7 +78,10 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
     if not isinstance(entry, LineMap):
         raise InputError(f"{what} must be a mapping", path, line_of(entry))
     _known(
-        entry, {"name", "experiment", "params", "server", "clients", "seed", "metrics"}, path, what
+        entry,
+        {"name", "experiment", "params", "server", "clients", "seed", "metrics", "baseline"},
+        path,
+        what,
     )
     for key in ("name", "experiment"):
         if key not in entry:
@@ -111,9 +116,22 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
             path,
             line_of(entry, "metrics"),
         )
+    spec = known[experiment].spec
+    unknown = [str(m) for m in metrics if spec.metric(str(m)) is None]
+    if unknown:
+        names = [m.name for k in spec.kinds for m in (*k.metrics, *k.ratio_metrics)]
+        raise InputError(
+            f"{what}: metrics: {experiment} has no metric {unknown[0]!r} "
+            f"(known: {', '.join(names)})",
+            path,
+            line_of(entry, "metrics"),
+        )
     seed = entry.get("seed")
     if seed is not None:
         seed = _typed(entry, "seed", int, path, what)
+    baseline = entry.get("baseline")
+    if baseline is not None and (_typed(entry, "baseline", int, path, what) < 1):
+        raise InputError(f"{what}: baseline is a run id", path, line_of(entry, "baseline"))
     result = SuiteExperiment(
         name,
         experiment,
@@ -123,6 +141,7 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
         seed=seed,
         metrics={str(k): cast(Direction, v) for k, v in metrics.items()},
         line=entry.line,
+        baseline=baseline,
     )
     try:
         result.options()
@@ -181,23 +200,16 @@ def load_suite(path: str | Path) -> Suite:
     compare = doc.get("compare") or LineMap()
     if not isinstance(compare, LineMap):
         raise InputError("suite: compare must be a mapping", path, line_of(doc, "compare"))
-    _known(compare, {"history", "threshold", "alpha"}, path, "compare")
-    history = int(_typed(compare, "history", int, path, "compare")) if "history" in compare else 5
-    threshold = (
-        float(_typed(compare, "threshold", (int, float), path, "compare"))
-        if "threshold" in compare
-        else 0.10
-    )
-    alpha = (
-        float(_typed(compare, "alpha", (int, float), path, "compare"))
-        if "alpha" in compare
-        else 0.05
-    )
-    if history < 1 or not 0 < threshold < 10 or not 0 < alpha < 1:
-        raise InputError(
-            "compare: history >= 1, threshold a fraction > 0 (0.1 = 10%), 0 < alpha < 1",
-            path,
-            compare.line or doc.line,
-        )
+    kinds: dict[str, type | tuple[type, ...]] = {
+        f.name: int if f.type in (int, "int") else (int, float) for f in fields(Rule)
+    }
+    _known(compare, set(kinds), path, "compare")
+    given_rule = {
+        key: _typed(compare, key, kinds[key], path, "compare") for key in kinds if key in compare
+    }
+    rule = Rule(**given_rule)
+    problem = rule.check()
+    if problem:
+        raise InputError(f"compare: {problem}", path, compare.line or doc.line)
     hosts = str(doc.get("hosts") or "all")
-    return Suite(name, path, experiments, hosts, provision, tags, history, threshold, alpha)
+    return Suite(name, path, experiments, hosts, provision, tags, rule)

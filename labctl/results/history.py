@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labctl.errors import InputError
 from labctl.metrics import Direction, ExperimentSpec
+from labctl.results.ratios import with_ratios
 from labctl.results.regress import (
     Fingerprint,
     MetricVerdict,
+    Rule,
     compare,
     config_key,
     fingerprint,
@@ -85,19 +88,33 @@ def compare_run(
     *,
     label: str | None = None,
     metrics: Mapping[str, Direction] | None = None,
-    history: int = 5,
-    threshold: float = 0.10,
-    alpha: float = 0.05,
+    rule: Rule | None = None,
+    baseline: int | None = None,
 ) -> RunComparison:
+    """The run against its history: the last `rule.history` comparable runs before it, or,
+    with a `baseline` run, that run and the comparable runs before it (a pinned reference).
+    Runs older than the newest run accepted with `labctl results.accept` never count."""
+    rule = rule or Rule()
     run = store.run(run_id)
     hosts = store.hosts(run.id)
     fp = _fingerprint(store, run, hosts, spec)
     watched = dict(metrics or (spec.watched if spec is not None else {}))
     label = label if label is not None else run.label
+    if baseline is not None:
+        pinned = store.run(baseline)
+        if pinned.experiment != run.experiment or pinned.id >= run.id:
+            raise InputError(
+                f"baseline run {pinned.id} ({pinned.experiment}) is not an earlier run of "
+                f"{run.experiment} than run {run.id}"
+            )
+    start = store.accepted_since(run.experiment, label, before=run.id)
     candidates = [
         r
         for r in store.history(run.experiment, before=run.id, limit=500)
-        if (label is None or r.label == label) and r.valid > 0
+        if (label is None or r.label == label)
+        and r.valid > 0
+        and (baseline is None or r.id <= baseline)
+        and (start is None or r.id >= start)
     ]
     same: list[RunSummary] = []
     other: RunSummary | None = None  # the newest run of an older history
@@ -106,11 +123,24 @@ def compare_run(
             same.append(r)
         elif other is None and not same:
             other = r
-    base = same[:history]
+    base = same[: rule.history]
+    if baseline is not None and (not base or base[0].id != baseline):
+        raise InputError(
+            f"baseline run {baseline} does not compare with run {run.id}: another fingerprint"
+            + (f" or suite entry (run {run.id} is {label!r})" if label else "")
+            + ", no valid trial, or before an accepted run"
+        )
     if base:
         note = f"compared with run{'s' if len(base) > 1 else ''} " + ", ".join(
             str(r.id) for r in base
         )
+        if baseline is not None:
+            note += f" (pinned baseline: run {baseline})"
+        if start is not None:
+            note += f" (history accepted from run {start})"
+
+    elif start is not None:
+        note = f"no comparable run since run {start} was accepted: this run starts the history"
     elif other is not None:
         old = fingerprint(other.experiment, other.params, store.hosts(other.id), spec)
         why = "; ".join(fingerprint_changes(old.parts, fp.parts)) or "its fingerprint changed"
@@ -118,16 +148,16 @@ def compare_run(
     else:
         note = "no earlier run to compare with: this run starts the history"
     trend_runs = list(reversed(same[:TREND_RUNS]))  # oldest first; the baseline among them
-    wanted = dict.fromkeys(r.id for r in [*trend_runs, *base])  # each run read once
-    past = {run_id: store.trials(run_id) for run_id in wanted}
+    wanted = dict.fromkeys(r.id for r in [*trend_runs, *base])
+    # Each run read once, with its within-run ratios (labctl.results.ratios).
+    past = {run_id: with_ratios(store.trials(run_id), spec) for run_id in wanted}
     current = store.trials(run.id)
     verdicts = compare(
         run.experiment,
-        current,
+        with_ratios(current, spec),
         [(r.id, past[r.id]) for r in base],
         watched,
-        threshold,
-        alpha,
+        rule,
         spec,
     )
     reference = base[0] if base else other  # what tonight is explained against
@@ -177,12 +207,10 @@ def compare_pair(
     run_a: int,
     run_b: int,
     spec: ExperimentSpec | None,
-    threshold: float = 0.10,
-    alpha: float = 0.05,
+    rule: Rule | None = None,
 ) -> PairComparison:
     """B against A, metric by metric; refused (InputError) for runs of two experiments."""
-    from labctl.errors import InputError
-
+    rule = rule or Rule()
     a, b = store.run(run_a), store.run(run_b)
     if a.experiment != b.experiment:
         raise InputError(
@@ -192,12 +220,12 @@ def compare_pair(
     fp_a, fp_b = _fingerprint(store, a, hosts_a, spec), _fingerprint(store, b, hosts_b, spec)
     verdicts = compare(
         b.experiment,
-        store.trials(b.id),
-        [(a.id, store.trials(a.id))],
+        with_ratios(store.trials(b.id), spec),
+        [(a.id, with_ratios(store.trials(a.id), spec))],
         spec.watched if spec is not None else {},
-        threshold,
-        alpha,
+        rule,
         spec,
+        pair=True,
     )
     changes = provenance_changes(a.params, b.params, hosts_a, hosts_b)
     return PairComparison(

@@ -6,9 +6,13 @@ with the same fingerprint form a history: a kernel upgrade starts a new one (iss
 Everything else that differs between two runs (a tuning knob, a sysctl, a driver version)
 does not break the history; it is listed as a likely cause of whatever changed.
 
-A metric regresses only when the change in the bad direction is beyond a threshold *and* the
-Mann-Whitney test on the trials says it is not noise (docs/reuseport.md: spreads of 3-23% between
-repeats here, so neither test alone is enough). Invalid and warm-up trials never count.
+A metric regresses only when three conditions hold (docs/nightly.md): the change in the bad
+direction is beyond a threshold; tonight's median is outside what the history's own
+run-to-run variation explains (labctl.results.noise: each past run counts once, by its
+median); and the Mann-Whitney test on the trials says it is not within-run noise. A lab drifts
+between runs more than one run's trials spread, so pooled trials alone cry wolf. Every verdict
+says which condition decided, with its numbers, and the smallest change it could have flagged.
+Invalid and warm-up trials never count.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from labctl.metrics import Direction, ExperimentSpec
+from labctl.results.noise import RunNoise, run_noise
 from labctl.results.store import TrialRecord
-from labctl.stats import Summary, figure, mann_whitney_p, summarize
+from labctl.stats import Summary, figure, mann_whitney_p, min_p, summarize, trial_resolution
 
 # A trial kind no experiment declares (a run of one since removed) is named by all its
 # scalar params, except these knobs.
@@ -217,6 +223,26 @@ def provenance_changes(
 
 
 @dataclass(frozen=True)
+class Rule:
+    """How tonight is judged: the one place these defaults are spelled (docs/nightly.md)."""
+
+    history: int = 10  # compare with the last N comparable runs
+    threshold: float = 0.10  # a change counts beyond this fraction of the history's median...
+    alpha: float = 0.05  # ...when Mann-Whitney on the trials gives p below this...
+    noise_alpha: float = 0.005  # ...and tonight is outside the run-to-run noise at this level
+
+    def check(self) -> str | None:
+        """What is wrong with these values, one line; None when they are usable."""
+        if self.history < 1:
+            return "history must be 1 or more runs"
+        if not 0 < self.threshold < 10:
+            return "threshold is a fraction > 0 (0.1 = 10%)"
+        if not 0 < self.alpha < 1 or not 0 < self.noise_alpha < 1:
+            return "alpha and noise_alpha are between 0 and 1"
+        return None
+
+
+@dataclass(frozen=True)
 class MetricVerdict:
     experiment: str
     metric: str
@@ -225,10 +251,15 @@ class MetricVerdict:
     current: Summary | None  # tonight's valid, non-warm-up trials
     baseline: Summary | None  # the history's valid trials, pooled
     baseline_runs: tuple[int, ...]  # the past runs that gave a value, ascending
-    ratio: float | None  # current.median / baseline.median
-    p_value: float | None  # Mann-Whitney two-sided
+    ratio: float | None  # current.median / the median of the past runs' medians
+    p_value: float | None  # Mann-Whitney two-sided, tonight's trials against the pooled
     verdict: str  # ok | regression | improvement | new | no-data
     reason: str  # one line with the numbers that decided it
+    noise: RunNoise | None = None  # tonight against the run-to-run spread (3+ past runs)
+    decided_by: str = ""  # threshold | run-to-run | trials | all three | trials alone | ...
+    resolution: float | None = None  # the smallest change in the bad direction it can flag
+    warning: str = ""  # set when `resolution` is beyond the threshold, or never reached
+    center: float | None = None  # the median of the past runs' medians: what ratio is to
 
 
 def _param_text(value: Any) -> str:
@@ -273,61 +304,127 @@ def values_by_config(
     return out
 
 
+def _pct(fraction: float) -> str:
+    return f"{fraction * 100:.0f}%" if fraction >= 0.1 else f"{fraction * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class _Judged:
+    current: Summary | None
+    baseline: Summary | None
+    ratio: float | None = None
+    p: float | None = None
+    verdict: str = "ok"
+    reason: str = ""
+    noise: RunNoise | None = None
+    decided_by: str = ""
+    resolution: float | None = None
+    warning: str = ""
+    center: float | None = None
+
+
 def _judge(
     metric: str,
     direction: Direction,
     cur: list[float],
-    base: list[float],
-    runs: tuple[int, ...],
-    threshold: float,
-    alpha: float,
+    past: Sequence[tuple[int, list[float]]],
+    rule: Rule,
     why_no_data: str,
-) -> tuple[Summary | None, Summary | None, float | None, float | None, str, str]:
+    pair: bool = False,
+) -> _Judged:
+    """Tonight's values against the past runs' (run id, values): the three conditions."""
+    base = [v for _, values in past for v in values]
+    runs = tuple(sorted(run for run, values in past if values))
     current = summarize(cur) if cur else None
     baseline = summarize(base) if base else None
     if current is None:
-        return None, baseline, None, None, "no-data", f"{metric}: {why_no_data}"
+        return _Judged(None, baseline, verdict="no-data", reason=f"{metric}: {why_no_data}")
     if baseline is None:
-        return (
+        return _Judged(
             current,
             None,
-            None,
-            None,
-            "new",
-            f"{metric} median {figure(current.median)} (n={current.n}): no valid trial in the "
-            "history of this fingerprint",
+            verdict="new",
+            reason=f"{metric} median {figure(current.median)} (n={current.n}): no valid trial "
+            "in the history of this fingerprint",
+            decided_by="no history",
         )
+    center = statistics.median(statistics.median(values) for _, values in past if values)
     head = (
         f"{metric} median {figure(current.median)} (n={current.n}) vs "
-        f"{figure(baseline.median)} (n={baseline.n}, runs {_runs_text(runs)})"
+        f"{figure(center)} (median of {len(runs)} run{'s' if len(runs) > 1 else ''}: "
+        f"{_runs_text(runs)}; {baseline.n} trials)"
     )
-    if baseline.median == 0:
-        return current, baseline, None, None, "ok", f"{head}: baseline median 0, no ratio"
-    ratio = current.median / baseline.median
+    if center <= 0:
+        return _Judged(current, baseline, reason=f"{head}: history median 0, no ratio")
+    ratio = current.median / center
+    noise = (
+        None
+        if pair
+        else run_noise(cur, [values for _, values in past], rule.noise_alpha, rule.threshold)
+    )
     p = mann_whitney_p(cur, base)
     if p is not None and math.isnan(p):
         p = 1.0  # every value equal on both sides: nothing to tell apart
-    worse = ratio < 1 - threshold if direction == "higher" else ratio > 1 + threshold
-    better = ratio > 1 + threshold if direction == "higher" else ratio < 1 - threshold
-    size = f"{'beyond' if worse or better else 'within'} {threshold * 100:g}%"
-    if p is None:
-        return (
-            current,
-            baseline,
-            ratio,
-            None,
-            "ok",
-            f"{head}: x{ratio:.2f}, {size}; too few trials for a test "
-            f"(n={current.n} vs {baseline.n}, need 2 each): not judged",
+    worse = ratio < 1 - rule.threshold if direction == "higher" else ratio > 1 + rule.threshold
+    better = ratio > 1 + rule.threshold if direction == "higher" else ratio < 1 - rule.threshold
+    # What this comparison can resolve: the largest of the three conditions' smallest steps.
+    by_trials = trial_resolution(cur, base, center, direction, rule.alpha)
+    by_noise = noise.resolvable(direction) if noise is not None else None
+    steps = [rule.threshold, *(x for x in (by_trials, by_noise) if x is not None)]
+    resolution = max(steps) if by_trials is not None else None
+    if by_trials is None:
+        warning = (
+            f"n={current.n} against {baseline.n} trials can never reach p < {rule.alpha:g}"
+            if min_p(current.n, baseline.n) >= rule.alpha
+            else f"the trials spread too widely for any change to reach p < {rule.alpha:g}"
         )
-    significant = p < alpha
-    text = f"{head}: x{ratio:.2f}, p={p:.2g} {'<' if significant else '>='} {alpha:g}, {size}"
-    verdict = "ok"
-    if significant and worse:
-        verdict = "regression"
-    elif significant and better:
-        verdict = "improvement"
-    return current, baseline, ratio, p, verdict, text
+    elif resolution is not None and resolution > rule.threshold * 1.0001:
+        limiter = "run-to-run noise" if by_noise == resolution else "trials' spread"
+        warning = (
+            f"resolves only changes of {_pct(resolution)} or more ({limiter}), more than the "
+            f"{_pct(rule.threshold)} threshold"
+        )
+    else:
+        warning = ""
+    parts = [f"x{ratio:.2f} {'beyond' if worse or better else 'within'} {_pct(rule.threshold)}"]
+    if noise is not None:
+        parts.append(noise.describe())
+    elif pair:
+        parts.append("run-to-run noise not judged (two runs)")
+    if p is None:
+        parts.append(f"too few trials for a test (n={current.n} vs {baseline.n}, need 2 each)")
+    else:
+        parts.append(f"trials p={p:.2g} {'<' if p < rule.alpha else '>='} {rule.alpha:g}")
+    text = f"{head}: " + "; ".join(parts)
+    judged = _Judged(current, baseline, ratio, p, "ok", "", noise, "", resolution, warning, center)
+    if not (worse or better):
+        return _replace(judged, text, "ok", "threshold")
+    if p is None:
+        return _replace(judged, text, "ok", "too few trials")
+    if not pair and (noise is None or not (noise.outside and (noise.z < 0) == (ratio < 1))):
+        return _replace(judged, text, "ok", "run-to-run")
+    if p >= rule.alpha:
+        return _replace(judged, text, "ok", "trials")
+    change = "regression" if worse else "improvement"
+    if pair:
+        return _replace(judged, text, change, "pair")
+    known = noise is not None and noise.known
+    return _replace(judged, text, change, "all three" if known else "short history")
+
+
+def _replace(judged: _Judged, text: str, verdict: str, decided_by: str) -> _Judged:
+    said = {
+        "threshold": "within the threshold",
+        "too few trials": "not judged",
+        "run-to-run": "within the run-to-run noise",
+        "trials": "not significant on the trials",
+        "all three": "threshold, run-to-run noise and trials agree",
+        "short history": "a step far beyond what a short history can explain",
+        "pair": "beyond the threshold and significant on the trials",
+    }[decided_by]
+    return replace(
+        judged, verdict=verdict, reason=f"{text} -> {verdict}: {said}", decided_by=decided_by
+    )
 
 
 def compare(
@@ -335,12 +432,15 @@ def compare(
     current: Sequence[TrialRecord],
     history: Sequence[tuple[int, Sequence[TrialRecord]]],
     metrics: Mapping[str, Direction],
-    threshold: float = 0.10,
-    alpha: float = 0.05,
+    rule: Rule = Rule(),
     spec: ExperimentSpec | None = None,
+    pair: bool = False,
 ) -> list[MetricVerdict]:
     """One verdict per (metric, configuration) seen tonight or in `history` (run_id, trials)
-    of comparable past runs, newest first; every run given is pooled into the baseline.
+    of comparable past runs, newest first; each past run counts once for the run-to-run
+    noise, and all their trials pool for the trial test. `pair`: one run against another
+    (`labctl results.compare`), judged on the threshold and the trials, the run-to-run noise
+    said to be unknown.
 
     A (metric, configuration) is "seen" when any non-warm-up trial of it carries the metric,
     valid or not; so a configuration whose trials all failed tonight still gets a "no-data"
@@ -349,13 +449,11 @@ def compare(
     out: list[MetricVerdict] = []
     for metric, direction in metrics.items():
         tonight = values_by_config(current, metric, spec)
-        past: dict[str, list[float]] = defaultdict(list)
-        runs_of: dict[str, set[int]] = defaultdict(set)
+        past: dict[str, list[tuple[int, list[float]]]] = defaultdict(list)
         seen = {config_key(t, spec) for t in current if not t.warmup and metric in t.metrics}
         for run_id, trials in history:
             for key, values in values_by_config(trials, metric, spec).items():
-                past[key] += values
-                runs_of[key].add(run_id)
+                past[key].append((run_id, values))
             seen |= {config_key(t, spec) for t in trials if not t.warmup and metric in t.metrics}
         for key in sorted(seen):
             invalid = [
@@ -367,30 +465,25 @@ def compare(
                 why += f" ({len(invalid)} invalid: {first})"
             elif not any(not t.warmup and config_key(t, spec) == key for t in current):
                 why += " (not run)"
-            runs = tuple(sorted(runs_of.get(key, ())))
-            cur_s, base_s, ratio, p, verdict, reason = _judge(
-                metric,
-                direction,
-                tonight.get(key, []),
-                past.get(key, []),
-                runs,
-                threshold,
-                alpha,
-                why,
-            )
+            j = _judge(metric, direction, tonight.get(key, []), past.get(key, []), rule, why, pair)
             out.append(
                 MetricVerdict(
                     experiment,
                     metric,
                     key,
                     direction,
-                    cur_s,
-                    base_s,
-                    runs,
-                    ratio,
-                    p,
-                    verdict,
-                    reason,
+                    j.current,
+                    j.baseline,
+                    tuple(sorted(run for run, values in past.get(key, []) if values)),
+                    j.ratio,
+                    j.p,
+                    j.verdict,
+                    j.reason,
+                    j.noise,
+                    j.decided_by,
+                    j.resolution,
+                    j.warning,
+                    j.center,
                 )
             )
     return out

@@ -7,8 +7,6 @@ finished and never half of one. Host facts are stored with the run they describe
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,79 +19,7 @@ from labctl import __version__
 from labctl.errors import InputError, LabctlError
 from labctl.paths import DEFAULT_STORE
 from labctl.procs import controller_alive, controller_id
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,              -- running, finished, interrupted, failed
-    labctl_version TEXT NOT NULL,
-    params TEXT NOT NULL,              -- JSON
-    inventory TEXT NOT NULL,
-    seed INTEGER,
-    note TEXT,
-    controller TEXT,                   -- procs.controller_id of the labctl that ran it
-    fingerprint TEXT,                  -- regress.fingerprint digest: what must match to compare
-    label TEXT                         -- the suite entry a nightly ran it for
-);
-CREATE TABLE IF NOT EXISTS run_hosts (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    role TEXT NOT NULL,
-    facts TEXT NOT NULL,               -- JSON, as `labctl facts --json` shows a host
-    PRIMARY KEY (run_id, host)
-);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,                -- e.g. accept, pktgen
-    warmup INTEGER NOT NULL,
-    params TEXT NOT NULL,              -- JSON
-    started REAL NOT NULL,
-    duration REAL NOT NULL,
-    valid INTEGER NOT NULL,
-    reason TEXT NOT NULL,              -- why not valid, or why skipped
-    state TEXT NOT NULL                -- JSON: sysctls, counters before/after
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    trial_id INTEGER NOT NULL REFERENCES trials(id),
-    name TEXT NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (trial_id, name)
-);
-CREATE TABLE IF NOT EXISTS nightly (
-    id INTEGER PRIMARY KEY,
-    suite TEXT NOT NULL,               -- the suite's name
-    suite_file TEXT NOT NULL,
-    inventory TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,              -- running, ok, regression, failed, crashed
-    controller TEXT NOT NULL,          -- procs.controller_id of the labctl that ran it
-    runs TEXT NOT NULL DEFAULT '{}',   -- JSON: suite entry name -> run id
-    summary TEXT NOT NULL DEFAULT '{}' -- JSON: verdict counts, notes
-);
-CREATE TABLE IF NOT EXISTS undo (       -- what puts back what a run changed on its hosts
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    target TEXT NOT NULL,              -- e.g. "qdisc eth0": the first change's undo is kept
-    seq INTEGER NOT NULL,              -- the order the run made its changes in
-    action TEXT NOT NULL,
-    args TEXT NOT NULL,                -- JSON
-    PRIMARY KEY (run_id, host, target)
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    trial_id INTEGER NOT NULL REFERENCES trials(id),
-    host TEXT NOT NULL,
-    role TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    text TEXT NOT NULL
-);
-"""
+from labctl.results.schema import SCHEMA
 
 
 @dataclass(frozen=True)
@@ -158,7 +84,9 @@ class ResultsStore:
     def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise InputError(f"{self.path}: no results store here (run an experiment first, or give --store)")
+            raise InputError(
+                f"{self.path}: no results store here (run an experiment first, or give --store)"
+            )
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -420,6 +348,29 @@ class ResultsStore:
             (experiment, before),
             limit,
         )
+
+    def accept_run(self, run_id: int, note: str = "") -> bool:
+        """Start a new history at `run_id` on purpose (after an intended change): runs of its
+        experiment and suite entry before it no longer count. False if already accepted."""
+        run = self.run(run_id)
+        if run.status != "finished":
+            raise InputError(f"run {run_id} is {run.status}: only a finished run starts a history")
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO accepted (run_id, at, note) VALUES (?, ?, ?)",
+                (run_id, time.time(), note),
+            )
+        return cur.rowcount == 1
+
+    def accepted_since(self, experiment: str, label: str | None, before: int) -> int | None:
+        """The newest accepted run of `experiment` (and suite entry `label`) before run
+        `before`, or that run itself; None when none was accepted."""
+        row = self._db.execute(
+            "SELECT MAX(a.run_id) FROM accepted a JOIN runs r ON r.id = a.run_id "
+            "WHERE r.experiment = ? AND r.id <= ? AND (? IS NULL OR r.label IS ?)",
+            (experiment, before, label, label),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def nightly_runs(self, limit: int = 20) -> list[NightlyRecord]:
         rows = self._db.execute(

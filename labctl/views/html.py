@@ -28,6 +28,7 @@ import markupsafe
 
 from labctl.metrics import ExperimentSpec
 from labctl.results.history import RunComparison
+from labctl.results.ratios import with_ratios
 from labctl.results.regress import MetricVerdict, values_by_config
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary
@@ -37,6 +38,7 @@ from labctl.views.plots import (
     strip_plot,
     trend_plot,
 )
+from labctl.views.verdicts import resolves
 
 # The colours a reader (and the browser test) looks for: the badge, and the plots' series.
 STATUS_COLORS: Mapping[str, str] = {"ok": "#2e7d32", "regression": "#c62828", "failed": "#757575"}
@@ -93,7 +95,7 @@ def render_html(report: NightlyReport) -> str:
 
 
 def _section_view(s: RunComparison) -> dict[str, Any]:
-    by_config = _values_by_config(s.trials, s.verdicts, s.spec)
+    by_config = _values_by_config(with_ratios(s.trials, s.spec), s.verdicts, s.spec)
     common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
     main_plots = []
     for metric in dict.fromkeys(v.metric for v in s.verdicts):
@@ -164,11 +166,14 @@ def _verdict_row(v: MetricVerdict) -> dict[str, Any]:
         "iqr": _num(cur.iqr) if cur else "–",
         "iqr_range": f"{_num(cur.q1)} – {_num(cur.q3)}" if cur else "",
         "n": str(cur.n) if cur else "0",
-        "base_median": _num(base.median) if base else "–",
+        "base_median": _num(v.center) if v.center is not None else "–",
         "base_n": str(base.n) if base else "0",
         "base_runs": ", ".join(map(str, v.baseline_runs)) or "–",
         "ratio": _ratio(v.ratio),
         "p": _p(v.p_value),
+        "z": f"{v.noise.z:+.1f} / {v.noise.limit:.1f}" if v.noise else "–",
+        "resolves": "–" if v.resolution is None and not v.warning else resolves(v),
+        "warning": v.warning,
         "verdict": v.verdict,
         "reason": v.reason,
     }

@@ -68,8 +68,9 @@ def junit_xml(
                 fail.text = _text(v.reason)
             elif v.verdict == "no-data":
                 ET.SubElement(case, "skipped", message=_text(v.reason))
-            ET.SubElement(case, "system-out").text = _text(f"{v.verdict}: {v.reason}")
-            lines.append(f"{case_name(v)}: {v.verdict}: {v.reason}")
+            said = f"{v.verdict}: {v.reason}" + (f" (warning: {v.warning})" if v.warning else "")
+            ET.SubElement(case, "system-out").text = _text(said)
+            lines.append(f"{case_name(v)}: {said}")
         ET.SubElement(ts, "system-out").text = _text("\n".join(lines) + "\n")
         for k, n in counts.items():
             totals[k] += n

@@ -1,6 +1,7 @@
 """A run's summary in the terminal: one table per trial kind, a row per configuration: each
 metric's median and half its IQR over the valid trials, the first metric against the baseline
-configuration, the totals the experiment's spec declares, the count of trials not counted."""
+configuration, the totals the experiment's spec declares, the count of trials not counted;
+then what a run like this one can resolve in the first metric."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from labctl.experiments.summary import ConfigSummary
 from labctl.metrics import ExperimentSpec
+from labctl.results.regress import Rule
 from labctl.stats import Summary, figure
 
 
@@ -21,6 +23,27 @@ def _median_iqr(stats: Summary) -> str:
     if stats.median:
         return f"{figure(stats.median)} ±{stats.iqr / 2 / abs(stats.median):.0%}"
     return f"{figure(stats.median)} ±{figure(stats.iqr / 2)}"
+
+
+def _resolution_line(metric: str, rows: Sequence[ConfigSummary]) -> str:
+    """What another run like this one could show in `metric`: its trials' resolution."""
+    measured = [r for r in rows if r.stats is not None]
+    steps = [r.resolution for r in measured if r.resolution is not None]
+    alpha = Rule().alpha
+    if measured and len(steps) < len(measured):
+        n = min(r.stats.n for r in measured if r.stats is not None)
+        return (
+            f"  {metric}: {n} valid trials against another run's {n} can never reach "
+            f"p < {alpha:g}: use --repeat 5 or more to compare runs"
+        )
+    if not steps:
+        return ""
+    low, high = min(steps) * 100, max(steps) * 100
+    span = f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%"
+    return (
+        f"  {metric}: a run like this one tells changes of {span} or more from it (its trials' "
+        f"spread, p < {alpha:g}); the lab's drift between runs adds to that (docs/nightly.md)"
+    )
 
 
 def summary_tables(
@@ -82,6 +105,7 @@ def summary_tables(
             cells.append(str(any_row.invalid))
             table.add_row(*cells)
         out.append(table)
+        out.append(_resolution_line(head.name, [r for r in mine if r.metric == head]))
         units = [f"{m.name} in {m.unit}" for m in present if m.unit]
         if units:
             out.append(f"  units: {escape(', '.join(units))}")

@@ -3,6 +3,7 @@ reports, and a controller killed mid-run."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -93,17 +94,27 @@ def test_history_then_a_regression_flagged_with_its_numbers(
     assert "compared with run 1" in second.stdout
     assert "no regression" in second.stdout
 
-    # One client thread with one connect in flight per client host: far fewer connections.
+    # A 1 Mbit/s token bucket on the server's link: far fewer connections. Two past runs do
+    # not tell the run-to-run spread, so only a collapse like this one counts.
     html, junit = tmp_path / "3.html", tmp_path / "3.xml"
-    worse = suite(tmp_path, "worse", extra=", threads: 1, inflight: 1")
-    third = run_nightly(lab, worse, store, "--html", str(html), "--junit", str(junit))
+    srv1 = lab.host("srv1")
+    tbf = ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "1mbit"]
+    srv1.run([*tbf, "burst", "32kb", "latency", "400ms"])
+    try:
+        third = run_nightly(
+            lab, suite(tmp_path, "base"), store, "--html", str(html), "--junit", str(junit)
+        )
+    finally:
+        srv1.run(["tc", "qdisc", "del", "dev", "eth0", "root"])
     assert third.returncode == 1, third.stderr + third.stdout
     flagged = [line for line in third.stdout.splitlines() if line.startswith("REGRESSION")]
     assert flagged, third.stdout
     text = " ".join(third.stdout.split())
     assert "REGRESSION reuseport conn_per_s" in text
-    assert "vs" in text and "runs 1,2" in text and "p=" in text and "x0." in text
-    assert "changed since: threads: 0 -> 1" in text
+    assert "median of 2 runs: 1,2" in text and "p=" in text and "x0.0" in text
+    assert "run-to-run spread unknown (2 of 3 runs)" in text
+    assert "-> regression: a step far beyond what a short history can explain" in text
+    assert re.search(r"changed since: srv1 eth0 root_qdisc: \S+ -> tbf", text), text
 
     # JUnit: one testcase per metric; the regression is a failure, the rest pass.
     xml = JUnitXml.fromfile(str(junit))

@@ -82,3 +82,19 @@ def test_report_writes_a_page_beside_the_store(store: Path) -> None:
     html = page.read_text()
     assert "compared with run 1" in html
     assert html.count("data:image/png;base64,") >= 3
+
+
+def test_accept_starts_a_history_once_and_refuses_what_is_not_a_finished_run(store: Path) -> None:
+    first = labctl("results.accept", "2", "--store", str(store), "--note", "new kernel")
+    assert first.returncode == 0, first.stderr
+    assert "run 2: reuseport history starts here" in first.stdout
+    again = labctl("results.accept", "2", "--store", str(store))
+    assert again.returncode == 0 and "(already accepted)" in again.stdout
+    for bad, words in (("9", "no run 9"), ("two", "expected a run id")):
+        proc = labctl("results.accept", bad, "--store", str(store))
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    with ResultsStore(store) as db:
+        running = db.start_run("reuseport", {}, "inv", 1)
+    proc = labctl("results.accept", str(running), "--store", str(store))
+    assert proc.returncode == 2 and "only a finished run starts a history" in proc.stderr

@@ -138,7 +138,7 @@ def test_regression_rows_are_highlighted(report_html: str) -> None:
     flagged = [text for cls, text in rows if cls == "verdict-regression"]
     assert len(flagged) == 1
     assert flagged[0].startswith("conn_per_s accept mode=reuseport workers=2")
-    assert "regression" in flagged[0] and "0.746" in flagged[0]
+    assert "regression" in flagged[0] and "0.748" in flagged[0]
     assert sum(cls == "verdict-ok" for cls, _ in rows) == 3
     assert 'class="badge badge-regression"' in report_html
     css = Page(report_html).data["style"]
@@ -170,7 +170,7 @@ def test_a_metric_without_data_shows_dashes_not_nan() -> None:
         r".{40}\b(?:nan|inf|none|null)\b.{40}", visible, re.I
     )
     [row] = [t for cls, t in Page(text).rows if cls == "verdict-no-data"]
-    assert row.startswith("rx_pps pktgen ↑ higher – – 0 – 0 – – – no-data rx_pps: no valid")
+    assert row.startswith("rx_pps pktgen ↑ higher – – 0 – 0 – – – – – no-data rx_pps: no valid")
     assert "rx_pps: no valid trial and no baseline" in text
     assert "rx_pps · pktgen: no median in 2 runs" in text
     assert len(Page(text).attrs("img")) == 6  # nothing drawn for the empty metric

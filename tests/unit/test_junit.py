@@ -60,7 +60,7 @@ def test_parses_back_with_junitparser_and_counts_add_up() -> None:
     (failure,) = failed.result
     assert isinstance(failure, Failure) and failure.type == "regression"
     assert failure.message == verdicts[1].reason
-    assert "x0.50, p=0.00025 < 0.05" in failure.message
+    assert "x0.50 beyond 10%" in failure.message and "p=3.7e-05 < 0.05" in failure.message
     skipped = cases["conn_per_s [accept mode=reuseport workers=2]"]
     assert isinstance(skipped.result[0], Skipped)
     assert "listen queue <overflowed>" in skipped.result[0].message
@@ -97,8 +97,11 @@ def test_parses_back_with_elementtree() -> None:
     assert len(suite.findall("testcase/skipped")) == 1
     out = suite.findtext("system-out") or ""
     assert out.splitlines() == [
-        f"{c.get('name')}: {v.verdict}: {v.reason}" for c, v in zip(cases, verdicts, strict=True)
+        f"{c.get('name')}: {v.verdict}: {v.reason}"
+        + (f" (warning: {v.warning})" if v.warning else "")
+        for c, v in zip(cases, verdicts, strict=True)
     ]
+    assert any(v.warning for v in verdicts) and "(warning: resolves only" in out
 
 
 def test_no_verdicts_is_an_empty_valid_document() -> None:

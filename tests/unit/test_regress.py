@@ -18,6 +18,7 @@ from labctl.metrics import Direction
 from labctl.results.regress import (
     Fingerprint,
     MetricVerdict,
+    Rule,
     fingerprint_changes,
     overall,
     provenance_changes,
@@ -41,7 +42,8 @@ def compare(
     threshold: float = 0.10,
     alpha: float = 0.05,
 ) -> list[MetricVerdict]:
-    return _compare(experiment, current, history, metrics, threshold, alpha, SPECS.get(experiment))
+    rule = Rule(threshold=threshold, alpha=alpha)
+    return _compare(experiment, current, history, metrics, rule, SPECS.get(experiment))
 
 
 def config_key(trial: TrialRecord) -> str:
@@ -57,6 +59,7 @@ FACTS = Path(__file__).parent / "data" / "facts" / "lab-veth-host.txt"
 # conn/s of the shared mode, 2 workers, on the 2-core lab (docs/reuseport.md: ~27.7k, spread 3-23%)
 BASELINE_A = [27_710.0, 26_950.0, 28_400.0, 27_120.0, 29_050.0]
 BASELINE_B = [27_480.0, 26_300.0, 28_820.0, 27_900.0, 25_980.0]
+BASELINE_C = [27_300.0, 28_100.0, 26_700.0, 27_650.0, 28_250.0]
 HALVED = [13_820.0, 14_150.0, 13_400.0, 14_600.0, 13_990.0, 12_870.0]
 
 
@@ -103,7 +106,15 @@ def trials(values: Sequence[float], **kw: Any) -> list[TrialRecord]:
     return [accept(i + 1, v, **kw) for i, v in enumerate(values)]
 
 
-HISTORY = [(4, trials(BASELINE_B)), (3, trials(BASELINE_A))]
+# Three past runs: enough to know the run-to-run spread (labctl.results.noise.MIN_RUNS)
+HISTORY = [(4, trials(BASELINE_B)), (3, trials(BASELINE_A)), (2, trials(BASELINE_C))]
+
+
+def thrice(run: int, past: list[TrialRecord]) -> list[tuple[int, list[TrialRecord]]]:
+    """One past run's trials as three runs: a history whose run-to-run spread is known."""
+    return [(run, past), (run - 1, past), (run - 2, past)]
+
+
 CONN = {"conn_per_s": WATCHED["reuseport"]["conn_per_s"]}
 
 
@@ -119,23 +130,26 @@ def test_same_distribution_is_ok() -> None:
     v = only(compare("reuseport", trials(BASELINE_A + BASELINE_B[:1]), HISTORY, CONN))
     assert v.verdict == "ok"
     assert v.config == "accept mode=shared workers=2"
-    assert v.baseline_runs == (3, 4)
-    assert v.current.n == 6 and v.baseline.n == 10
+    assert v.baseline_runs == (2, 3, 4)
+    assert v.current.n == 6 and v.baseline.n == 15
     assert v.ratio == pytest.approx(1.0, abs=0.03)
     assert v.p_value is not None and v.p_value > 0.5
     assert overall([v]) == "ok"
 
 
-def test_half_the_rate_over_6_vs_10_trials_is_a_regression() -> None:
+def test_half_the_rate_over_6_vs_15_trials_is_a_regression() -> None:
     v = only(compare("reuseport", trials(HALVED), HISTORY, CONN))
     assert v.verdict == "regression"
-    assert v.ratio == pytest.approx(13_905 / 27_595, rel=1e-3)
-    # all 6 below all 10: the exact two-sided p is 2 / C(16, 6)
-    assert v.p_value == pytest.approx(2 / 8008)
+    # the ratio is to the median of the three runs' medians (27,710, 27,480, 27,650)
+    assert v.center == 27_650.0 and v.ratio == pytest.approx(13_905 / 27_650)
+    # all 6 below all 15: the exact two-sided p is 2 / C(21, 6)
+    assert v.p_value == pytest.approx(2 / 54_264)
     assert v.reason == (
-        "conn_per_s median 13,905 (n=6) vs 27,595 (n=10, runs 3,4): x0.50, "
-        "p=0.00025 < 0.05, beyond 10%"
+        "conn_per_s median 13,905 (n=6) vs 27,650 (median of 3 runs: 2,3,4; 15 trials): "
+        "x0.50 beyond 10%; run-to-run: z=-38.5 (limit 16.3, spread 1.8% over 3 runs); "
+        "trials p=3.7e-05 < 0.05 -> regression: threshold, run-to-run noise and trials agree"
     )
+    assert v.decided_by == "all three" and v.noise is not None and v.noise.known
     assert overall([v]) == "regression"
 
 
@@ -163,8 +177,8 @@ def test_a_large_drop_that_noise_explains_is_ok() -> None:
 def test_too_few_trials_are_never_flagged_and_say_so() -> None:
     v = only(compare("reuseport", trials([9_000.0]), HISTORY, CONN))
     assert (v.verdict, v.p_value) == ("ok", None)
-    assert v.ratio == pytest.approx(9_000 / 27_595)
-    assert "too few trials" in v.reason and "n=1 vs 10" in v.reason
+    assert v.ratio == pytest.approx(9_000 / 27_650)
+    assert "too few trials" in v.reason and "n=1 vs 15" in v.reason
 
 
 def test_lower_is_better_latency() -> None:
@@ -183,18 +197,19 @@ def test_lower_is_better_latency() -> None:
         accept(i, 27_000.0, latency_p99_us=us)
         for i, us in enumerate([1_700, 1_650, 1_800, 1_720, 1_690])
     ]
-    v = only(compare("reuseport", slower, history, metrics))
+    v = only(compare("reuseport", slower, thrice(7, history[0][1]), metrics))
     assert (v.direction, v.verdict) == ("lower", "regression")
     assert v.ratio == pytest.approx(1_700 / 850)
 
     faster = [
         accept(i, 27_000.0, latency_p99_us=us) for i, us in enumerate([410, 420, 400, 430, 415])
     ]
-    assert only(compare("reuseport", faster, history, metrics)).verdict == "improvement"
+    faster_v = only(compare("reuseport", faster, thrice(7, history[0][1]), metrics))
+    assert faster_v.verdict == "improvement"
 
 
 def test_higher_rate_is_an_improvement_not_a_regression() -> None:
-    v = only(compare("reuseport", trials([x * 1.3 for x in BASELINE_A]), HISTORY, CONN))
+    v = only(compare("reuseport", trials([x * 1.5 for x in BASELINE_A]), HISTORY, CONN))
     assert v.verdict == "improvement"
     assert overall([v]) == "ok"
 
@@ -238,7 +253,7 @@ def test_no_history_is_new() -> None:
 def test_all_trials_invalid_tonight_is_no_data_with_the_reason() -> None:
     tonight = trials([700.0, 650.0], valid=False, reason="listen queue overflowed: ListenDrops +9")
     v = only(compare("reuseport", tonight, HISTORY, CONN))
-    assert (v.verdict, v.current, v.baseline_runs) == ("no-data", None, (3, 4))
+    assert (v.verdict, v.current, v.baseline_runs) == ("no-data", None, (2, 3, 4))
     assert "2 invalid: listen queue overflowed" in v.reason
     assert overall([v]) == "ok"
 
@@ -310,7 +325,7 @@ def test_qdisc_metrics_follow_their_protocol() -> None:
         qdisc_trial(i, q, p, v)
         for i, (q, p, v) in enumerate([("pfifo", "tcp", 9_380.0), ("pfifo", "udp", 205_000.0)] * 4)
     ]
-    verdicts = compare("qdisc", tonight, [(11, past)], WATCHED["qdisc"])
+    verdicts = compare("qdisc", tonight, thrice(11, past), WATCHED["qdisc"])
     assert [(v.metric, v.config, v.verdict) for v in verdicts] == [
         ("throughput_mbps", "qdisc proto=tcp qdisc=pfifo", "ok"),
         ("pps", "qdisc proto=udp qdisc=pfifo", "regression"),

@@ -8,6 +8,7 @@ import pytest
 
 from labctl.errors import InputError
 from labctl.nightly.suite import load_suite
+from labctl.results.regress import Rule
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
@@ -40,10 +41,19 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         )
     )
     assert suite.name == "suite" and not suite.provision
-    assert (suite.history, suite.threshold, suite.alpha) == (5, 0.10, 0.05)
+    assert suite.rule == Rule() and (suite.rule.history, suite.rule.noise_alpha) == (10, 0.005)
+    assert entry_baseline(tmp_path) == 12
     entry = suite.experiments[0]
     assert entry.seed == 7 and entry.metrics == {"conn_per_s": "higher"}
     assert entry.options().threads == 1
+
+
+def entry_baseline(tmp_path: Path) -> int | None:
+    text = "compare: {history: 4, noise_alpha: 0.02}\nexperiments:\n"
+    text += "  - {name: a, experiment: qdisc, baseline: 12}\n"
+    suite = load_suite(write(tmp_path, text))
+    assert suite.rule == Rule(history=4, noise_alpha=0.02)
+    return suite.experiments[0].baseline
 
 
 def test_a_pktgen_entry(tmp_path: Path) -> None:
@@ -109,6 +119,26 @@ def test_a_pktgen_entry(tmp_path: Path) -> None:
             "compare:\n  threshold: lots\nexperiments: [{name: a, experiment: qdisc}]\n",
             2,
             "threshold must be",
+        ),
+        (
+            "experiments:\n  - name: a\n    experiment: qdisc\n    metrics: {ppps: higher}\n",
+            4,
+            "qdisc has no metric 'ppps' (known: throughput_mbps, pps, throughput_mbps_vs_noqueue",
+        ),
+        (
+            "compare:\n  noise_alpha: 2\nexperiments: [{name: a, experiment: qdisc}]\n",
+            2,
+            "alpha and noise_alpha are between 0 and 1",
+        ),
+        (
+            "compare:\n  z: 3\nexperiments: [{name: a, experiment: qdisc}]\n",
+            2,
+            "unknown key 'z'",
+        ),
+        (
+            "experiments:\n  - {name: a, experiment: qdisc, baseline: last}\n",
+            2,
+            "baseline must be an integer",
         ),
         ("experiments:\n  - name: a\n    experiment: [x\n", 4, "invalid YAML"),
         (
