@@ -98,19 +98,18 @@ def _key_comment(pub: Path) -> str | None:
 
 
 def terminate(pids: Sequence[int], grace: float = 3.0) -> None:
-    """SIGTERM, wait (bounded), then SIGKILL what is left. PIDs only, never names."""
+    """SIGTERM, wait (bounded), then SIGKILL what is left, and wait (bounded) until it is
+    gone: a caller that checks right after finds nothing running. PIDs only, never names."""
     starts = {pid: process_start_time(pid) for pid in pids}
     alive = [p for p, s in starts.items() if s is not None]
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-        alive = [p for p in alive if process_start_time(p) == starts[p]]
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+            alive = [p for p in alive if process_start_time(p) == starts[p]]
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

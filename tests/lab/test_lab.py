@@ -111,6 +111,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _stat(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().strip()
+    except OSError:
+        return "gone"
+
+
 def test_down_leaves_no_namespace_link_or_process() -> None:
     spec = unique_spec(hosts=2, tag=2)
     links_before, netns_before = _links(), _netns()
@@ -136,7 +143,8 @@ def test_down_leaves_no_namespace_link_or_process() -> None:
         report = (lab or LocalLab(spec)).down(purge=True)
     assert _netns() == netns_before
     assert _links() == links_before
-    assert not any(_alive(pid) for pid in [*sshd_pids, stray] if pid)
+    left = [pid for pid in [*sshd_pids, stray] if pid and _alive(pid)]
+    assert not left, [(pid, _stat(pid)) for pid in left]  # which one, in which state
     assert not [p for p in _procs_mentioning(str(spec.state_dir)) if _alive(p)]
     assert not spec.state_dir.exists()
     assert any("processes in" in c.what for c in report.changes)
