@@ -50,6 +50,11 @@ class RunComparison:
     trends: Mapping[tuple[str, str], tuple[HistoryPoint, ...]]
     spec: ExperimentSpec | None = None
 
+    @property
+    def judged(self) -> list[TrialRecord]:
+        """Tonight's trials as the verdicts judged them: with the within-run ratios."""
+        return with_ratios(self.trials, self.spec)
+
 
 def run_fingerprint(
     store: ResultsStore, run: RunSummary, spec: ExperimentSpec | None
@@ -138,7 +143,6 @@ def compare_run(
             note += f" (pinned baseline: run {baseline})"
         if start is not None:
             note += f" (history accepted from run {start})"
-
     elif start is not None:
         note = f"no comparable run since run {start} was accepted: this run starts the history"
     elif other is not None:

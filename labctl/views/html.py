@@ -28,7 +28,6 @@ import markupsafe
 
 from labctl.metrics import ExperimentSpec
 from labctl.results.history import RunComparison
-from labctl.results.ratios import with_ratios
 from labctl.results.regress import MetricVerdict, values_by_config
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary
@@ -95,7 +94,7 @@ def render_html(report: NightlyReport) -> str:
 
 
 def _section_view(s: RunComparison) -> dict[str, Any]:
-    by_config = _values_by_config(with_ratios(s.trials, s.spec), s.verdicts, s.spec)
+    by_config = _values_by_config(s.judged, s.verdicts, s.spec)
     common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
     main_plots = []
     for metric in dict.fromkeys(v.metric for v in s.verdicts):
