@@ -308,41 +308,28 @@ def _pct(fraction: float) -> str:
     return f"{fraction * 100:.0f}%" if fraction >= 0.1 else f"{fraction * 100:.1f}%"
 
 
-@dataclass(frozen=True)
-class _Judged:
-    current: Summary | None
-    baseline: Summary | None
-    ratio: float | None = None
-    p: float | None = None
-    verdict: str = "ok"
-    reason: str = ""
-    noise: RunNoise | None = None
-    decided_by: str = ""
-    resolution: float | None = None
-    warning: str = ""
-    center: float | None = None
-
-
 def _judge(
-    metric: str,
-    direction: Direction,
+    blank: MetricVerdict,
     cur: list[float],
     past: Sequence[tuple[int, list[float]]],
     rule: Rule,
     why_no_data: str,
     pair: bool = False,
-) -> _Judged:
-    """Tonight's values against the past runs' (run id, values): the three conditions."""
+) -> MetricVerdict:
+    """Tonight's values against the past runs' (run id, values): the three conditions.
+    `blank` names the metric and configuration; the verdict is it, filled in."""
+    metric, direction, runs = blank.metric, blank.direction, blank.baseline_runs
     base = [v for _, values in past for v in values]
-    runs = tuple(sorted(run for run, values in past if values))
     current = summarize(cur) if cur else None
     baseline = summarize(base) if base else None
     if current is None:
-        return _Judged(None, baseline, verdict="no-data", reason=f"{metric}: {why_no_data}")
+        return replace(
+            blank, baseline=baseline, verdict="no-data", reason=f"{metric}: {why_no_data}"
+        )
     if baseline is None:
-        return _Judged(
-            current,
-            None,
+        return replace(
+            blank,
+            current=current,
             verdict="new",
             reason=f"{metric} median {figure(current.median)} (n={current.n}): no valid trial "
             "in the history of this fingerprint",
@@ -355,7 +342,9 @@ def _judge(
         f"{_runs_text(runs)}; {baseline.n} trials)"
     )
     if center <= 0:
-        return _Judged(current, baseline, reason=f"{head}: history median 0, no ratio")
+        return replace(
+            blank, current=current, baseline=baseline, reason=f"{head}: history median 0, no ratio"
+        )
     ratio = current.median / center
     noise = (
         None
@@ -396,7 +385,17 @@ def _judge(
     else:
         parts.append(f"trials p={p:.2g} {'<' if p < rule.alpha else '>='} {rule.alpha:g}")
     text = f"{head}: " + "; ".join(parts)
-    judged = _Judged(current, baseline, ratio, p, "ok", "", noise, "", resolution, warning, center)
+    judged = replace(
+        blank,
+        current=current,
+        baseline=baseline,
+        ratio=ratio,
+        p_value=p,
+        noise=noise,
+        resolution=resolution,
+        warning=warning,
+        center=center,
+    )
     if not (worse or better):
         return _replace(judged, text, "ok", "threshold")
     if p is None:
@@ -412,7 +411,7 @@ def _judge(
     return _replace(judged, text, change, "all three" if known else "short history")
 
 
-def _replace(judged: _Judged, text: str, verdict: str, decided_by: str) -> _Judged:
+def _replace(judged: MetricVerdict, text: str, verdict: str, decided_by: str) -> MetricVerdict:
     said = {
         "threshold": "within the threshold",
         "too few trials": "not judged",
@@ -465,27 +464,11 @@ def compare(
                 why += f" ({len(invalid)} invalid: {first})"
             elif not any(not t.warmup and config_key(t, spec) == key for t in current):
                 why += " (not run)"
-            j = _judge(metric, direction, tonight.get(key, []), past.get(key, []), rule, why, pair)
-            out.append(
-                MetricVerdict(
-                    experiment,
-                    metric,
-                    key,
-                    direction,
-                    j.current,
-                    j.baseline,
-                    tuple(sorted(run for run, values in past.get(key, []) if values)),
-                    j.ratio,
-                    j.p,
-                    j.verdict,
-                    j.reason,
-                    j.noise,
-                    j.decided_by,
-                    j.resolution,
-                    j.warning,
-                    j.center,
-                )
+            runs = tuple(sorted(run for run, values in past.get(key, []) if values))
+            blank = MetricVerdict(
+                experiment, metric, key, direction, None, None, runs, None, None, "ok", ""
             )
+            out.append(_judge(blank, tonight.get(key, []), past.get(key, []), rule, why, pair))
     return out
 
 
