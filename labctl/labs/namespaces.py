@@ -88,8 +88,10 @@ def pids_in_netns(wanted: dict[int, int | None]) -> dict[int, list[int]]:
         cookie = wanted[inode]
         for pid in pids:
             identity = netns_identity(f"/proc/{pid}/ns/net")
-            if identity is None:
-                continue  # that one exited meanwhile: ask the next
+            if identity is None or (cookie is not None and identity[1] is None):
+                # It exited meanwhile (between the stat and nsenter, as an SSH session's
+                # shell does right after its connection closes): ask the next one.
+                continue
             if identity[0] == inode and (cookie is None or identity[1] == cookie):
                 confirmed[inode] = pids
             break
