@@ -15,6 +15,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PLAYBOOKS = PROJECT_DIR / "playbooks"
 PROVISION_PLAYBOOK = PLAYBOOKS / "provision.yml"
+# The project's own templates (the nightly HTML report); a playbook's `template` tasks look
+# here last, after their role's and their playbook's templates/ (docs/playbooks.md).
+TEMPLATES = PROJECT_DIR / "templates"
 DEFAULT_SUITE = "playbooks/nightly.yml"  # relative: the working directory's, else the checkout's
 DEFAULT_STORE = "results/labctl.db"  # relative to the working directory
 LOCAL_INVENTORY = PROJECT_DIR / "hosts" / "local.yml"

@@ -25,6 +25,7 @@ from invoke.exceptions import CommandTimedOut
 
 from labctl.errors import CommandTimeout, HostUnreachable, LabctlError
 from labctl.inventory import Host
+from labctl.ssh_options import SshEndpoint, resolve
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
@@ -114,6 +115,11 @@ def _one_line(exc: BaseException) -> str:
         return f"host key mismatch for {exc.hostname} (known_hosts says otherwise)"
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
         return f"host key unknown: {exc} (strict host key checking)"
+    if isinstance(exc, paramiko.ChannelException):  # a jump host could not open the tunnel
+        return f"tunnel refused by the jump host ({exc.text or exc.code})"
+    if isinstance(exc, paramiko.SSHException) and str(exc) == "No authentication methods available":
+        # paramiko had nothing to try: no key file, and no agent or an empty one
+        return "authentication refused: no key to offer (no key file, IdentityFile or agent key)"
     if isinstance(exc, paramiko.AuthenticationException):
         return f"authentication refused ({exc})"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
@@ -127,49 +133,97 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _connection(endpoint: SshEndpoint, known_hosts: str, connect_timeout: float) -> Connection:
+    """A fabric Connection for one hop, through its jump hosts (each one checked as strictly)."""
+    connect_kwargs: dict[str, object] = {
+        # ~/.ssh/id_* stay unread: keys come from the inventory, the ssh config or the agent.
+        "look_for_keys": False,
+        "allow_agent": endpoint.allow_agent,
+        "banner_timeout": connect_timeout,
+        "auth_timeout": connect_timeout,
+        # paramiko waits an hour for a channel by default: a frozen host would stall the run;
+        # on a jump host this also bounds opening the tunnel to the next hop.
+        "channel_timeout": connect_timeout,
+    }
+    if endpoint.key_files:
+        connect_kwargs["key_filename"] = list(endpoint.key_files)
+    gateway = None
+    if endpoint.jump is not None:
+        # fabric tunnels through a Connection gateway with a direct-tcpip channel.
+        gateway = _connection(endpoint.jump, known_hosts, connect_timeout)
+    # An empty SSHConfig: ssh_options already applied the user's config; fabric must not
+    # apply it again (or read another file) behind our back.
+    conn = Connection(
+        endpoint.address,
+        user=endpoint.user,
+        port=endpoint.port,
+        config=Config(ssh_config=paramiko.SSHConfig()),
+        gateway=gateway,
+        connect_timeout=int(max(1, connect_timeout)),
+        connect_kwargs=connect_kwargs,
+    )
+    # Strict host key checking: fabric defaults to AutoAddPolicy, which trusts anyone.
+    client = conn.client
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    if os.path.exists(known_hosts):
+        client.load_host_keys(known_hosts)
+    return conn
+
+
 class HostConnection:
-    """One persistent SSH connection to one inventory host."""
+    """One persistent SSH connection to one inventory host (through its jump hosts, if any).
+
+    Where and how to connect comes from the inventory and the user's ssh config
+    (labctl/ssh_options.py). The process environment is read, not a parameter: paramiko takes
+    the agent's socket from os.environ itself, so a separate mapping could only disagree.
+    """
 
     def __init__(self, host: Host, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         self.host = host
         # sudo for commands when the user is not root; a play's `become` overrides it.
         self.become_default = host.become
-        connect_kwargs: dict[str, object] = {
-            "look_for_keys": False,
-            "allow_agent": False,
-            "banner_timeout": connect_timeout,
-            "auth_timeout": connect_timeout,
-            # paramiko waits an hour for a channel by default: a frozen host would stall the run.
-            "channel_timeout": connect_timeout,
-        }
-        if host.key_file:
-            connect_kwargs["key_filename"] = [host.key_file]
-        # An explicit SSHConfig keeps the user's ~/.ssh/config out of labctl's connections.
-        config = Config(ssh_config=paramiko.SSHConfig())
-        self._conn = Connection(
-            host.address,
-            user=host.user,
-            port=host.port,
-            config=config,
-            connect_timeout=int(max(1, connect_timeout)),
-            connect_kwargs=connect_kwargs,
+        self.endpoint = resolve(host, os.environ)
+        known_hosts = (
+            host.known_hosts_file
+            or self.endpoint.known_hosts
+            or os.path.expanduser("~/.ssh/known_hosts")
         )
-        # Strict host key checking: fabric defaults to AutoAddPolicy, which trusts anyone.
-        client = self._conn.client
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        known_hosts = host.known_hosts_file or os.path.expanduser("~/.ssh/known_hosts")
-        if os.path.exists(known_hosts):
-            client.load_host_keys(known_hosts)
+        self._conn = _connection(self.endpoint, known_hosts, connect_timeout)
+        # The jump hosts' connections, the first one dialled first (to open and close them).
+        self._jumps: list[tuple[SshEndpoint, Connection]] = []
+        hop = self._conn
+        for endpoint in reversed(self.endpoint.jumps()):
+            hop = hop.gateway
+            self._jumps.insert(0, (endpoint, hop))
+
+    @property
+    def user(self) -> str:
+        """The login user on the host (the inventory's, else the ssh config's, else root)."""
+        return self.endpoint.user
 
     def open(self) -> None:
         """Connect now; raises HostUnreachable with a one-line reason."""
         if self._conn.is_connected:
             return
+        # Each jump host first, so that its failure is reported as the jump host's.
+        for endpoint, conn in self._jumps:
+            try:
+                conn.open()
+            except Exception as exc:  # paramiko raises many unrelated classes
+                self.close()
+                raise HostUnreachable(
+                    f"{self.host.name}: unreachable via jump host {endpoint.name}: {_one_line(exc)}"
+                ) from exc
         try:
             self._conn.open()
         except Exception as exc:  # paramiko raises many unrelated classes
-            self._conn.close()
-            raise HostUnreachable(f"{self.host.name}: unreachable: {_one_line(exc)}") from exc
+            self.close()
+            reason = _one_line(exc)
+            if self._jumps and isinstance(exc, paramiko.ChannelException):
+                e = self.endpoint
+                reason = f"jump host {self._jumps[-1][0].name} cannot reach {e.address}:{e.port}"
+                reason += f" ({exc.text})" if exc.text else ""
+            raise HostUnreachable(f"{self.host.name}: unreachable: {reason}") from exc
 
     def run(
         self,
@@ -187,7 +241,7 @@ class HostConnection:
             # nothing the command started outlives it (closing the channel would not: without
             # a pty nothing sends SIGHUP). fabric's own timeout below is the backstop.
             wire = f"timeout -k {KILL_GRACE:g} {timeout:g} sh -c {quote(wire)}"
-        if (self.become_default if become is None else become) and self.host.user != "root":
+        if (self.become_default if become is None else become) and self.user != "root":
             wire = "sudo -n -- sh -c " + quote(wire)
         self.open()
         started = time.monotonic()
@@ -210,14 +264,14 @@ class HostConnection:
         except CommandTimedOut as exc:
             # The host-side timeout should have fired first: the connection itself is stuck.
             # Close it, so the next command reconnects (or finds the host unreachable).
-            self._conn.close()
+            self.close()
             raise timed_out(exc.result.stdout, exc.result.stderr) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            self._conn.close()
+            self.close()
             raise HostUnreachable(f"{self.host.name}: connection lost: {_one_line(exc)}") from exc
         if res.exited == -1:
             # The channel closed without an exit status: the session died, not the command.
-            self._conn.close()
+            self.close()
             raise HostUnreachable(
                 f"{self.host.name}: connection lost during `{command_summary(text)}`"
             )
@@ -248,7 +302,11 @@ class HostConnection:
         self._conn.get(remote, local)
 
     def close(self) -> None:
+        # fabric does not close a gateway with its Connection: the target first, then each
+        # jump host back towards us.
         self._conn.close()
+        for _, conn in reversed(self._jumps):
+            conn.close()
 
     def __enter__(self) -> HostConnection:
         return self

@@ -17,9 +17,23 @@ import jinja2.meta
 import jinja2.nativetypes
 
 from labctl.errors import LabctlError
+from labctl.filters import add_ansible_names
 
 _TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
-_SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.S)
+_SINGLE_EXPR = re.compile(r"\A\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\Z", re.S)
+
+
+# `{{ x | default(omit) }}`: the argument is left out, as if the task never set it (Ansible's).
+OMIT = "__labctl_omit_placeholder__"
+
+
+def without_omitted(value: Any) -> Any:
+    """`value` with every mapping entry whose value is `omit` removed (recursively)."""
+    if isinstance(value, Mapping):
+        return {k: without_omitted(v) for k, v in value.items() if v != OMIT}
+    if isinstance(value, list | tuple):
+        return [without_omitted(v) for v in value if v != OMIT]
+    return value
 
 
 class TemplateError(LabctlError):
@@ -33,19 +47,19 @@ def _env_options() -> dict[str, Any]:
 def make_env(search_dirs: list[Path] | None = None) -> jinja2.Environment:
     loader = jinja2.FileSystemLoader([str(d) for d in search_dirs]) if search_dirs else None
     env = jinja2.Environment(loader=loader, **_env_options())
-    env.filters["quote"] = lambda v: shlex.quote(str(v))
+    add_ansible_names(env)
     return env
 
 
 _TEXT = make_env()
 _NATIVE = jinja2.nativetypes.NativeEnvironment(**_env_options())
-_NATIVE.filters["quote"] = _TEXT.filters["quote"]
+add_ansible_names(_NATIVE)
 
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, jinja2.UndefinedError):
         return f"undefined variable: {exc.message}"
-    if isinstance(exc, jinja2.TemplateSyntaxError):
+    if isinstance(exc, jinja2.TemplateSyntaxError | jinja2.TemplateAssertionError):
         return f"template syntax error: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
 
@@ -92,7 +106,8 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
         if "{{" not in value and "{%" not in value:
             return value
         try:
-            match = _SINGLE_EXPR.match(value.strip())
+            # Only a string that is exactly one `{{ }}` keeps its type: "{{ x }}\n" is text.
+            match = _SINGLE_EXPR.match(value)
             if match:
                 value = _NATIVE.compile_expression(match["expr"].strip(), undefined_to_none=False)(
                     **variables
@@ -137,9 +152,10 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
             return set()
         try:
             tree = _TEXT.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
+            found = set(jinja2.meta.find_undeclared_variables(tree))
+        except jinja2.TemplateError as exc:  # syntax, or an unknown filter or test
             raise TemplateError(_describe(exc) + f" in {value!r}") from exc
-        return set(jinja2.meta.find_undeclared_variables(tree)) - _guarded_names(tree)
+        return found - _guarded_names(tree)
     if isinstance(value, Mapping):
         return set().union(*(names_used(v) for v in value.values())) if value else set()
     if isinstance(value, list | tuple):

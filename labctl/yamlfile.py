@@ -28,6 +28,13 @@ class LineMap(dict[str, Any]):
     line: int = 0
     key_lines: dict[str, int]
 
+    def subset(self, keep: Any) -> LineMap:
+        """The entries whose key `keep(key)` accepts, their lines kept."""
+        out = LineMap({k: v for k, v in self.items() if keep(k)})
+        out.line = self.line
+        out.key_lines = {k: n for k, n in getattr(self, "key_lines", {}).items() if k in out}
+        return out
+
 
 class LineList(list[Any]):
     line: int = 0

@@ -131,9 +131,28 @@ class TaskContext:
 
     conn: HostConnection
     vars: Mapping[str, Any]
-    base_dir: Path  # the playbook's directory: templates/ and files are looked up from here
+    base_dir: Path  # the playbook's directory (or the task's role's)
     want_diff: bool = False
     progress: Callable[[str], None] | None = None  # a long step's current state, for the user
+    # Where templates/ and files/ are looked up, in order: the task's role, its playbook's
+    # directory, the project's top level (docs/playbooks.md).
+    search_dirs: tuple[Path, ...] = ()
+
+    def find_file(self, kind: str, name: str) -> Path:
+        """A controller file a task names (`kind` is "templates" or "files"): an absolute
+        path as is, else `<dir>/<kind>/<name>` then `<dir>/<name>` for each search dir."""
+        path = Path(name).expanduser()
+        if path.is_absolute():
+            if path.is_file():
+                return path
+            raise ValueError(f"{name!r} not found")
+        dirs = self.search_dirs or (self.base_dir,)
+        for d in dirs:
+            for candidate in (d / kind / path, d / path):
+                if candidate.is_file():
+                    return candidate
+        looked = ", ".join(str(d / kind) for d in dirs)
+        raise ValueError(f"{name!r} not found in {looked}")
 
 
 # ---------------------------------------------------------------------------- actions
@@ -217,11 +236,15 @@ def failed_result(
 
 
 def result_output(res: CommandResult) -> dict[str, Any]:
+    """What a command's task registers, as Ansible's command module does (its trailing
+    newline taken off stdout and stderr)."""
+    stdout, stderr = res.stdout.rstrip("\r\n"), res.stderr.rstrip("\r\n")
     return {
         "rc": res.exit_status,
-        "stdout": res.stdout,
-        "stderr": res.stderr,
-        "stdout_lines": res.stdout.splitlines(),
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_lines": stdout.splitlines(),
+        "stderr_lines": stderr.splitlines(),
         "cmd": res.command,
     }
 

@@ -11,7 +11,6 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from labctl.actions.base import Action, Plan, Run, Step, TaskContext, Upload, chown_spec
@@ -172,7 +171,7 @@ def _diff(ctx: TaskContext, dest: str, state: PathState, content: bytes) -> str:
 class CopyArgs:
     dest: str
     content: str | None = None
-    src: str | None = None  # a file on the controller, relative to the playbook's directory
+    src: str | None = None  # a file on the controller: files/ beside the playbook, role, project
     mode: Any = None
     owner: str | None = None
     group: str | None = None
@@ -192,7 +191,7 @@ class CopyAction(Action):
         if args.content is not None:
             data = args.content.encode()
         else:
-            data = (ctx.base_dir / str(args.src)).read_bytes()
+            data = ctx.find_file("files", str(args.src)).read_bytes()
         return content_plan(ctx, args.dest, data, args.mode, args.owner, args.group)
 
 
@@ -209,24 +208,10 @@ class TemplateArgs:
         normalize_mode(self.mode)
 
 
-def find_template(base_dir: Path, src: str) -> Path:
-    for candidate in (
-        base_dir / "templates" / src,
-        base_dir.parent / "templates" / src,
-        base_dir / src,
-    ):
-        if candidate.is_file():
-            return candidate
-    raise ValueError(
-        f"template {src!r} not found under {base_dir / 'templates'} "
-        f"or {base_dir.parent / 'templates'}"
-    )
-
-
 class TemplateAction(Action):
     name = "template"
     Args = TemplateArgs
 
     def plan(self, ctx: TaskContext, args: TemplateArgs) -> Plan:
-        text = render_file(find_template(ctx.base_dir, args.src), ctx.vars)
+        text = render_file(ctx.find_file("templates", args.src), ctx.vars)
         return content_plan(ctx, args.dest, text.encode(), args.mode, args.owner, args.group)

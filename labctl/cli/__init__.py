@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from invoke import Collection, Exit, ParseError, Program
 
 from labctl import __version__
-from labctl.cli import experiment, hosts, lab, nightly, play, results
+from labctl.cli import experiment, hosts, inventory, lab, nightly, play, results
 from labctl.errors import LabctlError
 from labctl.experiments import registry
 from labctl.paths import EXIT_FAILED
@@ -50,6 +50,7 @@ def namespace() -> Collection:
     ns = Collection()
     ns.add_collection(lab.collection())
     ns.add_task(hosts.facts)
+    ns.add_task(inventory.show)
     ns.add_task(play.play)
     ns.add_task(play.provision)
     ns.add_collection(experiment.collection())

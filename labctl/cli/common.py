@@ -53,8 +53,11 @@ def console() -> Console:
     return Console(highlight=False)
 
 
-def inventory(path: str | None) -> Inventory:
-    return load_inventory(path or default_inventory())
+def inventory(path: str | None, playbook: str | None = None) -> Inventory:
+    """The inventory (default: the local lab's), with the group_vars/ and host_vars/ beside
+    `playbook` when one is given (Ansible reads those too)."""
+    playbook_dir = Path(playbook).resolve().parent if playbook else None
+    return load_inventory(path or default_inventory(), playbook_dir=playbook_dir)
 
 
 def run_id(text: str) -> int:

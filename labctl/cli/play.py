@@ -13,9 +13,10 @@ from labctl.cli.common import errors_as_exit, inventory
 from labctl.errors import InputError
 from labctl.inventory import Inventory
 from labctl.paths import DEFAULT_STORE, PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
-from labctl.playbook import load_playbook
+from labctl.play.load import load_playbook
+from labctl.play.run import PlaybookRun, QuietReporter, RunOptions, run_playbook
 from labctl.results.store import ResultsStore
-from labctl.runner import PlaybookRun, QuietReporter, RunOptions, run_playbook
+from labctl.yamlfile import load_yaml
 
 
 def find_playbook(name: str) -> str:
@@ -27,9 +28,16 @@ def find_playbook(name: str) -> str:
 
 
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
-    """`-e key=value` (a string) or `-e '{"key": 1}'` (JSON, typed values)."""
+    """`-e key=value` (a string), `-e '{"key": 1}'` (JSON, typed values) or `-e @vars.yml`
+    (a YAML or JSON file of variables), as ansible-playbook takes them."""
     extra: dict[str, Any] = {}
     for item in items:
+        if item.startswith("@"):
+            doc = load_yaml(item[1:])
+            if not isinstance(doc, dict):
+                raise InputError(f"-e {item}: the file must hold a mapping of variables")
+            extra.update(doc)
+            continue
         if item.lstrip().startswith("{"):
             try:
                 value = json.loads(item)
@@ -52,7 +60,7 @@ PLAY_HELP = {
     "diff": "show content changes of files and templates",
     "limit": "further limit the hosts: a pattern (all, group, host, a,b, !group)",
     "tags": "run only tasks with one of these tags (comma-separated)",
-    "extra": "extra variable key=value or a JSON object; repeatable; wins over all",
+    "extra": "extra variables: key=value, a JSON object or @FILE (YAML); repeatable; win over all",
     "json": "print every task result as JSON instead of lines",
     "forks": "hosts worked on at once (default 32)",
 }
@@ -76,9 +84,8 @@ def play(
     forks: int = 32,
 ) -> None:
     """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
-    run_play(
-        find_playbook(playbook), _inventory(inventory), check, diff, limit, tags, extra, json, forks
-    )
+    book = find_playbook(playbook)
+    run_play(book, _inventory(inventory, book), check, diff, limit, tags, extra, json, forks)
 
 
 @task(
@@ -103,9 +110,8 @@ def provision(
     forks: int = 32,
 ) -> None:
     """Provision hosts for their kernel release: build tools, headers, netmap, workloads."""
-    run_play(
-        str(PROVISION_PLAYBOOK), _inventory(inventory), check, diff, limit, tags, extra, json, forks
-    )
+    book = str(PROVISION_PLAYBOOK)
+    run_play(book, _inventory(inventory, book), check, diff, limit, tags, extra, json, forks)
 
 
 def run_play(

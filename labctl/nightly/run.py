@@ -83,8 +83,8 @@ def run_experiment(
 
 def _provision(suite: Suite, inventory: Inventory, hosts: str, say: Say) -> list[str]:
     """Run playbooks/provision.yml with the suite's tags; the failures, one line each."""
-    from labctl.playbook import load_playbook
-    from labctl.runner import QuietReporter, RunOptions, run_playbook
+    from labctl.play.load import load_playbook
+    from labctl.play.run import QuietReporter, RunOptions, run_playbook
 
     book = load_playbook(PROVISION_PLAYBOOK)
     options = RunOptions(limit=hosts, tags=frozenset(suite.provision_tags))

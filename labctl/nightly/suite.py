@@ -16,7 +16,7 @@ from labctl.experiments import registry
 from labctl.experiments.base import make_options, option_infos
 from labctl.metrics import DIRECTIONS, Direction
 from labctl.paths import PROVISION_PLAYBOOK
-from labctl.playbook import load_playbook
+from labctl.play.load import load_playbook
 from labctl.results.regress import Rule
 from labctl.yamlfile import LineMap, line_of, load_yaml
 

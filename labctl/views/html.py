@@ -27,6 +27,7 @@ import jinja2
 import markupsafe
 
 from labctl.metrics import ExperimentSpec
+from labctl.paths import TEMPLATES
 from labctl.results.history import RunComparison
 from labctl.results.regress import MetricVerdict, values_by_config
 from labctl.results.store import TrialRecord
@@ -332,8 +333,6 @@ def _took(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------------- page
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _sha256(text: str) -> str:

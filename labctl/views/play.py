@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from labctl.playbook import Play
-from labctl.runner import PlaybookRun, TaskHostResult
+from labctl.play.load import Play
+from labctl.play.run import PlaybookRun, TaskHostResult
 
 _STYLE = {
     "ok": "green",
@@ -71,8 +71,11 @@ class TerminalReporter:
         with self._lock:
             if r.host in self._waiting:
                 self._waiting.remove(r.host)
-            status = "failed (ignored)" if r.ignored else r.status
-            line = f"[{_STYLE[r.status]}]{status}: {escape(f'[{r.host}]')}[/]"
+            status = (
+                "failed (ignored)" if r.ignored else "failed (rescued)" if r.rescued else r.status
+            )
+            host = f"[{r.host} -> {r.delegated}]" if r.delegated else f"[{r.host}]"
+            line = f"[{_STYLE[r.status]}]{status}: {escape(host)}[/]"
             detail = (
                 r.msg
                 if r.status in ("failed", "unreachable", "skipped")
@@ -100,7 +103,8 @@ class TerminalReporter:
     def recap(self, run: PlaybookRun) -> None:
         self._rule("PLAY RECAP")
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("host", "ok", "changed", "unreachable", "failed", "skipped", "ignored"):
+        cols = ("host", "ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
+        for col in cols:
             table.add_column(col, justify="left" if col == "host" else "right")
         for host, r in run.recap.items():
             style = "red" if r.failed or r.unreachable else "yellow" if r.changed else "green"
@@ -111,6 +115,7 @@ class TerminalReporter:
                 str(r.unreachable),
                 str(r.failed),
                 str(r.skipped),
+                str(r.rescued),
                 str(r.ignored),
             )
         self.console.print(table)

@@ -17,9 +17,9 @@ import pytest
 
 from labctl.actions.base import ActionFailed, ActionResult, TaskContext, run_action
 from labctl.actions.qdisc import QdiscAction
-from labctl.playbook import load_playbook
+from labctl.play.load import load_playbook
+from labctl.play.run import QuietReporter, RunOptions, run_playbook
 from labctl.remote import CommandResult, HostConnection, command_text
-from labctl.runner import QuietReporter, RunOptions, run_playbook
 
 from .conftest import NamespaceLab
 

@@ -13,10 +13,10 @@ from labctl.actions.command import CommandAction
 from labctl.errors import InputError
 from labctl.inventory import parse_inventory
 from labctl.nightly.suite import load_suite
-from labctl.playbook import load_playbook
+from labctl.play.load import load_playbook
+from labctl.play.run import RunOptions, prepare
 from labctl.results.export import export_run
 from labctl.results.store import ResultsStore, StoreError, TrialRecord
-from labctl.runner import RunOptions, prepare
 from labctl.templating import render_value, split_words
 from labctl.yamlfile import MAX_VALUES, load_yaml
 

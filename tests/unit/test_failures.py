@@ -116,7 +116,7 @@ def test_a_failed_result_carries_the_reasons_and_the_whole_output(name: str) -> 
 def test_a_hosts_log_file_keeps_the_whole_output_and_the_message_names_it(
     tmp_path: Path,
 ) -> None:
-    from labctl.runner import HostLogs, TaskHostResult
+    from labctl.play.run import HostLogs, TaskHostResult
 
     logs = HostLogs(tmp_path / "logs")
     quiet = TaskHostResult("p", "t", "srv1", "ok")

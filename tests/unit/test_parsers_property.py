@@ -20,7 +20,7 @@ from labctl.experiments.reuseport_verdict import parse_nstat
 from labctl.facts.qdisc import parse_qdisc_states
 from labctl.inventory import parse_inventory
 from labctl.nightly.suite import load_suite
-from labctl.playbook import load_playbook
+from labctl.play.load import load_playbook
 from labctl.templating import split_words
 from labctl.yamlfile import load_yaml
 

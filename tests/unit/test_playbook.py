@@ -12,8 +12,8 @@ from labctl.actions.files import normalize_mode, parse_path_state
 from labctl.cli.play import parse_extra_vars
 from labctl.errors import InputError
 from labctl.inventory import parse_inventory
-from labctl.playbook import PlaybookError, load_playbook
-from labctl.runner import RunOptions, prepare
+from labctl.play.load import PlaybookError, load_playbook
+from labctl.play.run import RunOptions, prepare
 from labctl.templating import TemplateError, evaluate, render_value
 
 INVENTORY = """
@@ -73,7 +73,7 @@ def test_a_good_playbook_loads_into_plays_and_tasks(tmp_path: Path) -> None:
         (
             "- hosts: all\n  tasks:\n    - name: t1\n      comand: ls\n",
             4,
-            "task 't1': unknown action 'comand'",
+            "task 't1': unknown module 'comand'",
         ),
         (
             "- hosts: all\n  tasks:\n    - name: t2\n      file: {state: directory}\n",
@@ -88,7 +88,7 @@ def test_a_good_playbook_loads_into_plays_and_tasks(tmp_path: Path) -> None:
         (
             "- hosts: all\n  tasks:\n    - name: t4\n      command: ls\n      file: {path: /x}\n",
             5,
-            "task 't4': one action per task",
+            "task 't4': one module per task",
         ),
         (
             "- hosts: all\n  tasks:\n    - name: t5\n      command: echo {{ x\n",
@@ -100,7 +100,7 @@ def test_a_good_playbook_loads_into_plays_and_tasks(tmp_path: Path) -> None:
             5,
             "task 't6': register needs a variable name",
         ),
-        ("- hosts: all\n  tasks:\n    - name: t7\n", 3, "task 't7': no action"),
+        ("- hosts: all\n  tasks:\n    - name: t7\n", 3, "task 't7': no module"),
     ],
 )
 def test_bad_playbooks_fail_with_file_line_and_task(

@@ -12,8 +12,8 @@ from labctl.actions import ACTIONS
 from labctl.actions.base import build_args
 from labctl.actions.netmap_host import NetmapArgs
 from labctl.inventory import parse_inventory
-from labctl.playbook import Play, PlaybookError, Task, load_playbook
-from labctl.runner import RunOptions, prepare, task_selected
+from labctl.play.load import Play, PlaybookError, Task, load_playbook
+from labctl.play.run import RunOptions, prepare, task_selected
 from labctl.templating import evaluate, render_value
 
 BOOK = Path(__file__).resolve().parents[2] / "playbooks" / "provision.yml"

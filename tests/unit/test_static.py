@@ -45,11 +45,13 @@ FLOORS: dict[str, int] = {
         ],
         0,
     ),
-    **dict.fromkeys(["inventory", "templating", "remote"], 1),
+    **dict.fromkeys(
+        ["inventory", "templating", "filters", "remote", "ssh_options", "localhost"], 1
+    ),
     **dict.fromkeys(["facts", "labs", "results"], 2),
     "builds": 3,
     "actions": 4,
-    **dict.fromkeys(["playbook", "runner"], 5),
+    "play": 5,
     "experiments": 6,
     "nightly": 7,
     "views": 8,

@@ -1,0 +1,59 @@
+"""`labctl inventory`: what labctl reads from an inventory, printed as `ansible-inventory`
+prints it (--list, --graph, --host), so the two can be compared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Context, Task, task
+
+from labctl.cli.common import default_inventory, errors_as_exit
+from labctl.errors import InputError
+from labctl.inventory import load_inventory
+from labctl.inventory.listing import as_list, graph, host_vars, to_json
+
+
+class _HelpStaysH(Task):
+    """invoke gives --host the short flag -h; it stays --help's, as in ansible-inventory."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, {*taken_names, "h"})
+
+
+@task(
+    klass=_HelpStaysH,
+    name="inventory",
+    optional=["graph"],
+    help={
+        "inventory": "inventory file, YAML or INI (default: hosts/local.yml, the local lab)",
+        "list_": "print every group and host, and each host's variables, as JSON",
+        "graph": "print the tree of groups and hosts (from GROUP, default all)",
+        "host": "print one host's variables as JSON",
+        "playbook-dir": "also read group_vars/ and host_vars/ beside this playbook directory",
+    },
+)
+@errors_as_exit
+def show(
+    c: Context,
+    inventory: str | None = None,
+    list_: bool = False,  # invoke strips the "_": --list
+    graph: str | None = None,
+    host: str | None = None,
+    playbook_dir: str | None = None,
+) -> None:
+    """Show an inventory as labctl reads it: groups, hosts, merged variables."""
+    given = {"--list": list_, "--graph": graph, "--host": host}
+    chosen = [flag for flag, value in given.items() if value]
+    if len(chosen) != 1:
+        named = ", ".join(chosen) or "none"
+        raise InputError(f"give exactly one of --list, --graph, --host (given: {named})")
+    inv = load_inventory(inventory or default_inventory(), playbook_dir=playbook_dir)
+    if host:
+        print(to_json(host_vars(inv, host)))
+    elif graph:
+        print(_graph(inv, "all" if graph is True else graph))
+    else:
+        print(to_json(as_list(inv)))
+
+
+_graph = graph  # the task's own `graph` flag shadows the function's name

@@ -1,0 +1,418 @@
+"""Runs a playbook: plays in order, each in batches (`serial`), each task on all the batch's
+hosts at once; blocks with rescue and always; includes; handlers at each flush.
+
+A failed host leaves the rest of its play (the others go on) unless a block's rescue takes
+it; `any_errors_fatal` stops all. An unreachable host is reported as unreachable, not failed.
+Check mode plans every task from the real state of each host and changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import HostUnreachable, InputError, LabctlError
+from labctl.facts.host import gather_facts
+from labctl.inventory import Host, Inventory
+from labctl.play.model import Block, Include, Item, Play, Playbook, Task
+from labctl.play.names import check_names
+from labctl.play.outcome import (
+    HostLogs,
+    HostRecap,
+    PlaybookRun,
+    QuietReporter,
+    Reporter,
+    Status,
+    TaskHostResult,
+)
+from labctl.play.step import NO_LOG, StepOptions, StepOutcome, run_step
+from labctl.play.variables import HostState, HostVars, PlayContext, task_variables
+from labctl.remote import Connections, HostConnection
+from labctl.templating import evaluate, render_value
+
+__all__ = [
+    "HostLogs",
+    "PlaybookRun",
+    "QuietReporter",
+    "Reporter",
+    "RunOptions",
+    "TaskHostResult",
+    "prepare",
+    "run_playbook",
+    "task_selected",
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    check: bool = False
+    diff: bool = False
+    limit: str | None = None
+    tags: frozenset[str] = frozenset()
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    forks: int = 32
+    log_dir: Path | None = None  # a failed step's whole output goes to <log_dir>/<run>/<host>.log
+
+
+def select_hosts(inventory: Inventory, pattern: str, limit: str | None) -> list[Host]:
+    hosts = inventory.select(pattern)
+    if limit is not None:  # `--limit ''` is an empty pattern (refused), not "no limit"
+        allowed = {h.name for h in inventory.select(limit)}
+        hosts = [h for h in hosts if h.name in allowed]
+    return hosts
+
+
+SPECIAL_TAGS = frozenset({"always", "never"})
+
+
+def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
+    """Ansible's rule: with no --tags every task runs but those tagged `never`; with --tags,
+    a task runs when it has one of them, or `always` (and is not `never`)."""
+    if "never" in task_tags:
+        return bool(task_tags & wanted)
+    return not wanted or bool(task_tags & wanted) or "always" in task_tags
+
+
+def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> list[list[Host]]:
+    """Resolve every play's hosts and check every variable and tag: all before any connection."""
+    known = SPECIAL_TAGS | playbook.tags
+    unknown = sorted(options.tags - known)
+    if unknown:
+        raise InputError(
+            f"{playbook.path}: no task has tag {', '.join(map(repr, unknown))} "
+            f"(its tags: {', '.join(sorted(known - SPECIAL_TAGS)) or 'none'})"
+        )
+    hosts_by_play = [select_hosts(inventory, p.hosts, options.limit) for p in playbook.plays]
+    check_names(playbook, hosts_by_play, options.extra_vars)
+    return hosts_by_play
+
+
+def group_members(inventory: Inventory) -> dict[str, list[str]]:
+    """Every group's hosts, children included, in inventory order."""
+    return {
+        g: [h.name for h in inventory.hosts.values() if g in h.groups] for g in inventory.groups
+    }
+
+
+def batches(names: list[str], serial: tuple[int | str, ...]) -> list[list[str]]:
+    """`serial: [1, 2, "50%"]`: batch sizes in turn, the last repeated (Ansible's)."""
+    if not serial:
+        return [names] if names else []
+    out, start, i = [], 0, 0
+    while start < len(names):
+        size = serial[min(i, len(serial) - 1)]
+        if isinstance(size, str):
+            size = max(1, math.floor(len(names) * int(size.rstrip("%").strip()) / 100))
+        out.append(names[start : start + size])
+        start, i = start + size, i + 1
+    return out
+
+
+def run_playbook(
+    playbook: Playbook, inventory: Inventory, options: RunOptions, reporter: Reporter
+) -> PlaybookRun:
+    hosts_by_play = prepare(playbook, inventory, options)
+    run = PlaybookRun()
+    all_hosts = {h.name: h for hosts in hosts_by_play for h in hosts}
+    states = {name: HostState(h) for name, h in all_hosts.items()}
+    for name in all_hosts:
+        run.recap[name] = HostRecap()
+    with Connections(all_hosts.values()) as conns:
+        for play, hosts in zip(playbook.plays, hosts_by_play, strict=True):
+            runner = _PlayRunner(
+                play, hosts, playbook, inventory, options, reporter, conns, states, run
+            )
+            if not runner.run():
+                break
+    return run
+
+
+@dataclass
+class _PlayRunner:
+    play: Play
+    hosts: list[Host]
+    playbook: Playbook
+    inventory: Inventory
+    options: RunOptions
+    reporter: Reporter
+    conns: Connections
+    states: dict[str, HostState]
+    run_: PlaybookRun
+    fatal: bool = False
+    batch_failed: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.logs = HostLogs(self.options.log_dir)
+        self.groups = group_members(self.inventory)
+        self.check = (
+            self.play.check_mode if self.play.check_mode is not None else self.options.check
+        )
+
+    def run(self) -> bool:
+        """False when the whole run must stop (any_errors_fatal)."""
+        active = [h.name for h in self.hosts if not self.states[h.name].out]
+        self.reporter.play_start(self.play, active)
+        for batch in batches(active, self.play.serial):
+            self.ctx = PlayContext(
+                self.play,
+                self.groups,
+                active,
+                batch,
+                self.options.extra_vars,
+                HostVars(self.states),
+                self.playbook.base_dir,
+                self.inventory.path,
+                self.check,
+                self.options.tags,
+            )
+            self.batch_failed = set()
+            for name in batch:
+                self.states[name].ended = False
+                if self.play.become is not None:
+                    self.conns[name].become_default = self.play.become
+            self._gather(batch)
+            failed = self.items(self.play.tasks, self._live(batch), False, {})
+            for name in failed:
+                self.states[name].out = True
+            if self.fatal:
+                return False
+            if batch and all(self.states[n].out for n in batch) and self.play.serial:
+                break  # a whole batch failed: Ansible stops the play here
+        return True
+
+    def _live(self, names: list[str]) -> list[str]:
+        return [n for n in names if not self.states[n].out and not self.states[n].ended]
+
+    def _gather(self, batch: list[str]) -> None:
+        need = [n for n in self._live(batch) if self.states[n].facts is None]
+        if not self.play.gather_facts or not need:
+            return
+        self.reporter.task_start(self.play, "Gathering Facts", need)
+        for got in self.conns.run_on_hosts(gather_facts, names=need, pool_size=self.options.forks):
+            if got.value is not None:
+                self.states[got.host].facts = got.value
+                self._record(
+                    TaskHostResult(
+                        self.play.name, "Gathering Facts", got.host, "ok", duration=got.duration
+                    )
+                )
+            else:
+                self._mark_out("Gathering Facts", got.host, got.error)
+        self.reporter.task_done()
+
+    # ------------------------------------------------------------------ items
+
+    def items(
+        self,
+        items: tuple[Item, ...],
+        names: list[str],
+        rescuable: bool,
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> set[str]:
+        """Run `items` on `names`; the hosts that failed (and were not rescued)."""
+        failed: set[str] = set()
+        for item in items:
+            live = [n for n in self._live(names) if n not in failed]
+            if not live or self.fatal:
+                break
+            if isinstance(item, Block):
+                failed |= self._block(item, live, rescuable, extra)
+            elif isinstance(item, Include):
+                failed |= self._include(item, live, rescuable, extra)
+            else:
+                failed |= self._task(item, live, rescuable, extra)
+        return failed
+
+    def _block(
+        self,
+        block: Block,
+        names: list[str],
+        rescuable: bool,
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> set[str]:
+        failed = self.items(block.block, names, rescuable or bool(block.rescue), extra)
+        if failed and block.rescue:
+            rescue = [n for n in names if n in failed and not self.states[n].out]
+            failed = (failed - set(rescue)) | self.items(block.rescue, rescue, rescuable, extra)
+        if block.always:
+            failed |= self.items(
+                block.always, [n for n in names if not self.states[n].out], rescuable, extra
+            )
+        return failed
+
+    def _include(
+        self,
+        inc: Include,
+        names: list[str],
+        rescuable: bool,
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> set[str]:
+        if not self._selected(inc.tags):
+            return set()
+        per_host: dict[str, list[Any]] = {}
+        failed: set[str] = set()
+        for name in names:
+            scope = {**task_variables(self.states[name], None, self.ctx), **extra.get(name, {})}
+            try:
+                if not all(evaluate(c, scope) for c in inc.when):
+                    continue
+                items = [None] if inc.loop is None else render_value(inc.loop, scope)
+                if not isinstance(items, list):
+                    raise LabctlError(f"loop must give a list, not {type(items).__name__}")
+            except LabctlError as exc:
+                self._record(TaskHostResult(self.play.name, inc.name, name, "failed", msg=str(exc)))
+                failed.add(name)
+                continue
+            per_host[name] = items
+        rounds = max((len(v) for v in per_host.values()), default=0)
+        var = inc.loop_control.loop_var
+        for i in range(rounds):
+            here = [n for n in names if n in per_host and i < len(per_host[n]) and n not in failed]
+            bound = {
+                n: {**extra.get(n, {}), **({var: per_host[n][i]} if inc.loop is not None else {})}
+                for n in here
+            }
+            failed |= self.items(inc.items, here, rescuable, bound)
+        return failed
+
+    def _selected(self, tags: frozenset[str]) -> bool:
+        return task_selected(tags, self.options.tags)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _task(
+        self,
+        task: Task,
+        names: list[str],
+        rescuable: bool,
+        extra: Mapping[str, Mapping[str, Any]],
+        handler: bool = False,
+    ) -> set[str]:
+        # A notified handler runs whatever --tags says (Ansible's); a meta task obeys them.
+        if not handler and not self._selected(task.tags):
+            return set()
+        if task.action == "meta":
+            return self._meta(task, names)
+        targets = names[:1] if task.run_once else names
+        self.reporter.task_start(self.play, task.name, targets)
+        step_options = StepOptions(self.check, self.options.diff)
+
+        def step(conn: HostConnection) -> tuple[TaskHostResult, StepOutcome]:
+            state = self.states[conn.host.name]
+            variables = {**task_variables(state, task, self.ctx), **extra.get(conn.host.name, {})}
+
+            def progress(text: str, host: str = conn.host.name) -> None:
+                self.reporter.host_progress(host, text)
+
+            outcome = run_step(conn, task, variables, step_options, progress)
+            return self.logs.keep(self._result(task, conn.host.name, outcome, rescuable)), outcome
+
+        failed: set[str] = set()
+        for got in self.conns.run_on_hosts(step, names=targets, pool_size=self.options.forks):
+            if got.value is None:
+                self._mark_out(task.name, got.host, got.error)
+                failed.add(got.host)
+                continue
+            result, outcome = got.value
+            for name in names if task.run_once else [got.host]:
+                state = self.states[name]
+                if task.register:
+                    state.registered[task.register] = outcome.registered
+                state.registered.update(outcome.facts)
+                if result.status == "changed":
+                    state.notified += [n for n in task.notify if n not in state.notified]
+            self._record(result)
+            if result.status == "failed" and not result.ignored:
+                failed |= set(names) if task.run_once else {result.host}
+                if rescuable:
+                    for name in failed:
+                        self.states[name].registered.update(
+                            ansible_failed_task={"name": task.name, "action": task.action},
+                            ansible_failed_result=outcome.registered,
+                        )
+        self.reporter.task_done()
+        self.batch_failed |= failed
+        if failed and (task.any_errors_fatal or self.play.any_errors_fatal):
+            self.fatal = True
+        limit = self.play.max_fail_percentage
+        if limit is not None and len(self.batch_failed) * 100 > limit * len(self.ctx.batch):
+            self.fatal = True
+        return failed
+
+    def _result(
+        self, task: Task, host: str, outcome: StepOutcome, rescuable: bool
+    ) -> TaskHostResult:
+        results = outcome.results
+        failed = any(r.failed for r in results)
+        changed = any(r.changed for r in results)
+        skipped = bool(results) and all(r.skipped for r in results)
+        status: Status = (
+            "failed"
+            if failed
+            else "changed"
+            if changed
+            else "skipped"
+            if skipped or not results
+            else "ok"
+        )
+        msg = (
+            next((r.msg for r in results if r.failed), "")
+            or next((r.msg for r in results if r.skipped), "")
+            or next((r.msg for r in results if r.msg), "")
+        )
+        hidden = task.no_log or self.play.no_log
+        return TaskHostResult(
+            self.play.name,
+            task.name,
+            host,
+            status,
+            msg=NO_LOG if hidden and msg else msg,
+            changes=() if hidden else tuple(c for r in results for c in r.changes),
+            diff=None if hidden else "".join(r.diff for r in results if r.diff) or None,
+            output={"censored": NO_LOG} if hidden else outcome.registered,
+            ignored=failed and task.ignore_errors,
+            rescued=failed and rescuable and not task.ignore_errors,
+            log="" if hidden else "".join(r.log for r in results if r.log),
+            undo=tuple(u for r in results for u in r.undo),
+            delegated=task.delegate_to,
+        )
+
+    def _meta(self, task: Task, names: list[str]) -> set[str]:
+        what = task.args["_raw"]
+        if what == "flush_handlers":
+            self._flush(names)
+        elif what in ("end_host", "end_play"):
+            for name in names:
+                scope = task_variables(self.states[name], task, self.ctx)
+                if all(evaluate(c, scope) for c in task.when):
+                    if what == "end_play":
+                        for other in self.ctx.batch:
+                            self.states[other].ended = True
+                        break
+                    self.states[name].ended = True
+        return set()
+
+    def _flush(self, names: list[str]) -> None:
+        for handler in self.play.handlers:
+            wanted = {handler.name, *handler.listen}
+            targets = [n for n in self._live(names) if wanted & set(self.states[n].notified)]
+            if not targets:
+                continue
+            failed = self._task(handler, targets, False, {}, handler=True)
+            for name in targets:
+                notified = self.states[name].notified
+                self.states[name].notified = [n for n in notified if n not in wanted]
+            for name in failed:
+                self.states[name].out = True
+
+    def _record(self, result: TaskHostResult) -> None:
+        self.run_.record(result)
+        self.reporter.host_done(result)
+
+    def _mark_out(self, task: str, host: str, error: LabctlError | None) -> None:
+        status: Status = "unreachable" if isinstance(error, HostUnreachable) else "failed"
+        self.states[host].out = True
+        self._record(TaskHostResult(self.play.name, task, host, status, msg=str(error)))
