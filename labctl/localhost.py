@@ -7,6 +7,7 @@ commands run in a local `sh`, in their own session, and a timeout stops the whol
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,11 @@ class LocalConnection(HostConnection):
     def __init__(self, host: Host) -> None:  # no SSH: HostConnection's own setup is skipped
         self.host = host
         self.become_default = False
+
+    @property
+    def user(self) -> str:
+        """Whoever runs labctl."""
+        return pwd.getpwuid(os.geteuid()).pw_name
 
     def open(self) -> None:
         return None

@@ -220,7 +220,11 @@ def load_ssh_config(path: str | None, environ: Mapping[str, str]) -> paramiko.SS
 
 
 def _explicit(host: SshHost, setting: str) -> bool:
-    return any(var in host.vars for var in _EXPLICIT[setting])
+    """Did the inventory set it? A variable says so; so does a Host built with a value other
+    than the default (the VM lab's own check after boot builds one without variables)."""
+    if any(var in host.vars for var in _EXPLICIT[setting]):
+        return True
+    return host.port != DEFAULT_PORT if setting == "port" else host.user != DEFAULT_USER
 
 
 def _port(value: object, where: str) -> int:

@@ -114,7 +114,7 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
                 )
                 return _defined(value)
             return _TEXT.from_string(value).render(**variables)
-        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
             raise TemplateError(f"{_describe(exc)} in {value!r}") from exc
     if isinstance(value, Mapping):
         return {k: render_value(v, variables) for k, v in value.items()}
@@ -127,7 +127,7 @@ def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
     """A bare expression, as in `when:` (no braces)."""
     try:
         return _defined(_TEXT.compile_expression(expression, undefined_to_none=False)(**variables))
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
         raise TemplateError(f"{_describe(exc)} in {expression!r}") from exc
 
 
@@ -135,7 +135,7 @@ def render_file(path: Path, variables: Mapping[str, Any]) -> str:
     env = make_env([path.parent])
     try:
         return env.get_template(path.name).render(**variables)
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
         line = getattr(exc, "lineno", None)
         where = f"{path}:{line}" if line else str(path)
         raise TemplateError(f"{where}: {_describe(exc)}") from exc

@@ -1,10 +1,13 @@
 """A task's view of its host's connection: its `environment` exported and its
-`become_user` switched to, around every command the task's action runs."""
+`become_user` switched to, around every command the task's action runs. On the controller
+(`delegate_to: localhost`) `become` is honoured too: sudo unless labctl runs as root."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
+from labctl.localhost import LocalConnection
 from labctl.remote import (
     DEFAULT_COMMAND_TIMEOUT,
     Command,
@@ -33,13 +36,23 @@ class TaskConnection(HostConnection):
     HostConnection, take it unchanged; HostConnection's own setup is skipped.)"""
 
     def __init__(
-        self, inner: HostConnection, environment: Mapping[str, str], user: str | None
+        self,
+        inner: HostConnection,
+        environment: Mapping[str, str],
+        user: str | None,
+        become: bool = False,
     ) -> None:
         self.inner = inner
         self.host = inner.host
         self.become_default = inner.become_default
         self.environment = dict(environment)
         self.run_as = user
+        self.local = isinstance(inner, LocalConnection)
+        self.become = become
+
+    @property
+    def user(self) -> str:
+        return self.inner.user
 
     def open(self) -> None:
         self.inner.open()
@@ -52,10 +65,18 @@ class TaskConnection(HostConnection):
         check: bool = False,
         become: bool | None = None,
     ) -> CommandResult:
-        as_root = self.host.user == "root" or bool(
-            self.become_default if become is None else become
-        )
-        text = task_shell(command_text(command), self.environment, self.run_as, as_root)
+        text = command_text(command)
+        if self.local:
+            # The controller: root only if labctl runs as root; become means sudo here.
+            as_root = os.geteuid() == 0
+            if self.become and not as_root and self.run_as is None:
+                text = "sudo -n -- sh -c " + quote(text)
+                as_root = True
+        else:
+            as_root = self.inner.user == "root" or bool(
+                self.become_default if become is None else become
+            )
+        text = task_shell(text, self.environment, self.run_as, as_root)
         return self.inner.run(ShellScript(text), timeout=timeout, check=check, become=become)
 
     def put(self, local: str, remote: str) -> None:

@@ -129,7 +129,6 @@ class _Loader:
             hosts=hosts,
             vars=variables,
             become=scope.become,
-            become_user=scope.become_user,
             gather_facts=reader.boolean(raw, "gather_facts", True, path),
             any_errors_fatal=scope.any_errors_fatal,
             tasks=tuple(items),

@@ -38,6 +38,7 @@ class Task:
     when: tuple[str, ...] = ()
     register: str | None = None
     loop: Any = None  # None, a list, or a template string that renders to a list
+    loop_flatten: bool = False  # with_items: the rendered list is flattened one level
     loop_control: LoopControl = field(default_factory=LoopControl)
     tags: frozenset[str] = frozenset()
     ignore_errors: bool = False
@@ -100,7 +101,11 @@ class Include:
     when: tuple[str, ...]
     path: str
     line: int
-    tags: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()  # the include's own: its tasks do not inherit them
+    # What the include's `when` and `loop` read besides the play's: its role's and blocks'.
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 Item = Task | Block | Include
@@ -112,7 +117,6 @@ class Play:
     hosts: str
     vars: Mapping[str, Any]
     become: bool | None
-    become_user: str | None
     gather_facts: bool
     any_errors_fatal: bool
     # pre_tasks, roles, tasks, post_tasks in the order they run, with Ansible's implicit

@@ -128,16 +128,19 @@ def split_kv(text: str, free_form: str | None, known: Callable[[str], bool]) -> 
     return args
 
 
-_WORD = re.compile(r"""(?:[^\s"']+|"(?:\\.|[^"\\])*"|'[^']*')+""")
+_WORD = re.compile(r"""(?:\{\{.*?\}\}|\{%.*?%\}|"(?:\\.|[^"\\])*"|'[^']*'|\{(?![{%])|[^\s"'{])+""")
 
 
 def _split_keep_quotes(text: str) -> list[str]:
     """Words as a shell splits them, each kept as written (quotes included), so a free-form
-    command is passed on exactly as the user wrote it. ValueError for an unclosed quote."""
-    words = _WORD.findall(text)
+    command is passed on exactly as the user wrote it; a `{{ ... }}` stays in its word, spaces
+    and all, as Ansible's parse_kv keeps it. ValueError for an unclosed quote."""
+    outside = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", text, flags=re.S)
+    if "{{" in outside or "{%" in outside:
+        raise ValueError(f"template syntax error: a tag is not closed in {text!r}")
     if _WORD.sub("", text).strip():
         raise ValueError(f"unclosed quote in {text!r}")
-    return words
+    return _WORD.findall(text)
 
 
 def _unquote(value: str) -> str:

@@ -112,8 +112,17 @@ def _walk(
             used: set[str] = names_used(item.loop)
             for cond in item.when:
                 used |= names_used(cond, expression=True)
+            mine = set(local) | set(item.vars) | set(item.defaults) | set(item.params)
+            for cond in item.when:
+                mine |= names_tested_defined(cond)
             _check(
-                item.path, item.line, f"task {item.name!r}", used, hosts, known | local, registered
+                item.path,
+                item.line,
+                f"task {item.name!r}",
+                used,
+                hosts,
+                set(known) | mine,
+                registered,
             )
             inner = local | {item.loop_control.loop_var} if item.loop is not None else local
             _walk(item.items, hosts, known, registered, frozenset(inner))
@@ -135,6 +144,7 @@ def _task(
     if task.action == "assert":
         exprs += _that(args.pop("that"))
     used = names_used(args) | names_used(task.loop) | names_used(dict(task.environment))
+    used |= names_used(task.become_user)
     used |= names_used(dict(task.vars)) | names_used(dict(task.params))
     for cond in exprs:
         used |= names_used(cond, expression=True)

@@ -65,7 +65,7 @@ def select_hosts(inventory: Inventory, pattern: str, limit: str | None) -> list[
     return hosts
 
 
-SPECIAL_TAGS = frozenset({"always", "never"})
+SPECIAL_TAGS = frozenset({"always", "never", "all", "tagged", "untagged"})
 
 
 def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
@@ -73,7 +73,10 @@ def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
     a task runs when it has one of them, or `always` (and is not `never`)."""
     if "never" in task_tags:
         return bool(task_tags & wanted)
-    return not wanted or bool(task_tags & wanted) or "always" in task_tags
+    if not wanted or "always" in task_tags or task_tags & wanted or "all" in wanted:
+        return True
+    own = task_tags - {"always"}
+    return ("tagged" in wanted and bool(own)) or ("untagged" in wanted and not own)
 
 
 def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> list[list[Host]]:
@@ -120,10 +123,21 @@ def run_playbook(
     states = {name: HostState(h) for name, h in all_hosts.items()}
     for name in all_hosts:
         run.recap[name] = HostRecap()
+    # hostvars reads any inventory host, also one no play targets
+    everyone = {n: states.get(n) or HostState(h) for n, h in inventory.hosts.items()}
     with Connections(all_hosts.values()) as conns:
         for play, hosts in zip(playbook.plays, hosts_by_play, strict=True):
             runner = _PlayRunner(
-                play, hosts, playbook, inventory, options, reporter, conns, states, run
+                play,
+                hosts,
+                playbook,
+                inventory,
+                options,
+                reporter,
+                conns,
+                states,
+                run,
+                HostVars(everyone),
             )
             if not runner.run():
                 break
@@ -141,7 +155,9 @@ class _PlayRunner:
     conns: Connections
     states: dict[str, HostState]
     run_: PlaybookRun
+    hostvars: HostVars
     fatal: bool = False
+    end_play: bool = False
     batch_failed: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -162,7 +178,7 @@ class _PlayRunner:
                 active,
                 batch,
                 self.options.extra_vars,
-                HostVars(self.states),
+                self.hostvars,
                 self.playbook.base_dir,
                 self.inventory.path,
                 self.check,
@@ -171,14 +187,19 @@ class _PlayRunner:
             self.batch_failed = set()
             for name in batch:
                 self.states[name].ended = False
-                if self.play.become is not None:
-                    self.conns[name].become_default = self.play.become
+                # A play's become holds for this play only; else the inventory's.
+                become = self.play.become
+                self.conns[name].become_default = (
+                    become if become is not None else self.states[name].host.become
+                )
             self._gather(batch)
             failed = self.items(self.play.tasks, self._live(batch), False, {})
             for name in failed:
                 self.states[name].out = True
             if self.fatal:
                 return False
+            if self.end_play:
+                break
             if batch and all(self.states[n].out for n in batch) and self.play.serial:
                 break  # a whole batch failed: Ansible stops the play here
         return True
@@ -255,7 +276,7 @@ class _PlayRunner:
         per_host: dict[str, list[Any]] = {}
         failed: set[str] = set()
         for name in names:
-            scope = {**task_variables(self.states[name], None, self.ctx), **extra.get(name, {})}
+            scope = {**task_variables(self.states[name], inc, self.ctx), **extra.get(name, {})}
             try:
                 if not all(evaluate(c, scope) for c in inc.when):
                     continue
@@ -295,7 +316,7 @@ class _PlayRunner:
         if not handler and not self._selected(task.tags):
             return set()
         if task.action == "meta":
-            return self._meta(task, names)
+            return self._meta(task, names, extra)
         targets = names[:1] if task.run_once else names
         self.reporter.task_start(self.play, task.name, targets)
         step_options = StepOptions(self.check, self.options.diff)
@@ -334,13 +355,18 @@ class _PlayRunner:
                             ansible_failed_result=outcome.registered,
                         )
         self.reporter.task_done()
+        if not rescuable:  # a failure a rescue may still take is not a failed host yet
+            self._count_failed(failed, task.any_errors_fatal)
+        return failed
+
+    def _count_failed(self, failed: set[str], fatal: bool = False) -> None:
+        """`any_errors_fatal` and `max_fail_percentage`, on hosts that failed for good."""
         self.batch_failed |= failed
-        if failed and (task.any_errors_fatal or self.play.any_errors_fatal):
+        if failed and (fatal or self.play.any_errors_fatal):
             self.fatal = True
         limit = self.play.max_fail_percentage
         if limit is not None and len(self.batch_failed) * 100 > limit * len(self.ctx.batch):
             self.fatal = True
-        return failed
 
     def _result(
         self, task: Task, host: str, outcome: StepOutcome, rescuable: bool
@@ -380,20 +406,33 @@ class _PlayRunner:
             delegated=task.delegate_to,
         )
 
-    def _meta(self, task: Task, names: list[str]) -> set[str]:
+    def _meta(
+        self, task: Task, names: list[str], extra: Mapping[str, Mapping[str, Any]]
+    ) -> set[str]:
         what = task.args["_raw"]
         if what == "flush_handlers":
             self._flush(names)
-        elif what in ("end_host", "end_play"):
+            return set()
+        failed: set[str] = set()
+        if what in ("end_host", "end_play"):
             for name in names:
-                scope = task_variables(self.states[name], task, self.ctx)
-                if all(evaluate(c, scope) for c in task.when):
-                    if what == "end_play":
-                        for other in self.ctx.batch:
-                            self.states[other].ended = True
-                        break
+                scope = {**task_variables(self.states[name], task, self.ctx), **extra.get(name, {})}
+                try:
+                    ends = all(evaluate(c, scope) for c in task.when)
+                except LabctlError as exc:
+                    self._record(
+                        TaskHostResult(self.play.name, task.name, name, "failed", msg=str(exc))
+                    )
+                    failed.add(name)
+                    continue
+                if ends and what == "end_play":
+                    for other in self.ctx.batch:
+                        self.states[other].ended = True
+                    self.end_play = True
+                    break
+                if ends:
                     self.states[name].ended = True
-        return set()
+        return failed
 
     def _flush(self, names: list[str]) -> None:
         for handler in self.play.handlers:

@@ -22,7 +22,7 @@ from labctl.play.connection import TaskConnection
 from labctl.play.control import run_control
 from labctl.play.model import Task
 from labctl.remote import HostConnection
-from labctl.templating import OMIT, evaluate, render_value, without_omitted
+from labctl.templating import OMIT, TemplateError, evaluate, render_value, without_omitted
 
 # Commands run for their effect: in check mode Ansible does not run them and reports them
 # unchanged, with empty output (ansible-core 2.17's command module).
@@ -47,7 +47,6 @@ class StepOutcome:
     results: list[ActionResult] = field(default_factory=list)
     registered: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # from set_fact
-    skipped_all: bool = False
 
 
 def run_step(
@@ -60,32 +59,17 @@ def run_step(
     check = task.check_mode if task.check_mode is not None else options.check
     variables = {**variables, "ansible_check_mode": check}
     outcome = StepOutcome()
-    if task.action not in ("debug", "set_fact", "assert", "fail"):
-        conn = _task_connection(conn, task, variables)
-        # Connect first: a plan that reads nothing (`command` in check mode) must not call an
-        # unreachable host "changed".
-        conn.open()
+    per_item: list[dict[str, Any]] = []
+    lazy = _LazyConnection(conn, task)
     try:
-        if task.loop is None:
-            items: list[Any] = [None]
-        else:
-            items = render_value(task.loop, variables)
-            if not isinstance(items, list):
-                raise LabctlError(f"loop must give a list, not {type(items).__name__}")
-        per_item: list[dict[str, Any]] = []
+        items = _loop_items(task, variables)
         for index in range(len(items)):
             scope = variables if task.loop is None else _item_scope(task, variables, items, index)
             falsy = next((c for c in task.when if not evaluate(c, scope)), None)
             if falsy is not None:
-                result = ActionResult(skipped=True, msg=f"condition false: {falsy}")
-                registered = {
-                    "changed": False,
-                    "skipped": True,
-                    "skip_reason": "Conditional result was False",
-                    "false_condition": falsy,
-                }
+                result, registered = _skipped(falsy)
             else:
-                result, registered = _attempts(conn, task, scope, check, options.diff, progress)
+                result, registered = _attempts(lazy, task, scope, check, options.diff, progress)
                 if task.action == "set_fact" and not result.failed:
                     outcome.facts.update(result.output.get("ansible_facts", {}))
             if task.loop is not None:
@@ -94,16 +78,73 @@ def run_step(
             per_item.append(registered)
             if task.loop_control.pause and index + 1 < len(items):
                 time.sleep(task.loop_control.pause)
+    except _WhenFalse as skip:
+        result, registered = _skipped(skip.condition)
+        outcome.results.append(result)
+        per_item = [registered]
     except HostUnreachable:
         raise
     except (LabctlError, ValueError, OSError) as exc:
         failed = ActionResult(failed=True, msg=str(exc))
         outcome.results.append(failed)
-        per_item = [*locals().get("per_item", []), _registered(failed)]
-        if task.loop is None:
-            per_item = per_item[-1:]
+        per_item = (
+            per_item + [_registered(failed)] if task.loop is not None else [_registered(failed)]
+        )
     outcome.registered = _summary(task, outcome.results, per_item)
     return outcome
+
+
+class _WhenFalse(Exception):
+    def __init__(self, condition: str) -> None:
+        self.condition = condition
+
+
+def _skipped(condition: str) -> tuple[ActionResult, dict[str, Any]]:
+    return ActionResult(skipped=True, msg=f"condition false: {condition}"), {
+        "changed": False,
+        "skipped": True,
+        "skip_reason": "Conditional result was False",
+        "false_condition": condition,
+    }
+
+
+def _loop_items(task: Task, variables: Mapping[str, Any]) -> list[Any]:
+    """The loop's items. A loop that cannot be rendered under a `when` that is false without
+    the item (`loop: "{{ pkgs }}"` with `when: pkgs is defined`) skips the task, as Ansible's."""
+    if task.loop is None:
+        return [None]
+    try:
+        items = render_value(task.loop, variables)
+    except TemplateError:
+        for cond in task.when:
+            try:
+                if not evaluate(cond, variables):
+                    raise _WhenFalse(cond) from None
+            except TemplateError:
+                continue  # reads the item: cannot tell without it
+        raise
+    if not isinstance(items, list):
+        raise LabctlError(f"loop must give a list, not {type(items).__name__}")
+    if task.loop_flatten:  # with_items flattens one level, also a rendered list
+        items = [x for item in items for x in (item if isinstance(item, list) else [item])]
+    return items
+
+
+class _LazyConnection:
+    """The task's connection, made when the first item runs: a task skipped by `when` renders
+    no `environment` or `become_user` and connects nowhere, as in Ansible."""
+
+    def __init__(self, conn: HostConnection, task: Task) -> None:
+        self.base, self.task = conn, task
+        self.made: HostConnection | None = None
+
+    def get(self, variables: Mapping[str, Any]) -> HostConnection:
+        if self.made is None:
+            self.made = _task_connection(self.base, self.task, variables)
+            # Connect first: a plan that reads nothing must not call an unreachable host
+            # "changed".
+            self.made.open()
+        return self.made
 
 
 def _task_connection(
@@ -116,11 +157,11 @@ def _task_connection(
         for k, v in without_omitted(render_value(dict(task.environment), variables)).items()
     }
     become = task.become if task.become is not None else conn.become_default
-    user = task.become_user if (task.become_user and (become or conn.host.user == "root")) else None
-    if user == "root" and conn.host.user == "root":
-        user = None
-    if environment or user:
-        return TaskConnection(conn, environment, user)
+    user = None
+    if task.become_user and become:
+        user = str(render_value(task.become_user, variables))
+    if environment or user or (become and isinstance(conn, LocalConnection)):
+        return TaskConnection(conn, environment, user, become=become)
     return conn
 
 
@@ -163,7 +204,7 @@ def _loop_keys(
 
 
 def _attempts(
-    conn: HostConnection,
+    conn: _LazyConnection,
     task: Task,
     scope: dict[str, Any],
     check: bool,
@@ -198,7 +239,7 @@ def _attempts(
 
 
 def _once(
-    conn: HostConnection,
+    lazy: _LazyConnection,
     task: Task,
     scope: dict[str, Any],
     check: bool,
@@ -210,11 +251,15 @@ def _once(
     if check and task.action in _NO_CHECK_MODE:
         return ActionResult(skipped=True, msg=f"{task.action} does not run in check mode")
     raw = without_omitted(render_value(dict(task.args), {**scope, "omit": OMIT}))
-    ctx = TaskContext(conn, scope, _base_dir(task), diff, progress, task.search_dirs)
+    ctx = TaskContext(lazy.get(scope), scope, _base_dir(task), diff, progress, task.search_dirs)
     result = run_action(ACTIONS[task.action](), ctx, raw, check=check)
     if check and task.action in _COMMANDS and result.changed and not result.failed:
-        # What Ansible's command module returns in check mode: not run, so no output.
+        # What Ansible's command module returns in check mode: not run, rc 0, no output;
+        # skipped unless `creates`/`removes` was given (then "changed", as there).
+        guarded = bool(raw.get("creates") or raw.get("removes"))
         return ActionResult(
+            changed=guarded,
+            skipped=not guarded,
             msg="Command would have run if not in check mode",
             changes=result.changes,
             output={"rc": 0, "stdout": "", "stderr": "", "stdout_lines": [], "stderr_lines": []},
@@ -275,8 +320,3 @@ def _summary(
     if failed:
         out["failed"] = True
     return out
-
-
-def censored(task: Task, value: Any) -> Any:
-    """What is shown of a `no_log` task's result."""
-    return NO_LOG if task.no_log else value

@@ -17,82 +17,12 @@ from labctl.actions.base import ArgsError, arg_fields, build_args, check_arg_nam
 from labctl.errors import InputError
 from labctl.paths import PROJECT_DIR
 from labctl.play.control import check_control_args
+from labctl.play.keywords import BLOCK_KEYS, TASK_KEYS, UNSUPPORTED_KEYS
 from labctl.play.model import Block, Include, Item, LoopControl, Task, walk_tasks
 from labctl.play.modules import CONTROL, short_name, split_kv, translate
 from labctl.templating import TemplateError, is_templated, names_used
 from labctl.yamlfile import LineMap, line_of, load_yaml
 
-TASK_KEYS = {
-    "name",
-    "when",
-    "register",
-    "loop",
-    "with_items",
-    "loop_control",
-    "tags",
-    "ignore_errors",
-    "changed_when",
-    "failed_when",
-    "until",
-    "retries",
-    "delay",
-    "notify",
-    "listen",
-    "delegate_to",
-    "run_once",
-    "environment",
-    "become",
-    "become_user",
-    "no_log",
-    "check_mode",
-    "vars",
-    "args",
-    "any_errors_fatal",
-}
-# Ansible task keywords labctl does not run: named as such, not as unknown modules.
-UNSUPPORTED_KEYS = {
-    "async",
-    "poll",
-    "throttle",
-    "timeout",
-    "delegate_facts",
-    "local_action",
-    "connection",
-    "remote_user",
-    "port",
-    "debugger",
-    "collections",
-    "module_defaults",
-    "diff",
-    "with_dict",
-    "with_fileglob",
-    "with_together",
-    "with_nested",
-    "with_subelements",
-    "with_sequence",
-    "with_first_found",
-    "with_lines",
-    "become_method",
-    "become_flags",
-}
-BLOCK_KEYS = {
-    "name",
-    "block",
-    "rescue",
-    "always",
-    "when",
-    "tags",
-    "become",
-    "become_user",
-    "vars",
-    "ignore_errors",
-    "environment",
-    "no_log",
-    "check_mode",
-    "delegate_to",
-    "run_once",
-    "any_errors_fatal",
-}
 _IMPORTS = {"import_tasks", "include_tasks"}
 
 
@@ -296,9 +226,12 @@ class TaskReader:
             raise self.fail(path, line_of(raw, key), f"{key}: {target!r} includes itself", name)
         loop = self._loop(raw, path, name)
         when = self.conditions(raw, "when", path, name) or ()
-        inner_raw = raw.subset(lambda k: k not in ("when", "loop"))
-        inner = self.scope(scope, inner_raw, path, name)
         static = short_name(key) == "import_tasks" and loop is None
+        # An import's tags go to every imported task; an include's stay on the include
+        # (Ansible's: its tasks are selected by their own tags).
+        drop = ("when", "loop") if static else ("when", "loop", "tags")
+        inner = self.scope(scope, raw.subset(lambda k: k not in drop), path, name)
+        own_tags = inner.tags | frozenset(self.strings(raw, "tags", path, name))
         if static:  # the import's `when` is every imported task's own, like Ansible's
             inner = replace(inner, when=inner.when + when)
         doc = load_yaml(found)
@@ -307,7 +240,19 @@ class TaskReader:
         if static:
             return Block(name, items, (), (), path, raw.line)
         control = self._loop_control(raw, path, name)
-        return Include(name, items, loop, control, when, path, raw.line, inner.tags)
+        return Include(
+            name,
+            items,
+            loop,
+            control,
+            when,
+            path,
+            raw.line,
+            own_tags,
+            vars=inner.vars,
+            defaults=inner.defaults,
+            params=inner.params,
+        )
 
     def _find_tasks_file(self, target: str, path: str, scope: Scope) -> Path | None:
         dirs = [Path(path).resolve().parent]
@@ -322,14 +267,7 @@ class TaskReader:
                 path, line_of(raw, "with_items"), "loop and with_items both given", name
             )
         if "with_items" in raw:
-            value = raw["with_items"]
-            # with_items flattens one level, as Ansible does.
-            if isinstance(value, list):
-                flat: list[Any] = []
-                for v in value:
-                    flat += v if isinstance(v, list) else [v]
-                return flat
-            return value
+            return raw["with_items"]  # flattened one level once rendered (step.py)
         return raw.get("loop")
 
     def _loop_control(self, raw: LineMap, path: str, name: str) -> LoopControl:
@@ -399,6 +337,7 @@ class TaskReader:
             when=when,
             register=register,
             loop=self._loop(raw, path, name),
+            loop_flatten="with_items" in raw,
             loop_control=self._loop_control(raw, path, name),
             tags=inner.tags,
             ignore_errors=bool(inner.ignore_errors),
@@ -455,7 +394,12 @@ class TaskReader:
                 value = split_kv(
                     value,
                     kind.free_form,
-                    lambda k: k in fields and k not in ("argv", kind.free_form),
+                    # Without a free form every word is key=value (a wrong key is refused
+                    # below, by name); with one, only the module's own keys are taken out.
+                    lambda k: (
+                        kind.free_form is None
+                        or (k in fields and k not in ("argv", kind.free_form))
+                    ),
                 )
             elif value is None:
                 value = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from labctl.facts.host import HostFacts
 from labctl.inventory import Host
-from labctl.play.model import Play, Task
+from labctl.play.model import Include, Play, Task
 from labctl.templating import TemplateError, is_templated, names_used, render_value
 
 
@@ -96,13 +96,15 @@ class HostVars(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         state = self._states[name]
-        return {
+        values = {
             **state.host.vars,
             "inventory_hostname": name,
             "facts": state.facts.to_dict() if state.facts else {},
             **ansible_fact_vars(state.facts),
             **state.registered,
         }
+        resolve(values, set(state.host.vars) - set(state.registered))
+        return values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._states)
@@ -127,7 +129,9 @@ class PlayContext:
     tags: frozenset[str]
 
 
-def task_variables(state: HostState, task: Task | None, ctx: PlayContext) -> dict[str, Any]:
+def task_variables(
+    state: HostState, task: Task | Include | None, ctx: PlayContext
+) -> dict[str, Any]:
     """Every layer merged by precedence, then the templated values rendered against the
     result. Facts and registered results are never templated (a command's output holding
     `{{` stays text), as in Ansible."""

@@ -167,3 +167,49 @@ def test_handlers_flush_imported_plays_tags_and_extra_var_files(
     assert rc == 0, err
     log = lab.host("srv1").run(["cat", f"{shared}/log"]).stdout.splitlines()
     assert log == ["after", "always hi there"]
+
+
+def test_loops_includes_rescues_and_end_play(
+    lab: NamespaceLab, tmp_path: Path, shared: str
+) -> None:
+    role = tmp_path / "roles" / "users" / "tasks"
+    role.mkdir(parents=True)
+    (tmp_path / "roles" / "users" / "defaults").mkdir()
+    (tmp_path / "roles" / "users" / "defaults" / "main.yml").write_text("people: [ann, bob]\n")
+    (role / "main.yml").write_text("- include_tasks: one.yml\n  loop: '{{ people }}'\n")
+    (role / "one.yml").write_text(
+        f"- shell: echo 'user {{{{ item }}}} on {{{{ inventory_hostname }}}}' >> {shared}/log\n"
+    )
+    book = write(
+        tmp_path,
+        "more.yml",
+        f"""\
+        - hosts: all
+          gather_facts: false
+          serial: 1
+          max_fail_percentage: 0
+          roles: [users]
+          tasks:
+            - name: a loop over what only some hosts define
+              shell: echo "pkg {{{{ item }}}}" >> {shared}/log
+              with_items: "{{{{ extra_pkgs }}}}"
+              when: extra_pkgs is defined
+            - name: rescued, so not a failed host
+              block:
+                - command: "false"
+              rescue:
+                - shell: echo "rescued {{{{ inventory_hostname }}}}" >> {shared}/log
+            - name: the whole play ends here, later batches too
+              meta: end_play
+            - name: never
+              shell: echo never >> {shared}/log
+        """,
+    )
+    rc, doc, err = play(lab, book)
+    assert rc == 0, err
+    log = lab.host("srv1").run(["cat", f"{shared}/log"]).stdout.splitlines()
+    assert log == ["user ann on srv1", "user bob on srv1", "rescued srv1"]
+    assert results(doc, "a loop over what only some hosts define")["srv1"]["status"] == "skipped"
+    assert doc["recap"]["srv1"]["rescued"] == 1 and doc["recap"]["srv1"]["failed"] == 0
+    assert set(doc["recap"]) == {"srv1", "cli1", "cli2"}
+    assert not [r for r in doc["results"] if r["host"] != "srv1"]

@@ -69,6 +69,27 @@ def test_one_line_key_value_arguments() -> None:
         split_kv("path=/x directory", None, lambda k: True)
 
 
+def test_key_value_form_takes_ansibles_argument_names(tmp_path: Path) -> None:
+    book = write(
+        tmp_path,
+        {
+            "site.yml": "- hosts: all\n  tasks:\n    - apt: name=gcc state=installed\n"
+            "    - lineinfile: dest=/etc/x line=y\n    - command: ls chdir=/tmp\n"
+        },
+    )
+    apt, line, cmd = tasks_of(book)
+    assert (apt.action, dict(apt.args)) == ("packages", {"names": "gcc", "state": "present"})
+    assert (line.action, dict(line.args)) == ("lineinfile", {"path": "/etc/x", "line": "y"})
+    assert cmd.args["chdir"] == "/tmp" and cmd.args["argv"] == ["ls"]
+    bad = write(
+        tmp_path / "bad", {"site.yml": "- hosts: all\n  tasks:\n    - apt: name=gcc state=latest\n"}
+    )
+    with pytest.raises(
+        InputError, match=r"site.yml:3: task 'apt': .*state must be present or absent"
+    ):
+        load_playbook(bad)
+
+
 def test_blocks_roles_and_imports_fold_their_keywords_into_each_task(tmp_path: Path) -> None:
     book = write(
         tmp_path,
@@ -272,3 +293,43 @@ def test_serial_batches_like_ansible() -> None:
     assert batches(names, (1, 3)) == [names[:1], names[1:4], names[4:7]]
     assert batches(names, ("50%",)) == [names[:3], names[3:6], names[6:]]
     assert batches([], (2,)) == []
+
+
+def test_tags_all_tagged_and_untagged_as_ansible() -> None:
+    from labctl.play.run import task_selected
+
+    tagged, untagged = frozenset({"x"}), frozenset()
+    assert task_selected(tagged, frozenset({"all"})) and task_selected(untagged, frozenset({"all"}))
+    assert task_selected(tagged, frozenset({"tagged"}))
+    assert not task_selected(untagged, frozenset({"tagged"}))
+    assert task_selected(untagged, frozenset({"untagged"}))
+    assert not task_selected(tagged, frozenset({"untagged"}))
+    assert not task_selected(frozenset({"never"}), frozenset({"all"}))
+
+
+def test_key_value_keeps_a_template_whole() -> None:
+    assert split_kv("./run.sh chdir={{ app_dir }}", "cmd", lambda k: k == "chdir") == {
+        "chdir": "{{ app_dir }}",
+        "cmd": "./run.sh",
+    }
+    assert split_kv('msg={{ x | default("a b") }}', None, lambda k: True) == {
+        "msg": '{{ x | default("a b") }}'
+    }
+
+
+def test_include_tasks_sees_its_roles_defaults_and_keeps_its_tags(tmp_path: Path) -> None:
+    book = write(
+        tmp_path,
+        {
+            "site.yml": "- hosts: all\n  roles: [r]\n",
+            "roles/r/defaults/main.yml": "people: [a]\n",
+            "roles/r/tasks/main.yml": "- include_tasks: one.yml\n  loop: '{{ people }}'\n"
+            "  tags: [inc]\n",
+            "roles/r/tasks/one.yml": "- debug: {msg: '{{ item }}'}\n",
+        },
+    )
+    playbook = load_playbook(book)
+    prepare(playbook, parse_inventory(INVENTORY), RunOptions())  # `people` is defined
+    (include,) = playbook.plays[0].tasks
+    assert isinstance(include, Include) and include.tags == {"inc"}
+    assert include.items[0].tags == frozenset()  # type: ignore[union-attr]

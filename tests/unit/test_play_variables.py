@@ -28,7 +28,6 @@ def context(play_vars: dict, extra: dict | None = None) -> tuple[HostState, Play
         hosts="all",
         vars=play_vars,
         become=None,
-        become_user=None,
         gather_facts=False,
         any_errors_fatal=False,
         tasks=(),

@@ -384,3 +384,13 @@ def test_with_a_real_inventory_only_what_it_sets_is_explicit(tmp_path: Path) -> 
     assert (alias.address, alias.user, alias.port) == ("alias1", "from-config", 2200)
     pinned = resolve(inventory.host("10.9.0.9"), NO_AGENT)
     assert (pinned.user, pinned.port) == ("admin", 22)
+
+
+def test_a_host_built_with_a_port_and_user_keeps_them_over_the_config(tmp_path: Path) -> None:
+    """The VM lab checks a VM after boot with a Host it builds itself (no variables)."""
+    ssh_vars = config(tmp_path, "Host 127.0.0.1\n  Port 2200\n  User admin\n")
+    host = make_host("srv1", address="127.0.0.1", port=10031, user="lab", vars=ssh_vars)
+    endpoint = resolve(host, NO_AGENT)
+    assert (endpoint.port, endpoint.user) == (10031, "lab")
+    default = resolve(make_host("srv1", address="127.0.0.1", vars=ssh_vars), NO_AGENT)
+    assert (default.port, default.user) == (2200, "admin")
