@@ -13,6 +13,8 @@ from labctl.actions.base import ActionResult
 from labctl.play.modules import split_kv
 from labctl.templating import TemplateError, evaluate, names_used, render_value
 
+# The control tasks that run here, on a host's variables (meta and includes are the runner's).
+ON_CONTROLLER = frozenset({"debug", "set_fact", "assert", "fail"})
 META = frozenset({"flush_handlers", "noop", "end_play", "end_host"})
 _ARGS = {
     "debug": {"msg", "var", "verbosity"},

@@ -19,7 +19,7 @@ from labctl.actions.base import ActionResult, TaskContext, run_action
 from labctl.errors import HostUnreachable, LabctlError
 from labctl.localhost import LocalConnection
 from labctl.play.connection import TaskConnection
-from labctl.play.control import run_control
+from labctl.play.control import ON_CONTROLLER, run_control
 from labctl.play.model import Task
 from labctl.remote import HostConnection
 from labctl.templating import OMIT, TemplateError, evaluate, render_value, without_omitted
@@ -73,7 +73,7 @@ def run_step(
                 if task.action == "set_fact" and not result.failed:
                     outcome.facts.update(result.output.get("ansible_facts", {}))
             if task.loop is not None:
-                registered = {**registered, **_loop_keys(task, items, index, scope)}
+                registered = {**registered, **_loop_keys(task, scope)}
             outcome.results.append(result)
             per_item.append(registered)
             if task.loop_control.pause and index + 1 < len(items):
@@ -186,21 +186,21 @@ def _item_scope(
     return scope
 
 
-def _loop_keys(
-    task: Task, items: list[Any], index: int, scope: Mapping[str, Any]
-) -> dict[str, Any]:
+def _loop_keys(task: Task, scope: Mapping[str, Any]) -> dict[str, Any]:
+    """What a loop item's result carries of its scope (`_item_scope` made them)."""
     control = task.loop_control
-    keys: dict[str, Any] = {
-        control.loop_var: items[index],
-        "ansible_loop_var": control.loop_var,
-    }
-    if control.index_var:
-        keys[control.index_var] = index
+    names = [control.loop_var, "ansible_loop_var", control.index_var]
+    keys = {n: scope[n] for n in names if n is not None}
     if control.extended:
         keys["ansible_loop"] = scope["ansible_loop"]
     if control.label is not None:
         keys["_ansible_item_label"] = render_value(control.label, scope)
     return keys
+
+
+def _bound(task: Task, scope: dict[str, Any], registered: dict[str, Any]) -> dict[str, Any]:
+    """`scope` with the task's own result under its `register` name, for until/*_when."""
+    return {**scope, task.register: registered} if task.register else scope
 
 
 def _attempts(
@@ -223,7 +223,7 @@ def _attempts(
         result, registered = _conditions(task, scope, result, registered)
         if attempts == 1:
             break
-        bound = {**scope, task.register: registered} if task.register else scope
+        bound = _bound(task, scope, registered)
         until = task.until or ("not " + repr(bool(registered.get("failed"))),)
         if all(evaluate(c, bound) for c in until):
             break
@@ -246,7 +246,7 @@ def _once(
     diff: bool,
     progress: Callable[[str], None] | None,
 ) -> ActionResult:
-    if task.action in ("debug", "set_fact", "assert", "fail"):
+    if task.action in ON_CONTROLLER:
         return run_control(task.action, task.args, scope)
     if check and task.action in _NO_CHECK_MODE:
         return ActionResult(skipped=True, msg=f"{task.action} does not run in check mode")
@@ -278,12 +278,12 @@ def _conditions(
     for a skipped result, as Ansible)."""
     if result.skipped or (task.changed_when is None and task.failed_when is None):
         return result, registered
-    bound = {**scope, task.register: registered} if task.register else scope
+    bound = _bound(task, scope, registered)
     if task.changed_when is not None:
         changed = all(evaluate(c, bound) for c in task.changed_when)
         registered = {**registered, "changed": changed}
         result = replace(result, changed=changed)
-        bound = {**scope, task.register: registered} if task.register else scope
+        bound = _bound(task, scope, registered)
     if task.failed_when is not None:
         failed = all(evaluate(c, bound) for c in task.failed_when)
         registered = {**registered, "failed": failed, "failed_when_result": failed}
