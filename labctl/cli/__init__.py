@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from invoke import Collection, Exit, ParseError, Program
 
 from labctl import __version__
-from labctl.cli import experiment, hosts, inventory, lab, nightly, play, results
+from labctl.cli import experiment, hosts, inventory, lab, nightly, play, report, results
 from labctl.errors import LabctlError
 from labctl.experiments import registry
 from labctl.paths import EXIT_FAILED
@@ -56,7 +56,7 @@ def namespace() -> Collection:
     ns.add_collection(experiment.collection())
     ns.add_task(experiment.restore)
     ns.add_task(nightly.nightly)
-    ns.add_task(results.report)
+    ns.add_task(report.report)
     ns.add_collection(results.collection())
     ns.add_collection(hosts.collection())
     return ns

@@ -1,4 +1,4 @@
-"""`labctl results.list/show/compare/export` and `labctl report RUN`: the stored runs."""
+"""`labctl results.list/show/compare/export/accept`: the stored runs."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from labctl.errors import InputError, LabctlError
 from labctl.experiments import registry, spec_of
 from labctl.paths import DEFAULT_STORE
 from labctl.results.export import export_run
-from labctl.results.history import compare_pair, compare_run
-from labctl.results.regress import Rule, overall
+from labctl.results.history import compare_pair
+from labctl.results.regress import Rule
 from labctl.results.store import ResultsStore
-from labctl.views.html import NightlyReport, write_html
 from labctl.views.verdicts import verdict_table
 
 STORE_HELP = f"results database (default: {DEFAULT_STORE})"
@@ -145,48 +144,6 @@ def results_export(
             raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from exc
     else:
         sys.stdout.write(text)
-
-
-@task(
-    help={
-        "store": STORE_HELP,
-        "html": "where to write the page (default: run-<RUN>.html beside the store)",
-        "history": f"compare with the last N comparable runs (default {Rule().history})",
-        "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
-    }
-)
-@errors_as_exit
-def report(
-    c: Context,
-    run: str,
-    store: str = DEFAULT_STORE,
-    html: str | None = None,
-    history: int = Rule().history,
-    threshold: float = Rule().threshold,
-) -> None:
-    """Write one run's HTML report: summary, plots, trends against its history, provenance."""
-    run_id = _run_id(run)
-    with ResultsStore(store, create=False) as db:
-        spec = spec_of(db.run(run_id).experiment)
-        rule = Rule(history=int(history), threshold=float(threshold))
-        problem = rule.check()
-        if problem:
-            raise InputError(problem)
-        comparison = compare_run(db, run_id, spec, rule=rule)
-        r = comparison.run
-        status = "failed" if r.status != "finished" else overall(comparison.verdicts)
-        page = NightlyReport(
-            title=f"labctl run {r.id}: {r.experiment}",
-            started=r.started,
-            finished=r.finished,
-            status=status,
-            sections=[comparison],
-            notes=[f"run {r.status}: {r.note}"] if r.note else [],
-        )
-        path = write_html(page, Path(html) if html else Path(store).parent / f"run-{r.id}.html")
-    con = console()
-    con.print(verdict_table(f"run {r.id}: {comparison.history_note}", comparison.verdicts))
-    con.print(f"report: {path}")
 
 
 def collection() -> Collection:
