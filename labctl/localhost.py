@@ -24,6 +24,8 @@ from labctl.remote import (
     HostConnection,
     command_summary,
     command_text,
+    log_command,
+    log_result,
 )
 
 
@@ -51,6 +53,7 @@ class LocalConnection(HostConnection):
         become: bool | None = None,
     ) -> CommandResult:
         text = command_text(command)
+        log_command(self.host.name, text)
         started = time.monotonic()
         proc = subprocess.Popen(
             ["sh", "-c", text],
@@ -72,6 +75,7 @@ class LocalConnection(HostConnection):
         result = CommandResult(
             self.host.name, text, proc.returncode, out, err, time.monotonic() - started
         )
+        log_result(result)
         if check and not result.ok:
             raise CommandFailed(result)
         return result

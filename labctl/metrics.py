@@ -58,13 +58,16 @@ class TrialKind:
 
 @dataclass(frozen=True)
 class PlotSpec:
-    """The experiment's main plot: each metric of `y` (a panel each) of `kind`'s trials
-    against the param `x`, one line per value of the param `series`."""
+    """The experiment's main plot, as data (a suite's own experiment may declare one): each
+    metric of `y` (a panel each) of `kind`'s trials against the param `x`, one line per value
+    of the param `series`; `x_label` names the x axis with its unit ("packet size (bytes)"),
+    `x` itself when empty. The report puts it first, under the headline."""
 
     kind: str
     x: str
     y: tuple[str, ...]
     series: str | None = None
+    x_label: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The checkout: playbooks/, workloads/, fixtures/, hosts/ are found from here.
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+# labctl's own data: playbooks/, workloads/, fixtures/, templates/, hosts/ (and roles/, if
+# any), side by side, because provision.yml names ../workloads and ../fixtures from its own
+# directory. Run from a checkout (an editable install, the tests), they are the checkout's
+# top-level directories; installed from a wheel or sdist, the copies pyproject.toml ships
+# inside the package, labctl/data/ (docs/install.md). Every user finds them through here.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _project_dir() -> Path:
+    checkout = _PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "playbooks").is_dir():
+        return checkout
+    return _PACKAGE_DIR / "data"
+
+
+PROJECT_DIR = _project_dir()
 PLAYBOOKS = PROJECT_DIR / "playbooks"
 PROVISION_PLAYBOOK = PLAYBOOKS / "provision.yml"
+ROLES = PROJECT_DIR / "roles"  # a role a playbook names is looked for here last
 # The project's own templates (the nightly HTML report); a playbook's `template` tasks look
 # here last, after their role's and their playbook's templates/ (docs/playbooks.md).
 TEMPLATES = PROJECT_DIR / "templates"
-DEFAULT_SUITE = "playbooks/nightly.yml"  # relative: the working directory's, else the checkout's
-DEFAULT_STORE = "results/labctl.db"  # relative to the working directory
+DEFAULT_SUITE = "playbooks/nightly.yml"  # relative: the working directory's, else PROJECT_DIR's
 LOCAL_INVENTORY = PROJECT_DIR / "hosts" / "local.yml"
 
 # On a lab host: everything labctl makes there is under HOST_DIR

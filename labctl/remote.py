@@ -10,6 +10,7 @@ and no join timeout, so it is not used).
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -26,6 +27,9 @@ from invoke.exceptions import CommandTimedOut
 from labctl.errors import CommandTimeout, HostUnreachable, LabctlError
 from labctl.inventory import Host
 from labctl.ssh_options import SshEndpoint, resolve
+
+# Every command and its outcome, for -v/-vv (labctl/views/verbose.py shows them).
+log = logging.getLogger("labctl.remote")
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
@@ -170,6 +174,20 @@ def _connection(endpoint: SshEndpoint, known_hosts: str, connect_timeout: float)
     return conn
 
 
+def log_command(host: str, text: str) -> None:
+    log.info("%s $ %s", host, text)
+
+
+def log_result(result: CommandResult) -> None:
+    """The exit status and output of a command, for -vv (built only when shown)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    lines = [f"{result.host} rc={result.exit_status} in {result.duration:.2f} s"]
+    for name, text in (("out", result.stdout), ("err", result.stderr)):
+        lines += [f"{result.host} {name}| {line}" for line in text.splitlines()]
+    log.debug("\n".join(lines))
+
+
 class HostConnection:
     """One persistent SSH connection to one inventory host (through its jump hosts, if any).
 
@@ -244,6 +262,7 @@ class HostConnection:
         if (self.become_default if become is None else become) and self.user != "root":
             wire = "sudo -n -- sh -c " + quote(wire)
         self.open()
+        log_command(self.host.name, text)
         started = time.monotonic()
 
         def timed_out(stdout: str, stderr: str) -> CommandTimeout:
@@ -289,6 +308,7 @@ class HostConnection:
             stderr=res.stderr,
             duration=time.monotonic() - started,
         )
+        log_result(result)
         if check and not result.ok:
             raise CommandFailed(result)
         return result

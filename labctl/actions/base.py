@@ -48,6 +48,9 @@ class Run:
 
     command: Command
     timeout: float | None = DEFAULT_COMMAND_TIMEOUT
+    # A long step's name, told to the user while it runs (`ctx.say`): "apt-get install gcc".
+    # Not part of what the step is: plans that differ only in it are equal.
+    label: str = field(default="", compare=False)
 
     def describe(self) -> str:
         return command_text(self.command)
@@ -133,10 +136,17 @@ class TaskContext:
     vars: Mapping[str, Any]
     base_dir: Path  # the playbook's directory (or the task's role's)
     want_diff: bool = False
-    progress: Callable[[str], None] | None = None  # a long step's current state, for the user
+    # What a long action is doing now ("netmap make on srv1 (2 of 3)"), told to whoever
+    # shows the run: a plain callable here; views/ decide how it looks (`say`).
+    progress: Callable[[str], None] | None = None
     # Where templates/ and files/ are looked up, in order: the task's role, its playbook's
     # directory, the project's top level (docs/playbooks.md).
     search_dirs: tuple[Path, ...] = ()
+
+    def say(self, text: str) -> None:
+        """Tell the user what this long action is doing now (its current sub-step)."""
+        if self.progress is not None:
+            self.progress(text)
 
     def find_file(self, kind: str, name: str) -> Path:
         """A controller file a task names (`kind` is "templates" or "files"): an absolute
@@ -183,6 +193,8 @@ class Action(ABC):
             if isinstance(step, Upload):
                 upload(ctx.conn, step)
             else:
+                if step.label:
+                    ctx.say(step.label)
                 last = ctx.conn.run(step.command, timeout=step.timeout)
                 if not last.ok:
                     return step_failed(plan, last, {**plan.output, **result_output(last)})

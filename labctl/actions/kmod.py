@@ -147,7 +147,8 @@ class KmodAction(Action):
             why_not = self._controller_can_build(ctx, args, probe)
             if why_not is None:
                 plan.controller_src = _controller_path(ctx, args)
-                plan.add("controller", Run(ShellScript(prepare_script(entry))))
+                label = f"building {args.name}.ko for {rel} on the controller"
+                plan.add("controller", Run(ShellScript(prepare_script(entry)), label=label))
                 plan.add("store", Run(ShellScript(store_script(args, entry, probe.kernel_dir))))
                 plan.changes.append(
                     f"build {args.name}.ko for {rel} on the controller and install it "
@@ -159,9 +160,9 @@ class KmodAction(Action):
                     f"{host}: kmod {args.name}: cannot build on the controller: {why_not}"
                 )
             plan.changes.append(f"not built on the controller: {why_not}")
-        plan.add(
-            "build", Run(ShellScript(build_script(args, entry, probe.kernel_dir)), BUILD_TIMEOUT)
-        )
+        script = ShellScript(build_script(args, entry, probe.kernel_dir))
+        label = f"make {args.name}.ko for {rel}"
+        plan.add("build", Run(script, BUILD_TIMEOUT, label=label))
         plan.add("store", Run(ShellScript(store_script(args, entry, probe.kernel_dir))))
         flags = f" with {shlex.join(args.make_args)}" if args.make_args else ""
         plan.changes.append(
@@ -228,6 +229,8 @@ class KmodAction(Action):
         output: dict[str, Any] = dict(plan.output)
         for role, step in zip(plan.roles, plan.steps, strict=True):
             assert isinstance(step, Run)
+            if step.label:
+                ctx.say(step.label)
             if role == "controller":
                 res = self._install_from_controller(ctx, args, plan, step, output)
             else:

@@ -403,7 +403,7 @@ class NetmapAction(Action):
                     if builder == "controller"
                     else self._build_on_host(ctx, args, spec, plan.probe)
                 )
-        _say(ctx, f"netmap: copying {len(build.artifacts)} files to {ctx.conn.host.name}")
+        ctx.say(f"netmap: copying {len(build.artifacts)} files to {ctx.conn.host.name}")
         upload = posixpath.join(args.root, "installed", f"{spec.key}.upload.tar.gz")
         ctx.conn.run(["mkdir", "-p", posixpath.dirname(upload)], check=True)
         with tempfile.NamedTemporaryFile(suffix=".tar.gz") as packed:
@@ -433,7 +433,7 @@ class NetmapAction(Action):
         if sources is None or kernel_dir is None:
             raise BuildError(f"cannot build on the controller: {why_not or 'no headers'}")
         assert args.src is not None
-        _say(ctx, f"netmap: preparing the source and {sources.tarball.name} on the controller")
+        ctx.say(f"netmap: preparing the source and {sources.tarball.name} on the controller")
         local = args.src if is_git_url(args.src) else str(controller_path(ctx.base_dir, args.src))
         src_dir = controller_tree(local, spec.source, cache)
         full = unpack_kernel_sources(sources.tarball, sources.version, cache)
@@ -446,7 +446,7 @@ class NetmapAction(Action):
             args.jobs or os.cpu_count() or 1,
         )
         try:  # the whole output of a failure is in the result and the host's log: no leftovers
-            build = run_build(spec, place, progress=lambda text: _say(ctx, text))
+            build = run_build(spec, place, progress=ctx.say)
             store_build(cache, build, Path(f"{place.work_dir}.out"))
         finally:
             for path in (place.work_dir, f"{place.work_dir}.out"):
@@ -459,7 +459,7 @@ class NetmapAction(Action):
         host = ctx.conn.host.name
         assert args.src is not None and probe.kernel_dir is not None
         src_dir = posixpath.join(args.root, "src")
-        _say(ctx, f"netmap: source and linux-source-{spec.series} onto {host}")
+        ctx.say(f"netmap: source and linux-source-{spec.series} onto {host}")
         for action, raw in (
             (SourceAction(), {"src": args.src, "dest": src_dir, "ref": args.ref}),
             (PackagesAction(), {"names": [f"linux-source-{spec.series}"]}),
@@ -468,6 +468,7 @@ class NetmapAction(Action):
             if result.failed:
                 raise BuildError(f"{host}: preparing the build: {result.msg}")
         sources = f"/usr/src/linux-source-{spec.series}"
+        ctx.say(f"netmap: unpacking {sources}.tar.xz on {host}, if not yet")
         res = ctx.conn.run(
             ShellScript(
                 f"[ -f {shlex.quote(sources + '/Makefile')} ] || "
@@ -482,8 +483,8 @@ class NetmapAction(Action):
             HostShell(ctx.conn), src_dir, probe.kernel_dir, sources, work, args.jobs or probe.cpus
         )
         try:
-            build = run_build(spec, place, progress=lambda text: _say(ctx, text))
-            _say(ctx, f"netmap: fetching the build from {host} into the controller's cache")
+            build = run_build(spec, place, progress=ctx.say)
+            ctx.say(f"netmap: fetching the build from {host} into the controller's cache")
             fetch_build(ctx.conn, f"{work}.out", build, Path(args.cache_dir))
         finally:
             ctx.conn.run(["rm", "-rf", work, f"{work}.out"])
@@ -509,8 +510,3 @@ def _driver(ctx: TaskContext, args: NetmapArgs, module: str, **how: Any) -> Acti
         **how,
     }
     return run_action(DriverAction(), ctx, raw)
-
-
-def _say(ctx: TaskContext, text: str) -> None:
-    if ctx.progress is not None:
-        ctx.progress(text)

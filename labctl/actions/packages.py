@@ -141,6 +141,16 @@ def remove_command(specs: Sequence[PackageSpec]) -> list[str]:
     return _apt("remove", "-y", *(s.query for s in specs))
 
 
+UPDATE_LABEL = "apt-get update"
+
+
+def apt_label(verb: str, specs: Sequence[PackageSpec], shown: int = 3) -> str:
+    """What the user sees while apt runs: `apt-get install gcc make bc (+4 more)`."""
+    names = " ".join(s.text for s in specs[:shown])
+    more = f" (+{len(specs) - shown} more)" if len(specs) > shown else ""
+    return f"apt-get {verb} {names}{more}"
+
+
 @dataclass(frozen=True)
 class PackagesArgs:
     names: tuple[str, ...]
@@ -182,11 +192,11 @@ class PackagesAction(Action):
         steps: list[Step] = []
         if args.state == "present" and missing:
             if args.update_cache:
-                steps.append(Run(update_command()))
-            steps.append(Run(install_command(missing)))
+                steps.append(Run(update_command(), label=UPDATE_LABEL))
+            steps.append(Run(install_command(missing), label=apt_label("install", missing)))
             changes = [f"install {s.text}" for s in missing]
         elif args.state == "absent" and installed:
-            steps.append(Run(remove_command(installed)))
+            steps.append(Run(remove_command(installed), label=apt_label("remove", installed)))
             changes = [f"remove {s.text}" for s in installed]
         else:
             changes = []
@@ -199,7 +209,10 @@ class PackagesAction(Action):
             # The package lists predate the package (or were never fetched, as on a fresh
             # container): refresh them once and try again, as a user would.
             retry = Plan(
-                [Run(update_command()), *plan.steps], plan.changes, plan.diff, output=plan.output
+                [Run(update_command(), label=UPDATE_LABEL), *plan.steps],
+                plan.changes,
+                plan.diff,
+                output=plan.output,
             )
             return super().apply(ctx, args, retry)
         return result

@@ -19,17 +19,34 @@ from labctl.paths import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_UNREACHABLE,
-    LOCAL_INVENTORY,
     PROJECT_DIR,
 )
 from labctl.remote import HostOutcome
+from labctl.settings import load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# How each default is named in the help: its value lives in one place, labctl/settings.py.
+INVENTORY_DEFAULT = "(default: the local lab's; `labctl config` shows it)"
+INVENTORY_HELP = f"inventory file {INVENTORY_DEFAULT}"
+STORE_HELP = "results store (default: under ~/.local/share/labctl; `labctl config` shows it)"
+
+
 def default_inventory() -> str:
-    """hosts/local.yml of this checkout (the local lab), else of the current directory."""
-    return str(LOCAL_INVENTORY if LOCAL_INVENTORY.exists() else Path("hosts") / "local.yml")
+    """The inventory a command uses without -i (labctl.toml, LABCTL_INVENTORY or the local
+    lab's)."""
+    return load_settings().inventory.value
+
+
+def store_path(given: str | None) -> str:
+    """The results store: the flag's, else the settings' (never the working directory's)."""
+    return given or load_settings().store.value
+
+
+def output_path(given: str | None, name: str) -> Path:
+    """Where a plot, page or export goes: the flag's path, else NAME in the output dir."""
+    return Path(given) if given else Path(load_settings().output_dir.value) / name
 
 
 def errors_as_exit(fn: F) -> F:

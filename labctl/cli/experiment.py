@@ -11,7 +11,15 @@ from typing import Any
 from invoke import Collection, Context, Exit, Task, task
 from rich.console import Console
 
-from labctl.cli.common import console, errors_as_exit, inventory
+from labctl.cli.common import (
+    INVENTORY_HELP,
+    STORE_HELP,
+    console,
+    errors_as_exit,
+    inventory,
+    output_path,
+    store_path,
+)
 from labctl.cli.common import run_id as parse_run_id
 from labctl.errors import InputError
 from labctl.experiments import registry
@@ -25,7 +33,6 @@ from labctl.experiments.base import (
 from labctl.nightly.leftovers import clean_leftovers, mark_crashed
 from labctl.nightly.lock import lab_locked
 from labctl.paths import (
-    DEFAULT_STORE,
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -37,18 +44,18 @@ from labctl.views.progress import TrialProgress
 from labctl.views.run import show_run
 
 COMMON_FLAGS: dict[str, tuple[Any, str]] = {
-    "inventory": (None, "inventory file (default: hosts/local.yml, the local lab)"),
+    "inventory": (None, INVENTORY_HELP),
     "server": (None, "the server host (default: the first host of group `servers`)"),
     "clients": ("clients", "host pattern of the load generators (default: clients)"),
     "seed": (-1, "shuffle seed (default: random; stored with the run)"),
-    "store": (DEFAULT_STORE, f"results database (default: {DEFAULT_STORE})"),
-    "plot": (None, "write the plot here (default: results/run-<id>-<experiment>.png)"),
+    "store": (None, STORE_HELP),
+    "plot": (None, "write the plot here (default: run-<id>-<experiment>.png in the output dir)"),
     "json": (False, "print the run's trials and summary as JSON"),
 }
 
 
 def default_plot(run_id: int, experiment: str) -> Path:
-    return Path("results") / f"run-{run_id}-{experiment}.png"
+    return output_path(None, f"run-{run_id}-{experiment}.png")
 
 
 def experiment_task(cls: type[Experiment]) -> Task:
@@ -80,12 +87,13 @@ def show_stored_run(
     experiment: Experiment,
     db: ResultsStore,
     run_id: int,
-    plot: str | None,
+    plot: str | Path | None,
     as_json: bool,
 ) -> None:
-    """A stored run's summary and plot (at `plot`, else the default place), or its JSON."""
+    """A stored run's summary, and its plot written to `plot` when one is given (a command
+    that only reads writes nothing unasked), or its JSON."""
     run = db.run(run_id)
-    where = Path(plot) if plot else default_plot(run.id, run.experiment)
+    where = Path(plot) if plot else None
     show_run(con, experiment, run, db.trials(run.id), db.hosts(run.id), where, as_json)
 
 
@@ -102,24 +110,27 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     # Notes on the way (a lock taken over, leftovers stopped) keep --json's stdout JSON.
     say = Console(stderr=True, highlight=False).print if common["json"] else con.print
     locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=say)
-    with locked as lock, ResultsStore(common["store"]) as db:
+    with locked as lock, ResultsStore(store_path(common["store"])) as db:
         # What a labctl killed mid-run (SIGKILL skips every cleanup) left: its run, marked
         # crashed with its finished trials kept, and its workloads on the hosts, stopped.
         for note in mark_crashed(db):
             say(note)
         for found in clean_leftovers(lock.conns, lock.hosts):
             say(found.describe())
+        progress = TrialProgress(con, experiment, quiet=common["json"])
         ctx = RunContext(
             inv,
             db,
             server=common["server"],
             clients=common["clients"],
             seed=None if common["seed"] < 0 else common["seed"],
-            on_trial=TrialProgress(con, experiment, quiet=common["json"]),
+            on_trial=progress,
             project_dir=PROJECT_DIR,
         )
-        outcome = experiment.run(ctx, options)
-        show_stored_run(con, experiment, db, outcome.run_id, common["plot"], common["json"])
+        with progress:  # its live bar goes however the sweep ends
+            outcome = experiment.run(ctx, options)
+        plot = common["plot"] or default_plot(outcome.run_id, cls.name())
+        show_stored_run(con, experiment, db, outcome.run_id, plot, common["json"])
     if outcome.status != "finished":
         print(f"labctl: run {outcome.run_id} {outcome.status}: {outcome.note}", file=sys.stderr)
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else EXIT_INTERRUPTED)
@@ -144,16 +155,16 @@ def collection() -> Collection:
     help={
         "run": "run id (see results.list)",
         "inventory": COMMON_FLAGS["inventory"][1],
-        "store": COMMON_FLAGS["store"][1],
+        "store": STORE_HELP,
     }
 )
 @errors_as_exit
-def restore(c: Context, run: str, inventory: str | None = None, store: str = DEFAULT_STORE) -> None:
+def restore(c: Context, run: str, inventory: str | None = None, store: str | None = None) -> None:
     """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls, modules), as it
     found them; a second restore changes nothing. Experiments end with this by themselves."""
     run_id = parse_run_id(run)
     con = console()
-    with ResultsStore(store, create=False) as db:
+    with ResultsStore(store_path(store), create=False) as db:
         db.run(run_id)  # an unknown run is an error
         hosts_named = sorted({host for host, _ in db.undo_entries(run_id)})
         if not hosts_named:

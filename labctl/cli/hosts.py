@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from invoke import Collection, Context, task
 
-from labctl.cli.common import console, errors_as_exit, exit_for_hosts, inventory, json_dumps
+from labctl.cli.common import (
+    INVENTORY_HELP,
+    console,
+    errors_as_exit,
+    exit_for_hosts,
+    inventory,
+    json_dumps,
+)
 from labctl.errors import LabctlError
 from labctl.facts.host import gather_facts
 from labctl.facts.qdisc import qdisc_stats
-from labctl.remote import Connections
+from labctl.remote import DEFAULT_POOL_SIZE, Connections
 from labctl.views.facts import facts_tables
 from labctl.views.qdisc import HostStats, render_table, to_json
 
 
 @task(
     help={
-        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "inventory": INVENTORY_HELP,
         "limit": "host pattern: all, a group, a host, a,b, !group",
         "json": "print one JSON document instead of tables",
-        "forks": "hosts reached at once (default 32)",
+        "forks": f"hosts reached at once (default {DEFAULT_POOL_SIZE})",
     }
 )
 @errors_as_exit
@@ -27,7 +34,7 @@ def facts(
     inventory: str | None = None,
     limit: str = "all",
     json: bool = False,
-    forks: int = 32,
+    forks: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """Gather facts from every host over SSH: kernel, NICs, drivers, qdiscs, module support."""
     hosts = _inventory(inventory).select(limit)
@@ -51,7 +58,7 @@ def facts(
 
 @task(
     help={
-        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "inventory": INVENTORY_HELP,
         "limit": "host pattern: all, a group, a host, a,b, !group",
         "json": "print JSON instead of a table",
     }

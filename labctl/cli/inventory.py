@@ -3,29 +3,19 @@ prints it (--list, --graph, --host), so the two can be compared."""
 
 from __future__ import annotations
 
-from typing import Any
+from invoke import Context, task
 
-from invoke import Context, Task, task
-
-from labctl.cli.common import default_inventory, errors_as_exit
+from labctl.cli.common import INVENTORY_DEFAULT, default_inventory, errors_as_exit
 from labctl.errors import InputError
 from labctl.inventory import load_inventory
 from labctl.inventory.listing import as_list, graph, host_vars, to_json
 
 
-class _HelpStaysH(Task):
-    """invoke gives --host the short flag -h; it stays --help's, as in ansible-inventory."""
-
-    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
-        return super().arg_opts(name, default, {*taken_names, "h"})
-
-
 @task(
-    klass=_HelpStaysH,
     name="inventory",
     optional=["graph"],
     help={
-        "inventory": "inventory file, YAML or INI (default: hosts/local.yml, the local lab)",
+        "inventory": "inventory file, YAML or INI " + INVENTORY_DEFAULT,
         "list_": "print every group and host, and each host's variables, as JSON",
         "graph": "print the tree of groups and hosts (from GROUP, default all)",
         "host": "print one host's variables as JSON",

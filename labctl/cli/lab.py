@@ -6,28 +6,36 @@ import dataclasses
 
 from invoke import Collection, Context, Exit, task
 
-from labctl.cli.common import console, errors_as_exit, inventory, json_dumps
+from labctl.cli.common import INVENTORY_HELP, console, errors_as_exit, inventory, json_dumps
 from labctl.errors import InputError
 from labctl.labs.netns import LocalLab
 from labctl.labs.netns_spec import LabSpec
+from labctl.labs.steps import no_steps
 from labctl.labs.vm import VmLab
 from labctl.labs.vm_spec import VmLabSpec, is_vm_inventory
 from labctl.paths import EXIT_ERROR
-from labctl.views.lab import changes_line, netns_status_table, vm_status_table
+from labctl.views.lab import LabProgress, changes_line, netns_status_table, vm_status_table
 
 
 def _lab(
-    inventory_path: str | None, hosts: int, progress: bool = True, vms: int = 0
+    inventory_path: str | None,
+    hosts: int,
+    progress: bool = True,
+    vms: int = 0,
+    live: LabProgress | None = None,
 ) -> LocalLab | VmLab:
-    """The inventory's lab: the namespace lab, or a VM lab (`labctl_lab_kind: vm`)."""
+    """The inventory's lab: the namespace lab, or a VM lab (`labctl_lab_kind: vm`); `live`
+    shows a VM lab's image build and boots as they go."""
     inv = inventory(inventory_path)
-    con = console()
+    con = live.console if live is not None else console()  # one console: lines above it
     say = (lambda msg: con.print(f"  {msg}")) if progress else None
     if is_vm_inventory(inv):
         if hosts:
             raise InputError(f"{inv.path}: a VM lab: use --vms N, not --hosts")
         vm_spec = VmLabSpec.from_inventory(inv)
-        return VmLab(vm_spec.resized(vms) if vms else vm_spec, progress=say)
+        return VmLab(
+            vm_spec.resized(vms) if vms else vm_spec, progress=say, on_step=live or no_steps
+        )
     if vms:
         raise InputError(f"{inv.path}: --vms needs a VM lab inventory (labctl_lab_kind: vm)")
     spec = LabSpec.from_inventory(inv)
@@ -38,7 +46,7 @@ def _lab(
 
 @task(
     help={
-        "inventory": "lab inventory (default: hosts/local.yml)",
+        "inventory": INVENTORY_HELP,
         "hosts": "make N hosts (srv1, cli1..) instead of the inventory's, for scale tests; "
         "writes their inventory into the lab's state directory",
         "vms": "a VM lab (inventory with labctl_lab_kind: vm, e.g. hosts/vm.yml): make N VMs "
@@ -48,9 +56,10 @@ def _lab(
 @errors_as_exit
 def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -> None:
     """Bring the lab up: namespaces, or QEMU VMs for a VM lab (idempotent)."""
-    lab = _lab(inventory, hosts, vms=vms)
-    report = lab.up()
     con = console()
+    with LabProgress(con) as live:
+        lab = _lab(inventory, hosts, vms=vms, live=live)
+        report = lab.up()
     if isinstance(lab, VmLab):
         image = lab.image
         if image is not None:
@@ -79,7 +88,7 @@ def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -
 
 @task(
     help={
-        "inventory": "lab inventory (default: hosts/local.yml)",
+        "inventory": INVENTORY_HELP,
         "purge": "also delete the lab's state directory (keys, host homes)",
     }
 )
@@ -92,7 +101,7 @@ def down(c: Context, inventory: str | None = None, purge: bool = False) -> None:
     console().print(f"lab {lab.spec.name} down: removed {what}")
 
 
-@task(help={"inventory": "lab inventory (default: hosts/local.yml)", "json": "print JSON"})
+@task(help={"inventory": INVENTORY_HELP, "json": "print JSON"})
 @errors_as_exit
 def status(c: Context, inventory: str | None = None, json: bool = False) -> None:
     """Show the lab's hosts: namespace and sshd PID, or VM's QEMU PID, memory; SSH port."""

@@ -13,26 +13,37 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from labctl.cli.common import console, inventory, project_file, run_id
+from labctl.cli.common import (
+    INVENTORY_HELP,
+    STORE_HELP,
+    console,
+    inventory,
+    output_path,
+    project_file,
+    run_id,
+    store_path,
+)
 from labctl.errors import LabctlError
 from labctl.experiments import find
 from labctl.experiments.base import Interrupted
 from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
 from labctl.nightly.suite import load_suite
-from labctl.paths import DEFAULT_STORE, DEFAULT_SUITE, NIGHTLY_FAILED, PROJECT_DIR
+from labctl.paths import DEFAULT_SUITE, NIGHTLY_FAILED, PROJECT_DIR
+from labctl.results.stamps import run_stamps
 from labctl.results.store import ResultsStore
-from labctl.views.html import NightlyReport, write_html
+from labctl.views.html import NightlyReport, trend_runs, write_html
 from labctl.views.junit import junit_xml
-from labctl.views.progress import TrialProgress
+from labctl.views.progress import SweepsProgress
+from labctl.views.raw_trials import store_export
 from labctl.views.verdicts import regression_line, verdict_table
 
 
 @task(
     help={
-        "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+        "inventory": INVENTORY_HELP,
         "suite": f"suite file (default: {DEFAULT_SUITE})",
-        "store": f"results database (default: {DEFAULT_STORE})",
-        "html": "write the HTML report here (default: nightly-<id>.html beside the store)",
+        "store": STORE_HELP,
+        "html": "write the HTML report here (default: nightly-<id>.html in the output dir)",
         "junit": "also write JUnit XML here (one testcase per metric; a regression fails)",
         "quiet": "no progress lines, only the verdicts",
         "baseline": "judge against these runs (RUN[,RUN]: each pins its suite entry) and the "
@@ -43,7 +54,7 @@ def nightly(
     c: Context,
     inventory: str | None = None,
     suite: str = DEFAULT_SUITE,
-    store: str = DEFAULT_STORE,
+    store: str | None = None,
     html: str | None = None,
     junit: str | None = None,
     quiet: bool = False,
@@ -51,7 +62,7 @@ def nightly(
 ) -> None:
     """Run a suite under the lab lock, compare with its history: exit 0, 1 regression, 2 failed."""
     try:
-        code = _nightly(inventory, suite, store, html, junit, quiet, baseline)
+        code = _nightly(inventory, suite, store_path(store), html, junit, quiet, baseline)
     except Interrupted as exc:
         raise Exit(f"labctl: nightly interrupted by {exc}", code=NIGHTLY_FAILED) from exc
     except LabctlError as exc:  # bad input, a refused lock, an unreachable lab: cron sees 2
@@ -67,7 +78,7 @@ def nightly(
 def _nightly(
     inventory_path: str | None,
     suite_path: str,
-    store_path: str,
+    store: str,
     html: str | None,
     junit: str | None,
     quiet: bool,
@@ -83,24 +94,29 @@ def _nightly(
             con.print(msg)
 
     def finish(outcome: NightlyOutcome) -> None:
-        """Reports are written before the lock goes: the next run sees them complete."""
+        """Reports are written before the lock goes: the next run sees them complete. Called
+        inside run_nightly, so `db` (below) is open: it gives the trends' kernels and labctl
+        versions and the raw trials written beside the page."""
+        sections = [comparison for _, comparison in outcome.comparisons]
         report = NightlyReport(
             title=f"labctl nightly {suite.name} #{outcome.nightly_id}",
             started=outcome.started,
             finished=time.time(),
             status="failed" if outcome.exit_code == NIGHTLY_FAILED else outcome.status,
-            sections=[comparison for _, comparison in outcome.comparisons],
+            sections=sections,
             notes=[*outcome.notes, *(f"{what}: {why}" for what, why in outcome.errors)],
+            stamps=run_stamps(db, trend_runs(sections)),
         )
-        default = Path(store_path).parent / f"nightly-{outcome.nightly_id}.html"
-        outcome.html = write_html(report, Path(html) if html else default)
+        where = output_path(html, f"nightly-{outcome.nightly_id}.html")
+        outcome.html = write_html(report, where, export=store_export(db))
         if junit:
             path = Path(junit)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(junit_xml(suite.name, outcome.verdicts, outcome.errors))
             outcome.junit = path
 
-    with ResultsStore(store_path) as db:
+    sweeps = SweepsProgress(con, quiet)
+    with ResultsStore(store) as db, sweeps:
         outcome = run_nightly(
             suite,
             inv,
@@ -108,7 +124,7 @@ def _nightly(
             project_dir=PROJECT_DIR,
             baselines=pinned_baselines(suite, db, pinned),
             say=say,
-            on_trial=lambda entry: TrialProgress(con, find(entry.experiment)(), quiet=quiet),
+            on_trial=lambda entry: sweeps.new(find(entry.experiment)()),
             finish=finish,
         )
     for name, comparison in outcome.comparisons:

@@ -9,12 +9,13 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
-from labctl.cli.common import errors_as_exit, inventory
+from labctl.cli.common import INVENTORY_HELP, errors_as_exit, inventory, store_path
 from labctl.errors import InputError
 from labctl.inventory import Inventory
-from labctl.paths import DEFAULT_STORE, PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
+from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
 from labctl.play.load import load_playbook
 from labctl.play.run import PlaybookRun, QuietReporter, RunOptions, run_playbook
+from labctl.remote import DEFAULT_POOL_SIZE
 from labctl.results.store import ResultsStore
 from labctl.yamlfile import load_yaml
 
@@ -55,14 +56,14 @@ def parse_extra_vars(items: list[str]) -> dict[str, Any]:
 
 
 PLAY_HELP = {
-    "inventory": "inventory file (default: hosts/local.yml, the local lab)",
+    "inventory": INVENTORY_HELP,
     "check": "plan every task from the hosts' real state and change nothing",
     "diff": "show content changes of files and templates",
     "limit": "further limit the hosts: a pattern (all, group, host, a,b, !group)",
     "tags": "run only tasks with one of these tags (comma-separated)",
     "extra": "extra variables: key=value, a JSON object or @FILE (YAML); repeatable; win over all",
     "json": "print every task result as JSON instead of lines",
-    "forks": "hosts worked on at once (default 32)",
+    "forks": f"hosts worked on at once (default {DEFAULT_POOL_SIZE})",
 }
 
 
@@ -81,7 +82,7 @@ def play(
     tags: str = "",
     extra: list[str] | None = None,
     json: bool = False,
-    forks: int = 32,
+    forks: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
     book = find_playbook(playbook)
@@ -107,7 +108,7 @@ def provision(
     tags: str = "",
     extra: list[str] | None = None,
     json: bool = False,
-    forks: int = 32,
+    forks: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """Provision hosts for their kernel release: build tools, headers, netmap, workloads."""
     book = str(PROVISION_PLAYBOOK)
@@ -156,7 +157,7 @@ def _record_undo(playbook: str, inv: Inventory, run: PlaybookRun, options: RunOp
     undo = run.undo_by_host()
     if not undo:
         return
-    with ResultsStore(DEFAULT_STORE) as db:
+    with ResultsStore(store_path(None)) as db:
         params = {"playbook": playbook, "tags": sorted(options.tags), "limit": options.limit}
         run_id = db.start_run(f"play:{Path(playbook).name}", params, inv.path, None)
         for host, entries in undo.items():

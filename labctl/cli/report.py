@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke import Context, task
 
-from labctl.cli.common import console, errors_as_exit
+from labctl.cli.common import STORE_HELP, console, errors_as_exit, output_path, store_path
 from labctl.cli.common import run_id as _run_id
 from labctl.errors import InputError
 from labctl.experiments import spec_of
-from labctl.paths import DEFAULT_STORE
 from labctl.results.history import compare_run
 from labctl.results.regress import Rule, overall
+from labctl.results.stamps import run_stamps
 from labctl.results.store import ResultsStore
-from labctl.views.html import NightlyReport, write_html
+from labctl.views.html import NightlyReport, trend_runs, write_html
+from labctl.views.raw_trials import store_export
 from labctl.views.verdicts import verdict_table
-
-STORE_HELP = f"results database (default: {DEFAULT_STORE})"
 
 
 @task(
     help={
         "store": STORE_HELP,
-        "html": "where to write the page (default: run-<RUN>.html beside the store)",
+        "html": "where to write the page (default: run-<RUN>.html in the output dir)",
         "history": f"compare with the last N comparable runs (default {Rule().history})",
         "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
     }
@@ -32,14 +29,15 @@ STORE_HELP = f"results database (default: {DEFAULT_STORE})"
 def report(
     c: Context,
     run: str,
-    store: str = DEFAULT_STORE,
+    store: str | None = None,
     html: str | None = None,
     history: int = Rule().history,
     threshold: float = Rule().threshold,
 ) -> None:
-    """Write one run's HTML report: summary, plots, trends against its history, provenance."""
+    """Write one run's HTML report (its raw trials beside it): headline, main plot, verdicts,
+    trends against its history, provenance."""
     run_id = _run_id(run)
-    with ResultsStore(store, create=False) as db:
+    with ResultsStore(store_path(store), create=False) as db:
         spec = spec_of(db.run(run_id).experiment)
         rule = Rule(history=int(history), threshold=float(threshold))
         problem = rule.check()
@@ -55,8 +53,13 @@ def report(
             status=status,
             sections=[comparison],
             notes=[f"run {r.status}: {r.note}"] if r.note else [],
+            stamps=run_stamps(db, trend_runs([comparison])),
         )
-        path = write_html(page, Path(html) if html else Path(store).parent / f"run-{r.id}.html")
+        path = write_html(
+            page,
+            output_path(html, f"run-{r.id}.html"),
+            export=store_export(db),
+        )
     con = console()
     con.print(verdict_table(f"run {r.id}: {comparison.history_note}", comparison.verdicts))
-    con.print(f"report: {path}")
+    con.print(f"report: {path}", soft_wrap=True)

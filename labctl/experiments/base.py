@@ -28,7 +28,7 @@ from labctl.actions.undo import PutBack, put_back
 from labctl.errors import LabctlError
 from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric
-from labctl.paths import HOST_EXPERIMENT_RUN_DIR
+from labctl.paths import HOST_EXPERIMENT_RUN_DIR, PROJECT_DIR
 from labctl.remote import Connections, HostConnection
 from labctl.results.store import ResultsStore, TrialRecord
 
@@ -135,9 +135,11 @@ def trial_record(
 
 
 class SweepProgress(Protocol):
-    """Told how many trials there are, then of each trial as it is stored."""
+    """Told how many trials there are, then of each trial as it starts and as it is stored."""
 
     def start(self, total: int) -> None: ...
+
+    def begin(self, spec: TrialSpec) -> None: ...
 
     def __call__(self, spec: TrialSpec, record: TrialRecord) -> None: ...
 
@@ -185,6 +187,8 @@ def run_sweep(
     try:
         with interrupts_as_exception():
             for spec in trials:
+                if on_trial:
+                    on_trial.begin(spec)
                 record = run_trial(spec)
                 store.add_trial(run_id, record)
                 done.append(record)
@@ -353,7 +357,7 @@ class RunContext:
     clients: str = "clients"  # a host pattern
     seed: int | None = None  # default: random, stored with the run
     on_trial: SweepProgress | None = None
-    project_dir: Path = Path(".")  # where workloads/ is
+    project_dir: Path = PROJECT_DIR  # where workloads/ is (the checkout's or the installed copy)
 
     def start_run(
         self,

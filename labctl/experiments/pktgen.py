@@ -533,7 +533,9 @@ class Pktgen(Experiment):
         name="pktgen",
         identity=("mode", "size", "rate", "duration"),
         kinds=(PKTGEN_KIND,),
-        plot=PlotSpec("pktgen", x="size", y=("rx_pps",), series="mode"),
+        plot=PlotSpec(
+            "pktgen", x="size", y=("rx_pps",), series="mode", x_label="packet size (bytes)"
+        ),
     )
     help = "netmap pkt-gen tx to rx over the experiment link, checked against the NICs' counters"
     Options = PktgenOptions

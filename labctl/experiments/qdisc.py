@@ -327,7 +327,7 @@ class Qdisc(Experiment):
         name="qdisc",
         identity=("qdiscs", "protos", "duration"),
         kinds=(QDISC_KIND,),
-        plot=PlotSpec("qdisc", x="qdisc", y=("throughput_mbps", "pps")),
+        plot=PlotSpec("qdisc", x="qdisc", y=("throughput_mbps", "pps"), x_label="root qdisc"),
     )
     help = "root qdiscs on the veth path compared: iperf3 TCP throughput and UDP packet rate"
     Options = QdiscOptions

@@ -404,7 +404,9 @@ class Reuseport(Experiment):
         name="reuseport",
         identity=("modes", "workers", "duration", "wait_fin", "pktgen"),
         kinds=(ACCEPT, PKTGEN_KIND),
-        plot=PlotSpec("accept", x="workers", y=("conn_per_s",), series="mode"),
+        plot=PlotSpec(
+            "accept", x="workers", y=("conn_per_s",), series="mode", x_label="accepting workers"
+        ),
     )
     help = "SO_REUSEPORT accept scaling: shared, reuseport, reuseport-cbpf across worker counts"
     Options = ReuseportOptions

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from labctl.errors import LabError
 from labctl.filelock import exclusive
+from labctl.labs.steps import LabStep, OnStep, no_steps
 
 DEFAULT_IMAGE_CACHE = Path("/var/lib/labctl/images")
 RECIPE_VERSION = 1  # bump when the build steps below change in a way the fields do not show
@@ -259,29 +260,57 @@ def find_image(cache: Path, recipe: ImageRecipe) -> BaseImage | None:
     return None
 
 
-def _run_logged(argv: list[str], log: Path, timeout: float, say: Callable[[str], None]) -> None:
-    """Run a long build step, its output to `log`; a progress line every 30 s."""
+def log_news(tool: str, text: str) -> str | None:
+    """The step a build's new log lines show, for the live display: mmdebstrap's latest `I:`
+    line (its phase: downloading, extracting, installing...) or the hook's `labctl:` line."""
+    phase = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("I: running --customize-hook"):
+            phase = "running the customize hooks"  # each one's whole text follows
+        elif line.startswith("I: "):
+            phase = line[3:]
+        elif line.startswith("labctl: "):
+            phase = line[8:]
+    return None if phase is None else f"{tool}: {phase.rstrip('.')[:80]}"
+
+
+def _run_logged(
+    argv: list[str],
+    log: Path,
+    timeout: float,
+    say: Callable[[str], None],
+    on_step: OnStep = no_steps,
+) -> None:
+    """Run a long build step, its output to `log`; its phase as the log shows it to `on_step`
+    each second, and a progress line every 30 s."""
     started = time.monotonic()
+    next_line = started + 30
+    on_step(LabStep("image", argv[0]))
     with log.open("a") as out:
         out.write(f"+ {shlex.join(argv)}\n")
         out.flush()
+        read_to = out.tell()
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         try:
             while True:
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=1)
                     break
                 except subprocess.TimeoutExpired:
-                    elapsed = time.monotonic() - started
-                    if elapsed > timeout:
+                    read_to = _tell_news(argv[0], log, read_to, on_step)
+                    now = time.monotonic()
+                    if now - started > timeout:
                         proc.kill()
                         proc.wait()
                         raise LabError(
                             f"`{argv[0]}` ran past {timeout:.0f} s (log: {log})"
                         ) from None
-                    say(f"  {argv[0]}: {elapsed:.0f} s ...")
+                    if now >= next_line:
+                        say(f"  {argv[0]}: {now - started:.0f} s ...")
+                        next_line = now + 30
         except BaseException:
             if proc.poll() is None:
                 proc.kill()
@@ -294,10 +323,29 @@ def _run_logged(argv: list[str], log: Path, timeout: float, say: Callable[[str],
         )
 
 
+def _tell_news(tool: str, log: Path, read_to: int, on_step: OnStep) -> int:
+    """The log's whole lines after `read_to` to `on_step`; where they end."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(read_to)
+            chunk = fh.read()
+    except OSError:
+        return read_to
+    whole = chunk[: chunk.rfind(b"\n") + 1]
+    news = log_news(tool, whole.decode(errors="replace"))
+    if news is not None:
+        on_step(LabStep("image", news))
+    return read_to + len(whole)
+
+
 def ensure_image(
-    recipe: ImageRecipe, cache: Path = DEFAULT_IMAGE_CACHE, say: Callable[[str], None] = print
+    recipe: ImageRecipe,
+    cache: Path = DEFAULT_IMAGE_CACHE,
+    say: Callable[[str], None] = print,
+    on_step: OnStep = no_steps,
 ) -> tuple[BaseImage, bool]:
-    """The base image of `recipe`, built if the cache does not hold it; (image, built)."""
+    """The base image of `recipe`, built if the cache does not hold it; (image, built).
+    `say` gets progress lines, `on_step` what the build is doing now."""
     found = find_image(cache, recipe)
     if found:
         return found, False
@@ -305,14 +353,18 @@ def ensure_image(
         if shutil.which(tool) is None:
             raise LabError(f"{tool} not found: apt-get install mmdebstrap e2fsprogs qemu-utils")
     digest = recipe.digest()
+    on_step(LabStep("image", f"{digest[:12]}: the build lock (another labctl may hold it)"))
     with exclusive(cache / f"{digest}.lock"):  # another labctl building this recipe: wait
         found = find_image(cache, recipe)  # built by another labctl while we waited
         if found:
+            on_step(LabStep("image", f"{digest[:12]}: built by another labctl", done=True))
             return found, False
-        return _build(recipe, cache, digest, say), True
+        return _build(recipe, cache, digest, say, on_step), True
 
 
-def _build(recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], None]) -> BaseImage:
+def _build(
+    recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], None], on_step: OnStep
+) -> BaseImage:
     started = time.monotonic()
     scratch = cache / f"{digest}.build"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -322,7 +374,7 @@ def _build(recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], N
     try:
         rootfs = scratch / "rootfs"
         say(f"image {digest[:12]}: mmdebstrap {recipe.suite} (~3 min; log {log})")
-        _run_logged(mmdebstrap_argv(recipe, rootfs), log, BUILD_TIMEOUT, say)
+        _run_logged(mmdebstrap_argv(recipe, rootfs), log, BUILD_TIMEOUT, say, on_step)
         release = (rootfs / "etc" / "labctl-kernel-release").read_text().strip()
         shutil.copyfile(rootfs / "boot" / f"vmlinuz-{release}", scratch / "vmlinuz")
         shutil.copyfile(rootfs / "boot" / f"initrd.img-{release}", scratch / "initrd.img")
@@ -345,6 +397,7 @@ def _build(recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], N
             log,
             600,
             say,
+            on_step,
         )
         shutil.rmtree(rootfs)
         say(f"image {digest[:12]}: qcow2 base")
@@ -353,6 +406,7 @@ def _build(recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], N
             log,
             600,
             say,
+            on_step,
         )
         raw.unlink()
         seconds = time.monotonic() - started
@@ -371,4 +425,5 @@ def _build(recipe: ImageRecipe, cache: Path, digest: str, say: Callable[[str], N
         raise
     size = (final / "base.qcow2").stat().st_size / 2**20
     say(f"image {digest[:12]}: built in {seconds:.0f} s ({size:.0f} MiB qcow2)")
+    on_step(LabStep("image", f"{digest[:12]}: built ({size:.0f} MiB qcow2)", done=True))
     return BaseImage(final, release, seconds)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -53,6 +54,7 @@ from labctl.labs.qemu import (
     qemu_argv,
     read_rss_mib,
 )
+from labctl.labs.steps import LabStep, OnStep, no_steps
 from labctl.labs.vm_spec import VM_KIND, VmLabSpec
 from labctl.procs import process_start_time
 
@@ -93,11 +95,18 @@ def _ssh_banner(port: int, timeout: float = 2.0) -> bool:
 
 
 def _last_line(path: Path) -> str:
+    """A console log's last line, without its colours and control characters."""
     try:
-        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+        text = _TERMINAL_CODES.sub("", path.read_text(errors="replace"))
     except OSError:
         return ""
+    lines = [x for x in text.splitlines() if x.strip()]
     return lines[-1].strip()[:120] if lines else ""
+
+
+# systemd colours its console status ("[  OK  ]") and the kernel's console may carry other
+# control characters: neither belongs in an error message or on the controller's terminal.
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------------------- the lab
@@ -118,8 +127,16 @@ class VmStatus:
 class VmLab(RecordedLab):
     """Brings a `VmLabSpec` up and down on this machine (root: the image build needs it)."""
 
-    def __init__(self, spec: VmLabSpec, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: VmLabSpec,
+        progress: Callable[[str], None] | None = None,
+        on_step: OnStep = no_steps,
+    ) -> None:
+        """`progress` gets lines (the record), `on_step` what the image build and each
+        VM's boot are doing now (for a live display)."""
         super().__init__(spec.record_file, progress)
+        self._on_step = on_step
         self.spec = spec
         self.boot_seconds: dict[str, float] = {}
         self.accel: str | None = None
@@ -158,7 +175,7 @@ class VmLab(RecordedLab):
         self._record.update(kind=VM_KIND, name=spec.name, hosts=hosts, link_port=spec.link_port)
         self._save_record()
 
-        image, built = ensure_image(ImageRecipe(), spec.image_cache, self._say)
+        image, built = ensure_image(ImageRecipe(), spec.image_cache, self._say, self._on_step)
         self.image, self.image_built = image, built
         report.changes.append(LabChange(f"image {image.dir.name[:12]}", built))
         if self._record.get("image") not in (None, str(image.dir)) and any(
@@ -258,6 +275,7 @@ class VmLab(RecordedLab):
         pidfile, console = spec.pidfile(host), spec.console_log(host)
         pidfile.unlink(missing_ok=True)
         console.unlink(missing_ok=True)
+        self._on_step(LabStep(host, "starting qemu"))
         # recorded before QEMU exists: an interrupted up is still undone by down
         self._note("qemu", host, pidfile=str(pidfile), pid=None, start=None)
         argv = qemu_argv(spec, host, image, self.accel or "tcg")
@@ -285,6 +303,7 @@ class VmLab(RecordedLab):
         """Until every VM's sshd answers; a progress line every 15 s; fails fast if a QEMU
         dies (with the last line of its console)."""
         waiting = {h.name: h.ssh_port for h in self.spec.hosts}
+        shown = dict.fromkeys(waiting, "")  # each VM's console line last told to on_step
         t0 = min(started.values())
         deadline = t0 + timeout
         next_report = t0 + 15
@@ -293,10 +312,14 @@ class VmLab(RecordedLab):
                 if _ssh_banner(port, timeout=1.0):
                     self.boot_seconds[host] = time.monotonic() - started[host]
                     self._say(f"{host}: sshd answers after {self.boot_seconds[host]:.1f} s")
+                    self._on_step(LabStep(host, "sshd answers", done=True))
                     del waiting[host]
                 elif self._running(host) is None:
                     last = _last_line(self.spec.console_log(host))
                     raise LabError(f"{host}: QEMU exited during boot (console: {last!r})")
+                elif (line := _last_line(self.spec.console_log(host)) or "booting") != shown[host]:
+                    self._on_step(LabStep(host, f"{line} (waiting for sshd)"))
+                    shown[host] = line
             now = time.monotonic()
             if waiting and now > deadline:
                 host = next(iter(waiting))

@@ -283,6 +283,10 @@ class _RenewingProgress:
         if self.inner is not None:
             self.inner.start(total)
 
+    def begin(self, spec: Any) -> None:
+        if self.inner is not None:
+            self.inner.begin(spec)
+
     def __call__(self, spec: Any, record: Any) -> None:
         self.lock.renew_if_due()
         if self.inner is not None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from labctl.paths import PROJECT_DIR
+from labctl.paths import ROLES
 from labctl.play.model import Item
 from labctl.play.tasks import Scope, TaskReader, search_dirs, vars_mapping
 from labctl.yamlfile import LineMap, line_of, load_yaml
@@ -43,11 +43,7 @@ def _role(reader: TaskReader, entry: Any, scope: Scope) -> tuple[list[Item], lis
     if not isinstance(name, str):
         raise reader.error("a role entry needs `role: NAME`", path, entry.line)
     role_dir = next(
-        (
-            d
-            for d in (reader.playbook_dir / "roles" / name, PROJECT_DIR / "roles" / name)
-            if d.is_dir()
-        ),
+        (d for d in (reader.playbook_dir / "roles" / name, ROLES / name) if d.is_dir()),
         None,
     )
     if role_dir is None:

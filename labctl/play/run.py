@@ -30,7 +30,7 @@ from labctl.play.outcome import (
 )
 from labctl.play.step import NO_LOG, StepOptions, StepOutcome, run_step
 from labctl.play.variables import HostState, HostVars, PlayContext, task_variables
-from labctl.remote import Connections, HostConnection
+from labctl.remote import DEFAULT_POOL_SIZE, Connections, HostConnection
 from labctl.templating import evaluate, render_value
 
 __all__ = [
@@ -53,7 +53,7 @@ class RunOptions:
     limit: str | None = None
     tags: frozenset[str] = frozenset()
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
-    forks: int = 32
+    forks: int = DEFAULT_POOL_SIZE
     log_dir: Path | None = None  # a failed step's whole output goes to <log_dir>/<run>/<host>.log
 
 
@@ -212,7 +212,13 @@ class _PlayRunner:
         if not self.play.gather_facts or not need:
             return
         self.reporter.task_start(self.play, "Gathering Facts", need)
-        for got in self.conns.run_on_hosts(gather_facts, names=need, pool_size=self.options.forks):
+        try:
+            got_all = self.conns.run_on_hosts(
+                gather_facts, names=need, pool_size=self.options.forks
+            )
+        finally:  # the reporter's live display ends with the task, also on Ctrl-C
+            self.reporter.task_done()
+        for got in got_all:
             if got.value is not None:
                 self.states[got.host].facts = got.value
                 self._record(
@@ -222,7 +228,6 @@ class _PlayRunner:
                 )
             else:
                 self._mark_out("Gathering Facts", got.host, got.error)
-        self.reporter.task_done()
 
     # ------------------------------------------------------------------ items
 
@@ -328,11 +333,18 @@ class _PlayRunner:
             def progress(text: str, host: str = conn.host.name) -> None:
                 self.reporter.host_progress(host, text)
 
-            outcome = run_step(conn, task, variables, step_options, progress)
+            try:
+                outcome = run_step(conn, task, variables, step_options, progress)
+            finally:  # its result line waits for the other hosts; the live line need not
+                self.reporter.host_finished(conn.host.name)
             return self.logs.keep(self._result(task, conn.host.name, outcome, rescuable)), outcome
 
+        try:  # the reporter's live display ends with the task's steps, also on Ctrl-C
+            outcomes = self.conns.run_on_hosts(step, names=targets, pool_size=self.options.forks)
+        finally:
+            self.reporter.task_done()
         failed: set[str] = set()
-        for got in self.conns.run_on_hosts(step, names=targets, pool_size=self.options.forks):
+        for got in outcomes:
             if got.value is None:
                 self._mark_out(task.name, got.host, got.error)
                 failed.add(got.host)
@@ -354,7 +366,6 @@ class _PlayRunner:
                             ansible_failed_task={"name": task.name, "action": task.action},
                             ansible_failed_result=outcome.registered,
                         )
-        self.reporter.task_done()
         if not rescuable:  # a failure a rescue may still take is not a failed host yet
             self._count_failed(failed, task.any_errors_fatal)
         return failed

@@ -28,8 +28,9 @@ from typing import Any
 
 from labctl.metrics import Direction, ExperimentSpec
 from labctl.results.noise import RunNoise, run_noise
+from labctl.results.power import Power, assess
 from labctl.results.store import TrialRecord
-from labctl.stats import Summary, figure, mann_whitney_p, min_p, summarize, trial_resolution
+from labctl.stats import Summary, figure, mann_whitney_p, summarize, trial_resolution
 
 # A trial kind no experiment declares (a run of one since removed) is named by all its
 # scalar params, except these knobs.
@@ -253,13 +254,14 @@ class MetricVerdict:
     baseline_runs: tuple[int, ...]  # the past runs that gave a value, ascending
     ratio: float | None  # current.median / the median of the past runs' medians
     p_value: float | None  # Mann-Whitney two-sided, tonight's trials against the pooled
-    verdict: str  # ok | regression | improvement | new | no-data
+    verdict: str  # ok | regression | improvement | undecided | new | no-data
     reason: str  # one line with the numbers that decided it
     noise: RunNoise | None = None  # tonight against the run-to-run spread (3+ past runs)
     decided_by: str = ""  # threshold | run-to-run | trials | all three | trials alone | ...
     resolution: float | None = None  # the smallest change in the bad direction it can flag
     warning: str = ""  # set when `resolution` is beyond the threshold, or never reached
     center: float | None = None  # the median of the past runs' medians: what ratio is to
+    power: Power | None = None  # what the trial test can reach at these n (labctl.results.power)
 
 
 def _param_text(value: Any) -> str:
@@ -361,10 +363,11 @@ def _judge(
     by_noise = noise.resolvable(direction) if noise is not None else None
     steps = [rule.threshold, *(x for x in (by_trials, by_noise) if x is not None)]
     resolution = max(steps) if by_trials is not None else None
+    power = assess(current.n, baseline.n, rule.alpha)
     if by_trials is None:
         warning = (
-            f"n={current.n} against {baseline.n} trials can never reach p < {rule.alpha:g}"
-            if min_p(current.n, baseline.n) >= rule.alpha
+            power.note()
+            if not power.reachable
             else f"the trials spread too widely for any change to reach p < {rule.alpha:g}"
         )
     elif resolution is not None and resolution > rule.threshold * 1.0001:
@@ -395,11 +398,15 @@ def _judge(
         resolution=resolution,
         warning=warning,
         center=center,
+        power=power,
     )
     if not (worse or better):
         return _replace(judged, text, "ok", "threshold")
-    if p is None:
-        return _replace(judged, text, "ok", "too few trials")
+    if p is None or not power.reachable:
+        # Not "within noise": no outcome at these n could have been significant (issue 17).
+        return _replace(
+            judged, text, "undecided", "too few trials", f"undecidable at this n ({power.note()})"
+        )
     if not pair and (noise is None or not (noise.outside and (noise.z < 0) == (ratio < 1))):
         return _replace(judged, text, "ok", "run-to-run")
     if p >= rule.alpha:
@@ -411,16 +418,21 @@ def _judge(
     return _replace(judged, text, change, "all three" if known else "short history")
 
 
-def _replace(judged: MetricVerdict, text: str, verdict: str, decided_by: str) -> MetricVerdict:
-    said = {
-        "threshold": "within the threshold",
-        "too few trials": "not judged",
-        "run-to-run": "within the run-to-run noise",
-        "trials": "not significant on the trials",
-        "all three": "threshold, run-to-run noise and trials agree",
-        "short history": "a step far beyond what a short history can explain",
-        "pair": "beyond the threshold and significant on the trials",
-    }[decided_by]
+def _replace(
+    judged: MetricVerdict, text: str, verdict: str, decided_by: str, said: str = ""
+) -> MetricVerdict:
+    said = (
+        said
+        or {
+            "threshold": "within the threshold",
+            "too few trials": "undecidable at this n",
+            "run-to-run": "within the run-to-run noise",
+            "trials": "not significant on the trials",
+            "all three": "threshold, run-to-run noise and trials agree",
+            "short history": "a step far beyond what a short history can explain",
+            "pair": "beyond the threshold and significant on the trials",
+        }[decided_by]
+    )
     return replace(
         judged, verdict=verdict, reason=f"{text} -> {verdict}: {said}", decided_by=decided_by
     )
@@ -470,6 +482,13 @@ def compare(
             )
             out.append(_judge(blank, tonight.get(key, []), past.get(key, []), rule, why, pair))
     return out
+
+
+def powers(verdicts: Sequence[MetricVerdict]) -> list[Power]:
+    """The trial test's reach at each distinct pair of sample sizes among `verdicts`, those
+    that cannot reach alpha first: what a comparison says once, not once per metric."""
+    found = dict.fromkeys(v.power for v in verdicts if v.power is not None)
+    return sorted(found, key=lambda p: (p.reachable, p.n, p.m))
 
 
 def overall(verdicts: Sequence[MetricVerdict]) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 
 from labctl import __version__
 from labctl.errors import InputError, LabctlError
-from labctl.paths import DEFAULT_STORE
 from labctl.procs import controller_alive, controller_id
 from labctl.results.schema import SCHEMA
 
@@ -81,7 +80,7 @@ class ResultsStore:
     """`create=False` (the read commands): the store must already exist; a mistyped
     `--store` is an error, not a new empty database."""
 
-    def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise InputError(

@@ -4,7 +4,9 @@ One file, nothing fetched: plots are matplotlib PNGs embedded as base64 data URI
 the one small script are inline, and a Content-Security-Policy with their hashes forbids every
 other source, so a page copied off the lab machine looks the same anywhere and a stray
 reference to the network would show up as a broken element, not as a silent fetch. Every
-string from the lab (parameters, reasons, facts) goes through Jinja2's autoescape.
+string from the lab (parameters, reasons, facts) goes through Jinja2's autoescape. What the
+page shows, top-down (headline, main plot, verdicts, trends, raw trials beside it):
+docs/report.md.
 """
 
 from __future__ import annotations
@@ -14,34 +16,38 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import markupsafe
 
+from labctl.experiments.summary import summarize_run
 from labctl.metrics import ExperimentSpec
 from labctl.paths import TEMPLATES
 from labctl.results.history import RunComparison
-from labctl.results.regress import MetricVerdict, values_by_config
+from labctl.results.regress import MetricVerdict, config_key, values_by_config
+from labctl.results.stamps import RunStamp
 from labctl.results.store import TrialRecord
 from labctl.stats import Summary
-from labctl.views.plots import (
-    PlotGroup,
-    finite,
-    strip_plot,
-    trend_plot,
-)
+from labctl.views.headline import DecidingRow, headline
+from labctl.views.plots import PlotGroup, finite, main_plot, strip_plot
+from labctl.views.raw_trials import Export, RawLink, write_atomically, write_raw_trials
+from labctl.views.trends import MIN_POINTS, trend_charts, trend_plot
 from labctl.views.verdicts import resolves
 
 # The colours a reader (and the browser test) looks for: the badge, and the plots' series.
-STATUS_COLORS: Mapping[str, str] = {"ok": "#2e7d32", "regression": "#c62828", "failed": "#757575"}
+# "no-baseline" is neither good nor bad news: nothing was compared (labctl.views.headline).
+STATUS_COLORS: Mapping[str, str] = {
+    "ok": "#2e7d32",
+    "regression": "#c62828",
+    "failed": "#757575",
+    "no-baseline": "#1565c0",
+}
 
 
 @dataclass(frozen=True)
@@ -52,34 +58,42 @@ class NightlyReport:
     status: str  # ok | regression | failed
     sections: Sequence[RunComparison]  # one per experiment run
     notes: Sequence[str] = ()  # lock taken over, provisioning summary, errors
+    # run id -> its kernel and labctl version, for every run on a trend (labctl.results.stamps)
+    stamps: Mapping[int, RunStamp] = field(default_factory=dict)
 
 
-def write_html(report: NightlyReport, path: Path) -> Path:
-    """Render and write atomically: a reader (or a web server) never sees half a page."""
-    text = render_html(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from a web server
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_html(report: NightlyReport, path: Path, export: Export | None = None) -> Path:
+    """Render and write atomically: a reader (or a web server) never sees half a page. With
+    `export`, each section's raw trials are written beside the page first, and linked."""
+    links = (
+        write_raw_trials(path.parent, [s.run.id for s in report.sections], export)
+        if export is not None
+        else {}
+    )
+    return write_atomically(path, render_html(report, links))
 
 
-def render_html(report: NightlyReport) -> str:
+def trend_runs(sections: Sequence[RunComparison]) -> list[int]:
+    """Every run a trend plot shows: the ones whose kernel and labctl version it marks."""
+    return list(dict.fromkeys(p.run_id for s in sections for pts in s.trends.values() for p in pts))
+
+
+def render_html(report: NightlyReport, raw: Mapping[int, Sequence[RawLink]] | None = None) -> str:
+    """The page; `raw`: each run's raw trial files, already written beside it."""
     started = report.started
-    sections = [_section_view(s) for s in report.sections]
+    top = headline(report.status, report.sections)
+    several = len(report.sections) > 1
+    sections = [
+        _section_view(s, report.stamps, (raw or {}).get(s.run.id, ())) for s in report.sections
+    ]
     page = _page()
     return page.template.render(
         title=report.title,
-        status=report.status,
-        badge_class=f"badge-{report.status}" if report.status in STATUS_COLORS else "badge-other",
+        status=top.badge,
+        badge_class=f"badge-{top.state}" if top.state in STATUS_COLORS else "badge-other",
+        headline=top,
+        deciding=[_deciding_row(r, several) for r in top.rows],
+        min_points=MIN_POINTS,
         started=_when(started),
         finished=_when(report.finished) if report.finished is not None else "still running",
         took=_took(report.finished - started) if report.finished is not None else "",
@@ -94,10 +108,12 @@ def render_html(report: NightlyReport) -> str:
 # ---------------------------------------------------------------------------- views
 
 
-def _section_view(s: RunComparison) -> dict[str, Any]:
+def _section_view(
+    s: RunComparison, stamps: Mapping[int, RunStamp], raw: Sequence[RawLink]
+) -> dict[str, Any]:
     by_config = _values_by_config(s.judged, s.verdicts, s.spec)
     common, short = _short_configs([v.config for v in s.verdicts] + [c for _, c in s.trends])
-    main_plots = []
+    strip_plots = []
     for metric in dict.fromkeys(v.metric for v in s.verdicts):
         rows = [v for v in s.verdicts if v.metric == metric]
         groups = [
@@ -110,26 +126,24 @@ def _section_view(s: RunComparison) -> dict[str, Any]:
             for v in rows
         ]
         drawn = any(g.values or g.baseline is not None for g in groups)
-        main_plots.append(
+        strip_plots.append(
             {
                 "metric": metric,
                 "src": strip_plot(metric, rows[0].direction, groups, common) if drawn else "",
             }
         )
-    verdict_of = {(v.metric, v.config): v for v in s.verdicts}
-    trend_plots = []
-    for (metric, config), points in s.trends.items():
-        drawn = any(finite(p.median) for p in points)
-        title = f"{metric} · {short.get(config, config)}"
-        verdict = verdict_of.get((metric, config))
-        trend_plots.append(
-            {
-                "metric": metric,
-                "config": config,
-                "runs": len(points),
-                "src": trend_plot(title, points, s.run.id, verdict) if drawn else "",
-            }
-        )
+    charts = trend_charts(s.trends, s.verdicts, stamps, short)
+    trend_plots = [
+        {
+            "metric": c.metric,
+            "src": trend_plot(c, _unit(s.spec, c.metric), s.run.id),
+            "lines": len(c.lines),
+            "runs": len({p.run_id for line in c.lines for p in line.points}),
+            "marks": [m.label for m in c.marks],
+            "short": [short.get(x, x) for x in c.short],
+        }
+        for c in charts
+    ]
     counts = [(k, sum(1 for v in s.verdicts if v.verdict == k)) for k in _VERDICT_ORDER]
     return {
         "anchor": f"run-{s.run.id}",
@@ -142,13 +156,80 @@ def _section_view(s: RunComparison) -> dict[str, Any]:
         "history_note": s.history_note,
         "verdict_counts": [(k, n) for k, n in counts if n],
         "verdicts": [_verdict_row(v) for v in s.verdicts],
-        "main_plots": main_plots,
+        "main_plot": _main_plot(s),
+        "strip_plots": strip_plots,
         "trend_plots": trend_plots,
+        "trend_wait": _trend_wait(s) if s.trends and not trend_plots else "",
+        "trend_short": [
+            f"{metric} · {short.get(config, config)}"
+            for metric, config in s.trends
+            if metric not in {c.metric for c in charts}
+        ]
+        if trend_plots
+        else [],
+        "raw": [{"fmt": r.fmt, "href": r.href} for r in raw],
         "validity": _validity(s.trials),
         "hosts": _hosts_view(s.hosts),
         "digest": s.fingerprint.digest,
         "parts": [(k, _show_lines(v)) for k, v in s.fingerprint.parts.items()],
         "changes": list(s.changes),
+    }
+
+
+def _main_plot(s: RunComparison) -> dict[str, str] | None:
+    """The experiment's own plot (its spec's `plot`) of tonight's trials, with the history's
+    medians: None when the experiment declares none."""
+    plot = s.spec.plot if s.spec is not None else None
+    if s.spec is None or plot is None:
+        return None
+    kind = s.spec.kind(plot.kind)
+    rows = summarize_run(s.spec, s.trials)
+    history: dict[tuple[str, tuple[Any, ...]], float] = {}
+    if kind is not None:
+        # A verdict names its configuration by config_key; the plot by the config's values.
+        values_of = {
+            config_key(t, s.spec): tuple(t.params.get(p) for p in kind.config)
+            for t in s.trials
+            if t.kind == kind.name
+        }
+        for v in s.verdicts:
+            if v.config in values_of and v.center is not None:
+                history[(v.metric, values_of[v.config])] = v.center
+    metrics = ", ".join(plot.y)
+    what = f"{metrics} against {plot.x_label or plot.x}" + (
+        f", one line per {plot.series}" if plot.series else ""
+    )
+    return {
+        "src": main_plot(plot, rows, history, f"{s.run.experiment} · run {s.run.id}"),
+        "alt": f"{what}: tonight's medians with IQR bars"
+        + (", the history's medians beside them" if history else ""),
+        "what": what,
+    }
+
+
+def _trend_wait(s: RunComparison) -> str:
+    runs = max((sum(1 for p in pts if finite(p.median)) for pts in s.trends.values()), default=0)
+    return (
+        f"Trends appear after {MIN_POINTS} runs of this history "
+        f"(it has {runs} with a median so far)."
+    )
+
+
+def _unit(spec: ExperimentSpec | None, metric: str) -> str:
+    m = spec.metric(metric) if spec is not None else None
+    return m.unit if m is not None else ""
+
+
+def _deciding_row(r: DecidingRow, several: bool) -> dict[str, str]:
+    return {
+        "cls": f"deciding verdict-{r.verdict}",
+        "what": f"{r.experiment} run {r.run_id}: {r.metric}" if several else r.metric,
+        "config": r.config,
+        "before": _num(r.before),
+        "after": _num(r.after),
+        "ratio": f"×{_ratio(r.ratio)}" if r.ratio is not None else "–",
+        "p": _p(r.p_value),
+        "verdict": r.verdict,
     }
 
 

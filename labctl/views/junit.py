@@ -1,7 +1,9 @@
 """Verdicts as JUnit XML, so Jenkins and GitLab show a regression as a failed test (issue 7).
 
 One <testsuite> per experiment, one <testcase> per (metric, configuration); a regression is a
-<failure>, a metric without a valid trial tonight is <skipped>, a run that failed is an
+<failure>, a metric without a valid trial tonight is <skipped>, and so is one the trial test
+could not decide at its sample sizes (verdict "undecided": no outcome could have reached alpha,
+labctl.results.power), so a CI page does not show it as passed; a run that failed is an
 <error>. Every testcase carries its reason (the numbers) in <system-out>.
 """
 
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from labctl.results.regress import MetricVerdict
+
+SKIPPED = ("no-data", "undecided")  # verdicts that are <skipped>: nothing was tested
 
 # XML 1.0 forbids most control characters; a reason may quote a tool's raw output.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -46,7 +50,7 @@ def junit_xml(
             "tests": len(mine) + len(failed_runs),
             "failures": sum(v.verdict == "regression" for v in mine),
             "errors": len(failed_runs),
-            "skipped": sum(v.verdict == "no-data" for v in mine),
+            "skipped": sum(v.verdict in SKIPPED for v in mine),
         }
         ts = ET.SubElement(root, "testsuite", name=_text(experiment))
         for k, n in counts.items():
@@ -66,8 +70,8 @@ def junit_xml(
             if v.verdict == "regression":
                 fail = ET.SubElement(case, "failure", message=_text(v.reason), type="regression")
                 fail.text = _text(v.reason)
-            elif v.verdict == "no-data":
-                ET.SubElement(case, "skipped", message=_text(v.reason))
+            elif v.verdict in SKIPPED:
+                ET.SubElement(case, "skipped", message=_text(v.warning or v.reason))
             said = f"{v.verdict}: {v.reason}" + (f" (warning: {v.warning})" if v.warning else "")
             ET.SubElement(case, "system-out").text = _text(said)
             lines.append(f"{case_name(v)}: {said}")

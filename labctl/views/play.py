@@ -1,5 +1,6 @@
-"""How a playbook run looks: a line per task and host as Ansible prints them, a spinner while
-a task runs long, a recap table per host at the end; or every result as JSON."""
+"""How a playbook run looks: a line per task and host as Ansible prints them; while a task
+runs, on a terminal, a live line of the hosts it still runs on, each with its current step and
+time (views/running.py); a recap table per host at the end; or every result as JSON."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import time
 from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.status import Status
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from labctl.play.load import Play
 from labctl.play.run import PlaybookRun, TaskHostResult
+from labctl.views.live import LiveArea
+from labctl.views.running import RunningTask
 
 _STYLE = {
     "ok": "green",
@@ -34,11 +38,12 @@ class TerminalReporter:
         self.console = console or Console(highlight=False)
         self.show_diff = show_diff
         self.check = check
-        self._lock = threading.Lock()
-        self._status: Status | None = None
-        self._waiting: list[str] = []
-        self._task = ""
-        self._started = 0.0
+        self._lock = threading.Lock()  # one host's lines stay together
+        # The live line reads `_running` from its own thread and never takes `_lock`: a print
+        # under `_lock` waits for the live display's lock, which its reader holds.
+        self._running: RunningTask | None = None
+        self._spinner = Spinner("dots")
+        self.live = LiveArea(self.console, self._live_line)
 
     def _rule(self, text: str) -> None:
         self.console.print(f"\n[bold]{escape(text)}[/] " + "*" * max(3, 70 - len(text)))
@@ -51,26 +56,34 @@ class TerminalReporter:
 
     def task_start(self, play: Play, task_name: str, hosts: list[str]) -> None:
         self._rule(f"TASK [{task_name}]")
-        self._waiting, self._task, self._started = list(hosts), task_name, time.monotonic()
-        if self.console.is_terminal:
-            self._status = self.console.status(self._status_text())
-            self._status.start()
+        self._running = RunningTask(task_name, list(hosts), time.monotonic())
+        self.live.start()
 
-    def _status_text(self) -> str:
-        return f"{escape(self._task)}: waiting for {', '.join(self._waiting)}"
+    def _live_line(self) -> RenderableType:
+        running = self._running
+        text = running.line(time.monotonic()) if running is not None else ""
+        frame = self._spinner.render(time.monotonic())
+        line = Text.assemble(frame if isinstance(frame, Text) else "", " ", text)
+        line.no_wrap, line.overflow = True, "ellipsis"  # one line, however many hosts
+        return line
 
     def host_progress(self, host: str, text: str) -> None:
-        """A long step's news: a line on the terminal, and the spinner says it too."""
+        """A long step's news: a line (the record), and the live line says it until the next."""
+        running = self._running
+        now = time.monotonic()
+        if running is not None:
+            running.step(host, text, now)
+        elapsed = now - running.started if running is not None else 0.0
         with self._lock:
-            elapsed = time.monotonic() - self._started
             self.console.print(f"[dim]  {escape(f'[{host}]')} {escape(text)} ({elapsed:.0f} s)[/]")
-            if self._status is not None:
-                self._status.update(f"{self._status_text()}: {escape(text)} ({elapsed:.0f} s)")
+
+    def host_finished(self, host: str) -> None:
+        running = self._running
+        if running is not None:
+            running.done(host)
 
     def host_done(self, r: TaskHostResult) -> None:
         with self._lock:
-            if r.host in self._waiting:
-                self._waiting.remove(r.host)
             status = (
                 "failed (ignored)" if r.ignored else "failed (rescued)" if r.rescued else r.status
             )
@@ -91,14 +104,10 @@ class TerminalReporter:
                 self.console.print(f"    {escape(extra)}")
             if self.show_diff and r.diff:
                 self.console.print(escape(r.diff.rstrip("\n")), style="dim")
-            if self._status is not None:
-                elapsed = time.monotonic() - self._started
-                self._status.update(f"{self._status_text()} ({elapsed:.0f} s)")
 
     def task_done(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        self.live.stop()
+        self._running = None
 
     def recap(self, run: PlaybookRun) -> None:
         self._rule("PLAY RECAP")

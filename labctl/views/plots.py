@@ -1,24 +1,24 @@
-"""Every plot labctl draws. An experiment's main plot (its spec's `plot`): each `y` metric
-against `x`, one line per `series`, medians with IQR bars, axes from zero; a categorical `x`
-(qdisc names) gives bars. The report's plots, embedded in the page as PNG data URIs: tonight's
-trials per configuration against the baseline median (`strip_plot`), and a metric's median
-run after run (`trend_plot`). Bare matplotlib Figures throughout: no pyplot state."""
+"""Every plot labctl draws but the report's trends (labctl.views.trends). An experiment's
+main plot (its spec's `plot`, data): each `y` metric against `x`, one line per `series`,
+medians with IQR bars, axes from zero; a categorical `x` (qdisc names) gives bars. As a PNG
+file for `labctl experiment` (`plot_run`) and, with the history's medians dashed, at the top
+of the report (`main_plot`, docs/report.md). The report's strip plots: tonight's trials per
+configuration against the baseline median. Bare matplotlib Figures throughout: no pyplot
+state."""
 
 from __future__ import annotations
 
 import base64
 import io
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from labctl.experiments.summary import ConfigSummary
-from labctl.metrics import ExperimentSpec
-from labctl.results.history import HistoryPoint
-from labctl.results.regress import MetricVerdict
+from labctl.metrics import ExperimentSpec, PlotSpec
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,25 +29,63 @@ def _numeric(values: Sequence[object]) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
+# (metric, the configuration's values in its kind's `config` order) -> the history's median
+HistoryMedians = Mapping[tuple[str, tuple[Any, ...]], float]
+
+
+def sweep_panels(plot: PlotSpec, rows: Sequence[ConfigSummary]) -> list[list[ConfigSummary]]:
+    """The main plot's panels, one per `y` metric with a valid trial: its rows."""
+    panels = [
+        [r for r in rows if r.kind == plot.kind and r.metric.name == metric and r.stats]
+        for metric in plot.y
+    ]
+    return [rs for rs in panels if rs]
+
+
 def plot_run(
     spec: ExperimentSpec, rows: Sequence[ConfigSummary], path: Path, title: str
 ) -> Path | None:
     """The PNG at `path`, or None when there is nothing to draw (no valid trial)."""
     plot = spec.plot
-    if plot is None:
-        return None
-    panels = [
-        (metric, [r for r in rows if r.kind == plot.kind and r.metric.name == metric and r.stats])
-        for metric in plot.y
-    ]
-    panels = [(m, rs) for m, rs in panels if rs]
-    if not panels:
+    panels = sweep_panels(plot, rows) if plot is not None else []
+    if plot is None or not panels:
         return None
     from matplotlib.figure import Figure  # a bare Figure: no pyplot state, no backend choice
 
     fig = Figure(figsize=(5.6 * len(panels), 4.0), dpi=110)
+    draw_sweep(fig, plot, panels, {})
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def main_plot(
+    plot: PlotSpec, rows: Sequence[ConfigSummary], history: HistoryMedians, title: str
+) -> str:
+    """The report's main plot as a PNG data URI ("" when no valid trial): the sweep plot,
+    with each configuration's history median dashed beside tonight's."""
+    panels = sweep_panels(plot, rows)
+    if not panels:
+        return ""
+    with figure(min(12.0, 7.2 * len(panels)), 3.8) as fig:
+        draw_sweep(fig, plot, panels, history)
+        fig.suptitle(mpl_text(title))
+        fig.tight_layout()
+        return png_data_uri(fig)
+
+
+def draw_sweep(
+    fig: Figure,
+    plot: PlotSpec,
+    panels: Sequence[Sequence[ConfigSummary]],
+    history: HistoryMedians,
+) -> None:
+    """Each metric against `x`, one line per `series` (medians, IQR bars, axes from 0); a
+    categorical `x` (qdisc names) gives bars. `history` medians, where given, dashed."""
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (metric_name, pts) in zip(axes, panels, strict=True):
+    for ax, pts in zip(axes, panels, strict=True):
         metric = pts[0].metric
         series_of = (lambda r: str(r.config.get(plot.series))) if plot.series else (lambda r: "")
         xs_all = [r.config.get(plot.x) for r in pts]
@@ -55,7 +93,9 @@ def plot_run(
         names = sorted({series_of(r) for r in pts})
         cats = list(dict.fromkeys(str(x) for x in xs_all))
         width = 0.8 / max(1, len(names))
+        tops: list[float] = []
         for i, name in enumerate(names):
+            color = PALETTE[i % len(PALETTE)]
             mine = sorted(
                 (r for r in pts if series_of(r) == name), key=lambda r: r.config.get(plot.x) or 0
             )
@@ -64,36 +104,62 @@ def plot_run(
                 [r.stats.median - r.stats.q1 for r in mine if r.stats],
                 [r.stats.q3 - r.stats.median for r in mine if r.stats],
             ]
+            tops += [r.stats.q3 for r in mine if r.stats]
+            past = [history.get((metric.name, tuple(r.config.values()))) for r in mine]
+            tops += [p for p in past if finite(p)]
             label = f"{plot.series}={name}" if plot.series else None
             if categorical:
                 pos = [cats.index(str(r.config.get(plot.x))) + i * width for r in mine]
-                ax.bar(pos, ys, width=width, yerr=err, capsize=3, label=label)
+                ax.bar(pos, ys, width=width, yerr=err, capsize=3, label=label, color=color)
+                ticks = [(x, p) for x, p in zip(pos, past, strict=True) if finite(p)]
+                if ticks:
+                    ax.scatter(
+                        [x for x, _ in ticks], [p for _, p in ticks], marker="_", s=600,
+                        color="black", linewidths=2, zorder=4,
+                    )  # fmt: skip
             else:
                 xs = [r.config.get(plot.x) for r in mine]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=label)
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=label, color=color)
+                marks: list[tuple[Any, float]] = [
+                    (x, p) for x, p in zip(xs, past, strict=True) if finite(p)
+                ]
+                if marks:
+                    ax.plot(
+                        [x for x, _ in marks], [p for _, p in marks], linestyle="--",
+                        marker="o", markerfacecolor="none", color=color, alpha=0.6,
+                    )  # fmt: skip
         if categorical:
             ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cats))], cats)
             ax.tick_params(axis="x", rotation=20)
         else:
             ax.set_xticks(sorted({x for x in xs_all if isinstance(x, int | float)}))
         unit = f" ({metric.unit})" if metric.unit else ""
-        ax.set_xlabel(plot.x)
-        ax.set_ylabel(f"{metric.label}{unit}, median and IQR")
-        ax.set_ylim(bottom=0)  # differences shown at their true size
+        ax.set_xlabel(mpl_text(plot.x_label or plot.x))
+        ax.set_ylabel(mpl_text(f"{metric.label}{unit}"))
+        from_zero(ax, tops)  # differences shown at their true size
         ax.grid(alpha=0.3)
-        if plot.series:
-            ax.legend()
-        ax.set_title(metric_name)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+        handles, labels = ax.get_legend_handles_labels()
+        if history and any(finite(v) for v in history.values()):
+            from matplotlib.lines import Line2D
+
+            past_style = (
+                {"marker": "_", "linestyle": "none", "markersize": 14, "color": "black"}
+                if categorical
+                else {"linestyle": "--", "marker": "o", "markerfacecolor": "none", "color": "#777"}
+            )
+            handles.append(Line2D([], [], **past_style))
+            labels.append("history median")
+        if handles:
+            ax.legend(handles, labels, fontsize=7)
+        ax.set_title(mpl_text(f"{metric.label}: median and IQR of valid trials"))
 
 
 # ---------------------------------------------------------------------------- the report's plots
 
-SERIES_COLOR = "#1f5fa8"  # tonight's trial values, the trend lines
+SERIES_COLOR = "#1f5fa8"  # tonight's trial values, the first line of a plot
+# One colour per line (main plot series, trend configurations): SERIES_COLOR first, then
+# colour-blind-safe picks (Okabe-Ito) that none of BASELINE_COLOR or POINT_COLORS repeats.
+PALETTE = ("#1f5fa8", "#009e73", "#cc79a7", "#56b4e9", "#7a5195", "#e6b800", "#444444")
 BASELINE_COLOR = "#ef8a00"  # the baseline median
 POINT_COLORS = {"regression": "#c62828", "improvement": "#2e7d32"}  # tonight on a trend plot
 DPI = 100  # ~10-20 kB per small PNG: ten trend plots and the main plots stay well under 1 MB
@@ -182,33 +248,6 @@ def strip_plot(metric: str, direction: str, groups: Sequence[PlotGroup], common:
             ax.set_xlabel(mpl_text(common))
         ax.set_title(mpl_text(f"{metric} ({direction} is better)"))
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        return png_data_uri(fig)
-
-
-def trend_plot(
-    title: str, points: Sequence[HistoryPoint], run_id: int, verdict: MetricVerdict | None
-) -> str:
-    """Median per run over the history, tonight's point drawn large in its verdict's colour."""
-    with figure(3.3, 2.0) as fig:
-        ax = fig.subplots()
-        xs = list(range(len(points)))
-        ys = [p.median if finite(p.median) else math.nan for p in points]  # NaN: a gap
-        ax.plot(xs, ys, color=SERIES_COLOR, linewidth=2, marker="o", markersize=3)
-        base = verdict.baseline.median if verdict is not None and verdict.baseline else None
-        if finite(base):
-            ax.axhline(base, color=BASELINE_COLOR, linestyle="--", linewidth=1.2)
-        tonight = next((i for i, p in enumerate(points) if p.run_id == run_id), len(points) - 1)
-        if xs and finite(ys[tonight]):
-            color = POINT_COLORS.get(verdict.verdict if verdict else "", SERIES_COLOR)
-            ax.scatter([tonight], [ys[tonight]], s=60, color=color, edgecolors="black", zorder=4)
-        step = max(1, math.ceil(len(points) / 8))
-        ax.set_xticks(xs[::step])
-        ax.set_xticklabels([str(p.run_id) for p in points][::step])
-        ax.set_xlabel("run")
-        from_zero(ax, [y for y in ys if finite(y)] + ([base] if finite(base) else []))
-        ax.set_title(mpl_text(shorten(title, 48)))
-        ax.grid(alpha=0.3)
         fig.tight_layout()
         return png_data_uri(fig)
 

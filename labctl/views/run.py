@@ -46,12 +46,13 @@ def show_run(
     run: RunSummary,
     trials: Sequence[TrialRecord],
     hosts: Mapping[str, tuple[str, Mapping[str, Any]]],
-    plot: Path,
+    plot: Path | None,
     as_json: bool,
 ) -> None:
     spec = experiment.spec
     rows = summarize_run(spec, trials)
-    png = plot_run(spec, rows, plot, f"run {run.id}: {run.experiment}")
+    title = f"run {run.id}: {run.experiment}"
+    png = plot_run(spec, rows, plot, title) if plot else None
     notes = experiment.notes(hosts, trials)
     if as_json:
         print(run_json(run, rows, trials, png, notes))
@@ -61,4 +62,4 @@ def show_run(
     for note in notes:
         console.print(f"note: {escape(note)}")
     if png:
-        console.print(f"plot: {png}")
+        console.print(f"plot: {png}", soft_wrap=True)

@@ -374,8 +374,11 @@ def test_a_playbook_runs_changes_are_recorded_and_restore_puts_them_back(
         """,
     )
     try:
+        # the store the settings name (labctl.toml here), whatever directory labctl runs in
+        (tmp_path / "labctl.toml").write_text('store = "results/labctl.db"\n')
+        (tmp_path / "sub").mkdir()
         proc = run_labctl(
-            "play", str(book), "-i", str(lab.inventory_path), timeout=120, cwd=tmp_path
+            "play", str(book), "-i", str(lab.inventory_path), timeout=120, cwd=tmp_path / "sub"
         )
         assert proc.returncode == 0, proc.stderr
         assert "is recorded as run 1: `labctl restore 1` puts it back" in proc.stderr

@@ -16,6 +16,7 @@ from typing import Any
 from labctl.experiments.reuseport import Reuseport
 from labctl.results.history import HistoryPoint, RunComparison
 from labctl.results.regress import compare, config_key, fingerprint, provenance_changes
+from labctl.results.stamps import RunStamp
 from labctl.results.store import RunSummary, TrialRecord
 from labctl.views.html import NightlyReport
 
@@ -72,10 +73,10 @@ def hosts(**facts: Any) -> dict[str, tuple[str, Mapping[str, Any]]]:
     return {"srv1": ("server", server), "cli1": ("client", host_facts(**facts) | {"netmap": None})}
 
 
-def run_params(backlog: int = 4096) -> dict[str, Any]:
+def run_params(backlog: int = 4096, workers: Sequence[int] = (2,)) -> dict[str, Any]:
     return {
         "modes": list(MODES),
-        "workers": [2],
+        "workers": list(workers),
         "duration": 3.0,
         "repeat": REPEAT,
         "backlog": backlog,
@@ -85,18 +86,26 @@ def run_params(backlog: int = 4096) -> dict[str, Any]:
 
 
 def trials(
-    rng: random.Random, started: float, slowdown: float = 1.0, invalid: int = 0
+    rng: random.Random,
+    started: float,
+    slowdown: float = 1.0,
+    invalid: int = 0,
+    workers: Sequence[int] = (2,),
 ) -> list[TrialRecord]:
-    """One warm-up, then REPEAT interleaved rounds over the modes; `invalid` of them fail."""
+    """One warm-up, then REPEAT interleaved rounds over the modes (and worker counts: conn/s
+    scales with them, reuseport's better than shared's); `invalid` of them fail."""
     out: list[TrialRecord] = []
 
-    def trial(mode: str, warmup: bool, valid: bool = True, reason: str = "") -> TrialRecord:
-        conn = CONN_PER_S[mode] * (slowdown if mode == "reuseport" else 1.0)
+    def trial(
+        mode: str, warmup: bool, valid: bool = True, reason: str = "", n: int = 2
+    ) -> TrialRecord:
+        scale = (n / 2) ** (0.8 if mode == "reuseport" else 0.3)
+        conn = CONN_PER_S[mode] * scale * (slowdown if mode == "reuseport" else 1.0)
         return TrialRecord(
             seq=len(out),
             kind="accept",
             warmup=warmup,
-            params={"mode": mode, "workers": 2, "duration": 3.0},
+            params={"mode": mode, "workers": n, "duration": 3.0},
             started=started + 4.0 * len(out),
             duration=3.5,
             valid=valid,
@@ -107,12 +116,13 @@ def trials(
             },
         )
 
-    out.append(trial(MODES[0], warmup=True))
+    out.append(trial(MODES[0], warmup=True, n=workers[0]))
     for r in range(REPEAT):
-        for mode in MODES:
-            bad = r < invalid and mode == "shared"
-            reason = "listen queue overflowed: ListenOverflows +12" if bad else ""
-            out.append(trial(mode, warmup=False, valid=not bad, reason=reason))
+        for n in workers:
+            for mode in MODES:
+                bad = r < invalid and mode == "shared"
+                reason = "listen queue overflowed: ListenOverflows +12" if bad else ""
+                out.append(trial(mode, warmup=False, valid=not bad, reason=reason, n=n))
     return out
 
 
@@ -130,14 +140,19 @@ def reuseport_section(
     past_runs: int = 4,
     slowdown: float = 0.75,
     params: Mapping[str, Any] | None = None,
+    workers: Sequence[int] = (2,),
 ) -> RunComparison:
     rng = random.Random(7)
     history = [
-        (run_id, T0 - (tonight_id - run_id) * DAY, trials(rng, T0 - (tonight_id - run_id) * DAY))
+        (
+            run_id,
+            T0 - (tonight_id - run_id) * DAY,
+            trials(rng, T0 - (tonight_id - run_id) * DAY, workers=workers),
+        )
         for run_id in range(tonight_id - past_runs, tonight_id)
     ]
-    tonight = trials(rng, T0, slowdown=slowdown, invalid=2)
-    params = dict(params) if params is not None else run_params(backlog=5)
+    tonight = trials(rng, T0, slowdown=slowdown, invalid=2, workers=workers)
+    params = dict(params) if params is not None else run_params(backlog=5, workers=workers)
     now_hosts, old_hosts = hosts(somaxconn=4096), hosts(somaxconn=4096)
     fp = fingerprint("reuseport", params, now_hosts, SPEC)
     verdicts = compare(
@@ -172,12 +187,29 @@ def reuseport_section(
         hosts=now_hosts,
         fingerprint=fp,
         history=tuple(r for r, _, _ in reversed(history)),
-        history_note="compared with runs " + ", ".join(str(r) for r, _, _ in history),
+        history_note=(
+            "compared with runs " + ", ".join(str(r) for r, _, _ in history)
+            if history
+            else "no earlier run to compare with: this run starts the history"
+        ),
         verdicts=tuple(verdicts),
-        changes=tuple(provenance_changes(run_params(), params, old_hosts, now_hosts, spec=SPEC)),
+        changes=tuple(
+            provenance_changes(run_params(workers=workers), params, old_hosts, now_hosts, spec=SPEC)
+        )
+        if history
+        else (),
         trends={k: tuple(v) for k, v in trends.items()},
         spec=SPEC,
     )
+
+
+def stamps(tonight_id: int = 5, past_runs: int = 4) -> dict[int, RunStamp]:
+    """labctl 0.9.0 from the history's third run on: a change the trend plots mark."""
+    first = tonight_id - past_runs
+    return {
+        r: RunStamp("6.1.0-26-amd64", "0.8.2" if r < first + 2 else "0.9.0")
+        for r in range(first, tonight_id + 1)
+    }
 
 
 def nightly_report(**section: Any) -> NightlyReport:
@@ -190,4 +222,5 @@ def nightly_report(**section: Any) -> NightlyReport:
         status=status,
         sections=[s],
         notes=["provisioning: 2 hosts ok, 0 changed", "lock taken from a dead labctl (pid 4242)"],
+        stamps=stamps(section.get("tonight_id", 5), section.get("past_runs", 4)),
     )

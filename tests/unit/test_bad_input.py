@@ -267,8 +267,8 @@ def test_an_export_to_an_unwritable_path(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["play", "provision", "--forks", "abc"], "labctl: a flag's value expects an integer"),
-        (["play", "provision", "--no-such-flag"], "labctl: No idea what '--no-such-flag' is!"),
-        (["no-such-task"], "labctl: No idea what 'no-such-task' is!"),
+        (["play", "provision", "--no-such-flag"], "labctl: play: unknown flag --no-such-flag"),
+        (["no-such-task"], "labctl: unknown task 'no-such-task'"),
         (["results.show", "abc"], "labctl: run 'abc': expected a run id"),
     ],
 )

@@ -398,7 +398,8 @@ def test_list_graph_and_host(tmp_path: Path) -> None:
 def test_cli_flags_and_errors(tmp_path: Path) -> None:
     shown = run_labctl("inventory", "-h", timeout=60)
     assert shown.returncode == 0
-    assert "-l, --list" in shown.stdout and "--host=STRING" in shown.stdout
+    assert "--list" in shown.stdout and "--host=STRING" in shown.stdout
+    assert "-l, --list" not in shown.stdout  # -l is --limit wherever a task has one
     path = write(tmp_path / "hosts.ini", "[web]\nh1 x=1 y\n")
     proc = run_labctl("inventory", "-i", str(path), "--list", timeout=60)
     assert (proc.returncode, proc.stderr) == (

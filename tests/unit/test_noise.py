@@ -144,8 +144,36 @@ def test_three_against_three_can_never_reach_005_and_says_so() -> None:
     assert trial_resolution([1.0, 1.1, 0.9], [1.0, 1.05, 0.95], 1.0, "higher", 0.05) is None
     history = [(1, trials([100.0, 101.0, 99.0]))]
     (v,) = compare("reuseport", trials([50.0, 51.0, 49.0]), history, CONN, Rule(), SPEC)
-    assert v.verdict == "ok" and v.resolution is None
-    assert v.warning == "n=3 against 3 trials can never reach p < 0.05"
+    # halved, and still no test at n=3 could have said so: undecided, never "ok"
+    assert v.verdict == "undecided" and v.resolution is None and v.decided_by == "too few trials"
+    note = (
+        "n=3 vs 3: the smallest possible p is 0.1 > alpha 0.05; 4 repeats per side needed "
+        "(or 5 against the baseline's 3)"
+    )
+    assert v.warning == note and v.power is not None and v.power.note() == note
+    assert v.reason.endswith(f"-> undecided: undecidable at this n ({note})")
+    assert "noise" not in v.reason.split("->")[1] and "not significant" not in v.reason
+    # within the threshold it is ok by the threshold, and the warning still says why
+    (same,) = compare("reuseport", trials([100.5, 99.5, 100.0]), history, CONN, Rule(), SPEC)
+    assert (same.verdict, same.decided_by, same.warning) == ("ok", "threshold", note)
+    # a pair judged with pair=True says the same
+    (pair,) = compare("reuseport", trials([50.0, 51.0, 49.0]), history, CONN, Rule(), SPEC, True)
+    assert pair.verdict == "undecided"
+
+
+def test_four_a_side_can_decide() -> None:
+    history = [(1, trials([100.0, 101.0, 99.0, 100.5]))]
+    (v,) = compare("reuseport", trials([50.0, 51.0, 49.0, 50.5]), history, CONN, Rule(), SPEC, True)
+    assert v.verdict == "regression" and v.power is not None and v.power.reachable
+    assert v.p_value == pytest.approx(2 / 70)
+
+
+def test_a_nightly_with_one_trial_tonight_is_undecided_not_ok() -> None:
+    history = [(run, trials(night(100.0, seed=run))) for run in range(5, 0, -1)]
+    (v,) = compare("reuseport", trials([40.0]), history, CONN, Rule(), SPEC)
+    assert v.verdict == "undecided" and v.p_value is None
+    assert "too few trials for a test (n=1 vs 30, need 2 each)" in v.reason
+    assert "n=1 vs 30: Mann-Whitney needs 2 trials a side" in v.reason
 
 
 def test_the_resolution_grows_with_the_run_to_run_spread_and_warns_beyond_the_threshold() -> None:

@@ -42,6 +42,7 @@ FLOORS: dict[str, int] = {
             "failures",
             "metrics",
             "digests",
+            "settings",
         ],
         0,
     ),
