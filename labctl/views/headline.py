@@ -2,9 +2,11 @@
 
 "no baseline yet" when nothing was compared (a first run, a new history), "all within noise"
 when every compared metric stayed inside the rule (docs/nightly.md), "N regressions"
-otherwise; each with the rows that decided it (metric, configuration, median before and
-after, ratio, p). A run that failed says so first. The badge takes its colour from the
-headline's state, so a page never shows a green OK for a run that nothing was compared with.
+otherwise, "N changes undecided at this n" when a change beyond the threshold met too few
+trials for the test ever to reach alpha; each with the rows that decided it (metric,
+configuration, median before and after, ratio, p). A run that failed says so first. The badge
+takes its colour from the headline's state, so a page never shows a green OK for a run that
+nothing was compared with, nor for one whose changes its trial counts could not judge.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from labctl.results.history import RunComparison
 from labctl.results.regress import MetricVerdict
 from labctl.results.store import RunSummary
 
-COMPARED = ("ok", "regression", "improvement")  # verdicts with a history behind them
+COMPARED = ("ok", "regression", "improvement", "undecided")  # verdicts with a history behind them
 SHOWN_WITHIN_NOISE = 3  # the largest changes shown under "all within noise"
 
 
@@ -36,7 +38,8 @@ class DecidingRow:
 
 @dataclass(frozen=True)
 class Headline:
-    state: str  # no-baseline | ok | regression | failed | other: the badge's class and colour
+    # no-baseline | ok | undecided | regression | failed | other: the badge's class and colour
+    state: str
     badge: str  # the badge's word: "no baseline", "ok", "regression", "failed"
     text: str  # "no baseline yet", "all within noise", "2 regressions", "run failed; ..."
     detail: str  # one line under it: what was compared, or why nothing was
@@ -110,6 +113,14 @@ def headline(status: str, sections: Sequence[RunComparison]) -> Headline:
             (why or "no experiment ran") + ". Tonight's numbers are shown, not judged.",
             (),
         )
+    undecided = [_row(r, v) for r, v in compared if v.verdict == "undecided"]
+    if undecided:  # beyond the threshold, but no test at these trial counts could tell
+        text = f"{_plural(len(undecided), 'change')} undecided at this n"
+        why = (
+            against
+            + "; too few trials for the test to ever reach alpha (the verdicts say how many)"
+        )
+        return Headline("undecided", "undecided", text, why, tuple(undecided))
     if improvements:
         text = f"no regression, {_plural(len(improvements), 'improvement')}"
         return Headline("ok", "ok", text, against, tuple(improvements))

@@ -47,6 +47,7 @@ STATUS_COLORS: Mapping[str, str] = {
     "regression": "#c62828",
     "failed": "#757575",
     "no-baseline": "#1565c0",
+    "undecided": "#e65100",
 }
 
 
@@ -233,7 +234,7 @@ def _deciding_row(r: DecidingRow, several: bool) -> dict[str, str]:
     }
 
 
-_VERDICT_ORDER = ("regression", "improvement", "ok", "new", "no-data")
+_VERDICT_ORDER = ("regression", "undecided", "improvement", "ok", "new", "no-data")
 
 
 def _verdict_row(v: MetricVerdict) -> dict[str, Any]:

@@ -509,3 +509,21 @@ def test_the_other_experiments_main_plots_draw(name: str) -> None:
     png = base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True)
     assert png.startswith(PNG_MAGIC) and len(png) > 5000
     assert main_plot(spec.plot, [], {}, name) == ""  # no valid trial: nothing drawn
+
+
+def test_a_change_too_few_trials_can_judge_is_undecided_never_ok() -> None:
+    section = reuseport_section()
+    verdicts = [
+        dataclasses.replace(v, verdict="undecided") if v.verdict == "regression" else v
+        for v in section.verdicts
+    ]
+    undecided = dataclasses.replace(section, verdicts=verdicts)
+    top = headline("ok", [undecided])  # overall() says "ok": undecided is no regression
+    assert (top.state, top.badge, top.text) == (
+        "undecided",
+        "undecided",
+        "1 change undecided at this n",
+    )
+    assert [r.verdict for r in top.rows] == ["undecided"] and "reach alpha" in top.detail
+    text = render_html(NightlyReport("n", 0.0, 1.0, "ok", [undecided]))
+    assert 'class="badge badge-undecided"' in text and 'class="badge badge-ok"' not in text
