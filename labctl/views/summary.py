@@ -13,6 +13,7 @@ from rich.table import Table
 
 from labctl.experiments.summary import ConfigSummary
 from labctl.metrics import ExperimentSpec
+from labctl.results.power import repeats_per_side
 from labctl.results.regress import Rule
 from labctl.stats import Summary, figure
 
@@ -34,7 +35,7 @@ def _resolution_line(metric: str, rows: Sequence[ConfigSummary]) -> str:
         n = min(r.stats.n for r in measured if r.stats is not None)
         return (
             f"  {metric}: {n} valid trials against another run's {n} can never reach "
-            f"p < {alpha:g}: use --repeat 5 or more to compare runs"
+            f"p < {alpha:g}: use --repeat {repeats_per_side(alpha)} or more to compare runs"
         )
     if not steps:
         return ""
