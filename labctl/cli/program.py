@@ -129,7 +129,11 @@ class LabctlProgram(Program):
             if asked:
                 self.print_task_help(asked)
                 raise Exit
-            super().parse_tasks()
+            # invoke's own parse_tasks, on the parser just made (it would make a second one)
+            result = self.parser.parse_argv(self.core.unparsed)
+            self.core_via_tasks = result.pop(0)
+            self._update_core_context(context=self.core[0], new_args=self.core_via_tasks.args)
+            self.tasks = result
         levels = [ctx.args.pop("verbose").value for ctx in self.tasks if "verbose" in ctx.args]
         self.verbosity = max(levels, default=0)
 
