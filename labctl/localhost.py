@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 
 from labctl.errors import CommandTimeout
 from labctl.inventory import Host
@@ -42,6 +43,12 @@ class LocalConnection(HostConnection):
         return pwd.getpwuid(os.geteuid()).pw_name
 
     def open(self) -> None:
+        return None
+
+    def expect(self, now: Sequence[str], after: Sequence[str] = ()) -> None:
+        """Nothing to save: a command here costs no round trip (reads are not taken ahead)."""
+
+    def forget(self) -> None:
         return None
 
     def run(

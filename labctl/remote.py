@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,64 +20,29 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
+from labctl import batch
+from labctl.defaults import DEFAULT_POOL_SIZE
 from labctl.errors import CommandTimeout, HostUnreachable, LabctlError
 from labctl.inventory import Host
+from labctl.shell_text import Command, command_summary, command_text, is_program_call, quote
+from labctl.shell_text import ShellScript as ShellScript  # callers import it from here
+from labctl.shell_text import wait_until_script as wait_until_script  # likewise
+from labctl.ssh_dial import KnownHosts, dial, fabric_connection, one_line
 from labctl.ssh_options import SshEndpoint, resolve
+from labctl.ssh_session import SessionLost, ShellSession
 
 # Every command and its outcome, for -v/-vv (labctl/views/verbose.py shows them).
 log = logging.getLogger("labctl.remote")
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
-DEFAULT_POOL_SIZE = 32
 KILL_GRACE = 2.0  # seconds between TERM and KILL when a command times out
-
-
-@dataclass(frozen=True)
-class ShellScript:
-    """Shell text run as is. Build it from `quote()`d pieces; never from raw user input."""
-
-    text: str
-
-
-Command = Sequence[str] | ShellScript
-
-
-def quote(arg: str) -> str:
-    return shlex.quote(arg)
-
-
-def wait_until_script(condition: str, seconds: int, failure: str) -> str:
-    """sh that polls `condition` (shell text) every 0.25 s until it holds, or prints `failure`
-    to stderr and exits 1 after `seconds` by the host's clock (not a count of tries: one try
-    can take a second or more in a TCG VM)."""
-    return (
-        f"end=$(($(date +%s) + {int(seconds)})); until {condition}; do "
-        f'if [ "$(date +%s)" -ge "$end" ]; then echo {quote(failure)} >&2; exit 1; fi; '
-        "sleep 0.25; done"
-    )
-
-
-def command_summary(text: str, width: int = 60) -> str:
-    """A command's text as one short line for a message (a script's first line, cut)."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    said = [line for line in lines if not line.startswith("set -")] or lines  # not `set -e`
-    first = said[0] if said else ""
-    more = len(lines) > 1 or len(first) > width
-    return first[:width] + (" …" if more else "")
-
-
-def command_text(command: Command) -> str:
-    """The exact text the remote shell receives."""
-    if isinstance(command, ShellScript):
-        return command.text
-    if isinstance(command, str):
-        # A bare string would be split by the remote shell unquoted: make the caller choose.
-        raise TypeError("pass an argument list or a ShellScript, not a str")
-    return shlex.join(command)
+# How long a read taken ahead stays usable (HostConnection.expect): a bound on what a
+# process on the host (not labctl) may have changed since.
+READ_AHEAD_MAX_AGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -113,67 +77,6 @@ class CommandFailed(LabctlError):
         )
 
 
-def _one_line(exc: BaseException) -> str:
-    """A connect error as one readable line (paramiko's messages vary by class)."""
-    if isinstance(exc, paramiko.BadHostKeyException):
-        return f"host key mismatch for {exc.hostname} (known_hosts says otherwise)"
-    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
-        return f"host key unknown: {exc} (strict host key checking)"
-    if isinstance(exc, paramiko.ChannelException):  # a jump host could not open the tunnel
-        return f"tunnel refused by the jump host ({exc.text or exc.code})"
-    if isinstance(exc, paramiko.SSHException) and str(exc) == "No authentication methods available":
-        # paramiko had nothing to try: no key file, and no agent or an empty one
-        return "authentication refused: no key to offer (no key file, IdentityFile or agent key)"
-    if isinstance(exc, paramiko.AuthenticationException):
-        return f"authentication refused ({exc})"
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        reasons = {os.strerror(e.errno) if e.errno else str(e) for e in exc.errors.values()}
-        return "connection refused" if reasons == {"Connection refused"} else "; ".join(reasons)
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "connect timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _connection(endpoint: SshEndpoint, known_hosts: str, connect_timeout: float) -> Connection:
-    """A fabric Connection for one hop, through its jump hosts (each one checked as strictly)."""
-    connect_kwargs: dict[str, object] = {
-        # ~/.ssh/id_* stay unread: keys come from the inventory, the ssh config or the agent.
-        "look_for_keys": False,
-        "allow_agent": endpoint.allow_agent,
-        "banner_timeout": connect_timeout,
-        "auth_timeout": connect_timeout,
-        # paramiko waits an hour for a channel by default: a frozen host would stall the run;
-        # on a jump host this also bounds opening the tunnel to the next hop.
-        "channel_timeout": connect_timeout,
-    }
-    if endpoint.key_files:
-        connect_kwargs["key_filename"] = list(endpoint.key_files)
-    gateway = None
-    if endpoint.jump is not None:
-        # fabric tunnels through a Connection gateway with a direct-tcpip channel.
-        gateway = _connection(endpoint.jump, known_hosts, connect_timeout)
-    # An empty SSHConfig: ssh_options already applied the user's config; fabric must not
-    # apply it again (or read another file) behind our back.
-    conn = Connection(
-        endpoint.address,
-        user=endpoint.user,
-        port=endpoint.port,
-        config=Config(ssh_config=paramiko.SSHConfig()),
-        gateway=gateway,
-        connect_timeout=int(max(1, connect_timeout)),
-        connect_kwargs=connect_kwargs,
-    )
-    # Strict host key checking: fabric defaults to AutoAddPolicy, which trusts anyone.
-    client = conn.client
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    if os.path.exists(known_hosts):
-        client.load_host_keys(known_hosts)
-    return conn
-
-
 def log_command(host: str, text: str) -> None:
     log.info("%s $ %s", host, text)
 
@@ -196,7 +99,12 @@ class HostConnection:
     the agent's socket from os.environ itself, so a separate mapping could only disagree.
     """
 
-    def __init__(self, host: Host, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        host: Host,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        known: KnownHosts | None = None,
+    ) -> None:
         self.host = host
         # sudo for commands when the user is not root; a play's `become` overrides it.
         self.become_default = host.become
@@ -206,13 +114,24 @@ class HostConnection:
             or self.endpoint.known_hosts
             or os.path.expanduser("~/.ssh/known_hosts")
         )
-        self._conn = _connection(self.endpoint, known_hosts, connect_timeout)
+        self._connect_timeout = connect_timeout
+        self._conn = fabric_connection(
+            self.endpoint, known_hosts, connect_timeout, known or KnownHosts()
+        )
         # The jump hosts' connections, the first one dialled first (to open and close them).
         self._jumps: list[tuple[SshEndpoint, Connection]] = []
         hop = self._conn
         for endpoint in reversed(self.endpoint.jumps()):
             hop = hop.gateway
             self._jumps.insert(0, (endpoint, hop))
+        # Reads taken ahead (see `expect`): what is expected, and what was read, by
+        # (command text, through sudo) with the time it was read.
+        self._now: list[str] = []
+        self._after: list[str] = []
+        self._taken: dict[tuple[str, bool], tuple[float, CommandResult]] = {}
+        # The host's shell session (ssh_session.py), for one thread at a time.
+        self._session: ShellSession | None = None
+        self._session_lock = threading.Lock()
 
     @property
     def user(self) -> str:
@@ -226,22 +145,44 @@ class HostConnection:
         # Each jump host first, so that its failure is reported as the jump host's.
         for endpoint, conn in self._jumps:
             try:
+                dial(conn, self._connect_timeout)
                 conn.open()
             except Exception as exc:  # paramiko raises many unrelated classes
                 self.close()
                 raise HostUnreachable(
-                    f"{self.host.name}: unreachable via jump host {endpoint.name}: {_one_line(exc)}"
+                    f"{self.host.name}: unreachable via jump host {endpoint.name}: {one_line(exc)}"
                 ) from exc
         try:
+            dial(self._conn, self._connect_timeout)
             self._conn.open()
         except Exception as exc:  # paramiko raises many unrelated classes
             self.close()
-            reason = _one_line(exc)
+            reason = one_line(exc)
             if self._jumps and isinstance(exc, paramiko.ChannelException):
                 e = self.endpoint
                 reason = f"jump host {self._jumps[-1][0].name} cannot reach {e.address}:{e.port}"
                 reason += f" ({exc.text})" if exc.text else ""
             raise HostUnreachable(f"{self.host.name}: unreachable: {reason}") from exc
+
+    def expect(self, now: Sequence[str], after: Sequence[str] = ()) -> None:
+        """The read-only commands (their exact text) the next task's plan will run (`now`)
+        and those of the tasks after it (`after`), in order. The first command sent from
+        here on carries the reads still to come in the same round trip (a read of `now`,
+        those after it; any other command, all of `after`, read once it is done), and their
+        results are kept for when they are asked for.
+
+        A kept result is used once, only while nothing else has run on this host since it
+        was read (any other command, upload or download drops them all) and for at most
+        READ_AHEAD_MAX_AGE seconds: a plan then sees what it would have read itself.
+        """
+        self._now, self._after = list(now), list(after)
+        wanted = set(self._now) | set(self._after)
+        self._taken = {key: got for key, got in self._taken.items() if key[0] in wanted}
+
+    def forget(self) -> None:
+        """Drop the reads taken ahead and those expected (the next task may change the host
+        in a way no command here shows: time passes, or another machine acts on it)."""
+        self.expect([], [])
 
     def run(
         self,
@@ -253,77 +194,153 @@ class HostConnection:
     ) -> CommandResult:
         """Run a command; a non-zero exit is a value unless `check` is set."""
         text = command_text(command)
-        wire = text
-        if timeout is not None:
-            # Enforced on the host: coreutils timeout signals its whole process group, so
-            # nothing the command started outlives it (closing the channel would not: without
-            # a pty nothing sends SIGHUP). fabric's own timeout below is the backstop.
-            wire = f"timeout -k {KILL_GRACE:g} {timeout:g} sh -c {quote(wire)}"
-        if (self.become_default if become is None else become) and self.user != "root":
-            wire = "sudo -n -- sh -c " + quote(wire)
-        self.open()
-        log_command(self.host.name, text)
-        started = time.monotonic()
-
-        def timed_out(stdout: str, stderr: str) -> CommandTimeout:
-            return CommandTimeout(
-                f"{self.host.name}: `{command_summary(text)}` timed out after {timeout:g} s",
-                CommandResult(self.host.name, text, -1, stdout, stderr, time.monotonic() - started),
-            )
-
-        try:
-            res = self._conn.run(
-                wire,
-                hide=True,
-                warn=True,
-                in_stream=False,
-                pty=False,
-                timeout=None if timeout is None else timeout + KILL_GRACE + 5,
-            )
-        except CommandTimedOut as exc:
-            # The host-side timeout should have fired first: the connection itself is stuck.
-            # Close it, so the next command reconnects (or finds the host unreachable).
-            self.close()
-            raise timed_out(exc.result.stdout, exc.result.stderr) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise HostUnreachable(f"{self.host.name}: connection lost: {_one_line(exc)}") from exc
-        if res.exited == -1:
-            # The channel closed without an exit status: the session died, not the command.
-            self.close()
-            raise HostUnreachable(
-                f"{self.host.name}: connection lost during `{command_summary(text)}`"
-            )
-        if (
-            timeout is not None
-            and res.exited in (124, 137)
-            and time.monotonic() - started >= timeout
-        ):
-            raise timed_out(res.stdout, res.stderr)
-        result = CommandResult(
-            host=self.host.name,
-            command=text,
-            exit_status=res.exited,
-            stdout=res.stdout,
-            stderr=res.stderr,
-            duration=time.monotonic() - started,
-        )
-        log_result(result)
+        sudo = bool(self.become_default if become is None else become) and self.user != "root"
+        result = self._kept(text, sudo)
+        if result is None:
+            self._taken = {}  # this command may change what was read
+            reads = self._reads_after(text) if timeout == DEFAULT_COMMAND_TIMEOUT else []
+            result = self._send_with_reads(text, reads, sudo, timeout) if reads else None
+        if result is None:
+            result = self._send(text, sudo, timeout)
         if check and not result.ok:
             raise CommandFailed(result)
         return result
 
+    def _kept(self, text: str, sudo: bool) -> CommandResult | None:
+        got = self._taken.pop((text, sudo), None)  # once: a retry reads again
+        if got is None or time.monotonic() - got[0] > READ_AHEAD_MAX_AGE:
+            return None
+        log.debug("%s: `%s` read ahead", self.host.name, command_summary(text))
+        return got[1]
+
+    def _reads_after(self, text: str) -> list[str]:
+        if text in self._now:
+            return self._now[self._now.index(text) + 1 :] + self._after
+        return list(self._after)
+
+    def _send_with_reads(
+        self, text: str, reads: list[str], sudo: bool, timeout: float | None
+    ) -> CommandResult | None:
+        """`text`, then `reads`, in one round trip (see `expect`); None when `text`'s own
+        answer could not be read back (then it is sent alone)."""
+        texts = [text, *reads]
+        nonce = batch.new_nonce()
+        for i, each in enumerate(texts):
+            log_command(self.host.name, each if i == 0 else f"{each}  (read ahead)")
+        # Reads only (stat, sha256sum): no coreutils timeout around them, two execs fewer;
+        # the wait's own backstop still holds. A command first keeps its timeout.
+        reads_only = text in self._now
+        whole = self._send(
+            batch.script(texts, nonce), sudo, timeout, shown=text, on_host=not reads_only
+        )
+        sections = batch.parse(whole.stdout, whole.stderr, nonce, len(texts))
+        if not sections:
+            return None
+        now = time.monotonic()
+        share = whole.duration / len(sections)
+        results = [
+            CommandResult(self.host.name, t, s.exit_status, s.stdout, s.stderr, share)
+            for t, s in zip(texts, sections, strict=False)
+        ]
+        for result in results:
+            log_result(result)
+        self._taken = {(r.command, sudo): (now, r) for r in results[1:]}
+        return results[0]
+
+    def _send(
+        self,
+        text: str,
+        sudo: bool,
+        timeout: float | None,
+        shown: str | None = None,
+        on_host: bool = True,
+    ) -> CommandResult:
+        """One round trip: `text` through the host's shell session. `shown` is what the
+        command is called in messages when `text` is a script that runs it (then the caller
+        logs). `on_host`: the timeout is also enforced on the host."""
+        wire = text
+        if timeout is not None and on_host:
+            # Enforced on the host: coreutils timeout signals its whole process group, so
+            # nothing the command started outlives it (closing the channel would not: without
+            # a pty nothing sends SIGHUP). The wait below is the backstop. A program and its
+            # quoted arguments need no shell of their own under it.
+            program = text if is_program_call(text) else f"sh -c {quote(text)}"
+            wire = f"timeout -k {KILL_GRACE:g} {timeout:g} {program}"
+        if sudo:
+            wire = "sudo -n -- sh -c " + quote(wire)
+        self.open()
+        if shown is None:
+            log_command(self.host.name, text)
+        started = time.monotonic()
+        name = command_summary(shown or text)
+        try:
+            exit_status, stdout, stderr = self._exchange(
+                wire, None if timeout is None else timeout + KILL_GRACE + 5
+            )
+        except TimeoutError as exc:
+            # The host-side timeout should have fired first: the connection itself is stuck.
+            # Close it, so the next command reconnects (or finds the host unreachable).
+            self.close()
+            raise CommandTimeout(
+                f"{self.host.name}: `{name}` timed out after {timeout:g} s",
+                CommandResult(self.host.name, text, -1, "", "", time.monotonic() - started),
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError, SessionLost) as exc:
+            self.close()
+            raise HostUnreachable(
+                f"{self.host.name}: connection lost during `{name}`: {one_line(exc)}"
+            ) from exc
+        elapsed = time.monotonic() - started
+        if timeout is not None and exit_status in (124, 137) and elapsed >= timeout:
+            raise CommandTimeout(
+                f"{self.host.name}: `{name}` timed out after {timeout:g} s",
+                CommandResult(self.host.name, text, -1, stdout, stderr, elapsed),
+            )
+        result = CommandResult(self.host.name, text, exit_status, stdout, stderr, elapsed)
+        if shown is None:
+            log_result(result)
+        return result
+
+    def _exchange(self, wire: str, backstop: float | None) -> tuple[int, str, str]:
+        """Exit status, stdout and stderr of shell text `wire`: through the session when
+        this thread can have it, else on a command channel of its own."""
+        deadline = None if backstop is None else time.monotonic() + backstop
+        if self._session_lock.acquire(blocking=False):
+            try:
+                if self._session is None or not self._session.alive:
+                    if self._session is not None:
+                        self._session.close()
+                    self._session = ShellSession(self._conn.transport, self._connect_timeout)
+                got = self._session.run(wire, deadline)
+                return got.exit_status, got.stdout, got.stderr
+            finally:
+                self._session_lock.release()
+        try:
+            res = self._conn.run(
+                wire, hide=True, warn=True, in_stream=False, pty=False, timeout=backstop
+            )
+        except CommandTimedOut as exc:
+            raise TimeoutError from exc
+        if res.exited == -1:  # the channel closed without an exit status
+            raise SessionLost("the channel closed without an exit status")
+        return res.exited, res.stdout, res.stderr
+
     def put(self, local: str, remote: str) -> None:
+        self._taken = {}
         self.open()
         self._conn.put(local, remote)
 
     def get(self, remote: str, local: str) -> None:
+        self._taken = {}
         self.open()
         self._conn.get(remote, local)
 
     def close(self) -> None:
         # fabric does not close a gateway with its Connection: the target first, then each
         # jump host back towards us.
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         self._conn.close()
         for _, conn in reversed(self._jumps):
             conn.close()
@@ -360,7 +377,13 @@ class Connections:
     """The run's connections, one per host, opened on first use and reused after."""
 
     def __init__(self, hosts: Iterable[Host], connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
-        self._by_name = {h.name: HostConnection(h, connect_timeout) for h in hosts}
+        known = KnownHosts()  # each known_hosts file read once for all the hosts
+        self._by_name = {h.name: HostConnection(h, connect_timeout, known) for h in hosts}
+        # One pool of worker threads for the whole run, not one per step: starting 16
+        # threads for each task of a play cost more than the task itself.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._pool_in_use = threading.Lock()
 
     def __getitem__(self, name: str) -> HostConnection:
         return self._by_name[name]
@@ -373,6 +396,9 @@ class Connections:
         return list(self._by_name)
 
     def close(self) -> None:
+        if self._pool is not None:  # steps still running end before their connections
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         for conn in self._by_name.values():
             conn.close()
 
@@ -401,11 +427,24 @@ class Connections:
             except LabctlError as exc:
                 return HostOutcome(conn.host.name, error=exc, duration=time.monotonic() - started)
             except Exception as exc:  # a bug in a step must not take the other hosts down
-                err = LabctlError(f"{conn.host.name}: {type(exc).__name__}: {_one_line(exc)}")
+                err = LabctlError(f"{conn.host.name}: {type(exc).__name__}: {one_line(exc)}")
                 return HostOutcome(conn.host.name, error=err, duration=time.monotonic() - started)
             return HostOutcome(conn.host.name, value=value, duration=time.monotonic() - started)
 
         if not conns:
             return []
-        with ThreadPoolExecutor(max_workers=max(1, min(pool_size, len(conns)))) as pool:
-            return list(pool.map(attempt, conns))
+        if not self._pool_in_use.acquire(blocking=False):
+            # Called from a step, or from another thread: a pool of its own, so that no
+            # one waits for a worker its caller holds.
+            with ThreadPoolExecutor(max_workers=max(1, min(pool_size, len(conns)))) as pool:
+                return list(pool.map(attempt, conns))
+        try:
+            size = max(1, min(pool_size, len(self._by_name)))
+            if self._pool is None or self._pool_size != size:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="labctl")
+                self._pool_size = size
+            return list(self._pool.map(attempt, conns))
+        finally:
+            self._pool_in_use.release()

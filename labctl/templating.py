@@ -2,22 +2,25 @@
 
 A string that is exactly one `{{ expression }}` renders to the expression's value (a list
 stays a list, an int an int), like Ansible; any other string renders to text.
+
+jinja2 is imported when a template is first rendered or read, not with this module: a
+command that only splits a command line into words (actions/command.py) does without it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import jinja2
-import jinja2.meta
-import jinja2.nativetypes
+from typing import TYPE_CHECKING, Any
 
 from labctl.errors import LabctlError
-from labctl.filters import add_ansible_names
+
+if TYPE_CHECKING:
+    import jinja2
+    import jinja2.nativetypes
 
 _TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _SINGLE_EXPR = re.compile(r"\A\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\Z", re.S)
@@ -41,22 +44,68 @@ class TemplateError(LabctlError):
 
 
 def _env_options() -> dict[str, Any]:
+    import jinja2
+
     return {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True, "autoescape": False}
 
 
 def make_env(search_dirs: list[Path] | None = None) -> jinja2.Environment:
+    import jinja2
+
+    from labctl.filters import add_ansible_names
+
     loader = jinja2.FileSystemLoader([str(d) for d in search_dirs]) if search_dirs else None
     env = jinja2.Environment(loader=loader, **_env_options())
     add_ansible_names(env)
     return env
 
 
-_TEXT = make_env()
-_NATIVE = jinja2.nativetypes.NativeEnvironment(**_env_options())
-add_ansible_names(_NATIVE)
+@functools.cache
+def _text() -> jinja2.Environment:
+    """The environment that renders text, made on first use."""
+    return make_env()
+
+
+@functools.cache
+def _native() -> jinja2.nativetypes.NativeEnvironment:
+    """The environment that renders one `{{ expression }}` to its value, made on first use."""
+    import jinja2.nativetypes
+
+    from labctl.filters import add_ansible_names
+
+    env = jinja2.nativetypes.NativeEnvironment(**_env_options())
+    add_ansible_names(env)
+    return env
+
+
+# Compiled templates and expressions, by their source: a task's arguments are rendered once
+# per host (and its reads once more ahead, play/readahead.py), and jinja2 compiles a source
+# to Python on every from_string/compile_expression. Pure functions of the source string.
+@functools.lru_cache(maxsize=4096)
+def _text_template(source: str) -> jinja2.Template:
+    return _text().from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _native_expression(source: str) -> Any:
+    return _native().compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_expression(source: str) -> Any:
+    return _text().compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_env(directory: Path) -> jinja2.Environment:
+    """One environment per template directory: it keeps its compiled templates (and
+    recompiles one whose file changed)."""
+    return make_env([directory])
 
 
 def _describe(exc: Exception) -> str:
+    import jinja2
+
     if isinstance(exc, jinja2.UndefinedError):
         return f"undefined variable: {exc.message}"
     if isinstance(exc, jinja2.TemplateSyntaxError | jinja2.TemplateAssertionError):
@@ -66,6 +115,8 @@ def _describe(exc: Exception) -> str:
 
 def _defined(value: Any) -> Any:
     """A bare `{{ missing }}` yields an Undefined object without raising: make it raise."""
+    import jinja2
+
     if isinstance(value, jinja2.Undefined):
         str(value)  # StrictUndefined raises UndefinedError here
     return value
@@ -109,11 +160,9 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
             # Only a string that is exactly one `{{ }}` keeps its type: "{{ x }}\n" is text.
             match = _SINGLE_EXPR.match(value)
             if match:
-                value = _NATIVE.compile_expression(match["expr"].strip(), undefined_to_none=False)(
-                    **variables
-                )
+                value = _native_expression(match["expr"].strip())(**variables)
                 return _defined(value)
-            return _TEXT.from_string(value).render(**variables)
+            return _text_template(value).render(**variables)
         except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
             raise TemplateError(f"{_describe(exc)} in {value!r}") from exc
     if isinstance(value, Mapping):
@@ -126,13 +175,13 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
 def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
     """A bare expression, as in `when:` (no braces)."""
     try:
-        return _defined(_TEXT.compile_expression(expression, undefined_to_none=False)(**variables))
+        return _defined(_text_expression(expression)(**variables))
     except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
         raise TemplateError(f"{_describe(exc)} in {expression!r}") from exc
 
 
 def render_file(path: Path, variables: Mapping[str, Any]) -> str:
-    env = make_env([path.parent])
+    env = _file_env(path.parent)
     try:
         return env.get_template(path.name).render(**variables)
     except Exception as exc:  # noqa: BLE001 - any filter's error is the template's
@@ -143,6 +192,9 @@ def render_file(path: Path, variables: Mapping[str, Any]) -> str:
 
 def names_used(value: Any, expression: bool = False) -> set[str]:
     """Top-level variable names a value's templates read (for checks before any host runs)."""
+    import jinja2
+    import jinja2.meta
+
     if isinstance(value, str):
         if expression:
             source = "{{ " + value + " }}"
@@ -151,7 +203,7 @@ def names_used(value: Any, expression: bool = False) -> set[str]:
         else:
             return set()
         try:
-            tree = _TEXT.parse(source)
+            tree = _text().parse(source)
             found = set(jinja2.meta.find_undeclared_variables(tree))
         except jinja2.TemplateError as exc:  # syntax, or an unknown filter or test
             raise TemplateError(_describe(exc) + f" in {value!r}") from exc
@@ -167,6 +219,8 @@ def _guarded_names(tree: jinja2.nodes.Template) -> set[str]:
     """Names a template reads only where their absence is handled: `x | default(...)`,
     `x is defined`, `x is undefined`. Such a name need not be defined for every host;
     one also read bare elsewhere in the template still must be."""
+    import jinja2.nodes
+
     guarded_nodes = {
         id(node.node)
         for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test))
@@ -181,8 +235,11 @@ def _guarded_names(tree: jinja2.nodes.Template) -> set[str]:
 
 def names_tested_defined(expression: str) -> set[str]:
     """Names a `when:` expression tests with `is defined`: a task guarded by it may read them."""
+    import jinja2
+    import jinja2.nodes
+
     try:
-        tree = _TEXT.parse("{{ " + expression + " }}")
+        tree = _text().parse("{{ " + expression + " }}")
     except jinja2.TemplateSyntaxError:
         return set()
     return {
@@ -193,4 +250,4 @@ def names_tested_defined(expression: str) -> set[str]:
 
 
 def builtin_names() -> set[str]:
-    return set(_TEXT.globals)
+    return set(_text().globals)

@@ -53,3 +53,15 @@ def plugin_env() -> dict[str, str]:
 
 def sigterm_runs_teardown(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every fixture's finally
+
+
+def is_session_shell(pid: int | str) -> bool:
+    """The shell of a live SSH session: labctl keeps one `sh` per connection open (one of its
+    own, or the test harness's) and it ends with the connection; not a program left behind.
+    Its parent is the host's per-connection sshd."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1]
+        return cmdline == b"sh\0" and os.readlink(f"/proc/{ppid}/exe") == "/usr/sbin/sshd"
+    except (OSError, IndexError):
+        return False

@@ -9,7 +9,9 @@ comes from the real state of the host.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
 import shlex
 import types
 import typing
@@ -119,12 +121,15 @@ class ActionResult:
     undo: tuple[Undo, ...] = ()  # what puts back what this result changed
 
     def registered(self) -> dict[str, Any]:
+        # A message that is a value (debug's `msg: {a: 1}`) is registered as that value, as
+        # Ansible does; `msg` (the line shown) is its text.
+        given = self.output.get("msg")
         return {
             **self.output,
             "changed": self.changed,
             "failed": self.failed,
             "skipped": self.skipped,
-            "msg": self.msg,
+            "msg": given if given is not None and not isinstance(given, str) else self.msg,
         }
 
 
@@ -181,6 +186,12 @@ class Action(ABC):
         """The task's arguments as written, before any rendering (a ValueError is the file's
         error): an action whose arguments must be shaped before templates fill them."""
         return raw
+
+    def reads(self, args: Any) -> list[Command]:
+        """The read-only commands `plan` starts with, known from the arguments alone (none
+        by default). A play sends those of several coming tasks in one round trip
+        (HostConnection.expect); the plan then gets their results without asking again."""
+        return []
 
     @abstractmethod
     def plan(self, ctx: TaskContext, args: Any) -> Plan:
@@ -261,23 +272,31 @@ def result_output(res: CommandResult) -> dict[str, Any]:
     }
 
 
+# Files up to this size travel inside the command that writes them (base64, one round
+# trip); larger ones through SFTP. A command is one argument to the remote shell, which
+# Linux caps at 128 KiB (MAX_ARG_STRLEN): base64 of 32 KiB stays well under it.
+INLINE_UPLOAD_MAX = 32 * 1024
+
+
 def upload(conn: HostConnection, step: Upload) -> None:
     """Atomic write: the file is whole or untouched, never half-written.
 
     Without an explicit mode a file keeps its mode and owner (a new one gets 0644): the
-    temp file fabric uploads is 0600, which must not leak into the result. The temp name
-    is unique per write because lab hosts share one filesystem.
+    temp file must not leak its own mode into the result. The temp name is unique per write
+    because lab hosts share one filesystem. A small file is written by the one command that
+    also sets its mode and renames it; a large one is sent by SFTP first.
     """
-    import tempfile
     import uuid
 
     tmp_remote = f"{step.dest}.labctl-{uuid.uuid4().hex[:12]}"
-    with tempfile.NamedTemporaryFile() as local:
-        local.write(step.content)
-        local.flush()
-        conn.put(local.name, tmp_remote)
     dest, tmp = shlex.quote(step.dest), shlex.quote(tmp_remote)
     script = []
+    inline = len(step.content) <= INLINE_UPLOAD_MAX
+    if inline:
+        encoded = base64.b64encode(step.content).decode()
+        script.append(f"printf %s {encoded} | base64 -d > {tmp}")
+    else:
+        _sftp_put(conn, step.content, tmp_remote)
     if step.mode:
         script.append(f"chmod {shlex.quote(step.mode)} {tmp}")
     else:
@@ -289,10 +308,20 @@ def upload(conn: HostConnection, step: Upload) -> None:
     else:
         script.append(f"if [ -e {dest} ]; then chown --reference={dest} {tmp}; fi")
     script.append(f"mv -f {tmp} {dest}")
-    res = conn.run(ShellScript(" && ".join(script)))
+    # On any failure the temp file goes, in the same round trip; the first error is kept.
+    text = "{ " + " && ".join(script) + f"; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}"
+    res = conn.run(ShellScript(text))
     if not res.ok:
-        conn.run(["rm", "-f", tmp_remote])
         raise ActionFailed(f"{conn.host.name}: writing {step.dest}: {res.first_error_line()}", res)
+
+
+def _sftp_put(conn: HostConnection, content: bytes, remote: str) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as local:
+        local.write(content)
+        local.flush()
+        conn.put(local.name, remote)
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -324,10 +353,17 @@ def check_arg_names(action: type[Action], raw: Mapping[str, Any]) -> None:
         raise ArgsError(f"{action.name}: missing argument {', '.join(map(repr, missing))}")
 
 
+@functools.cache
+def _hints(action: type[Action]) -> dict[str, Any]:
+    """An action's Args field types (evaluated once: typing re-reads the annotations' text
+    on every call)."""
+    return typing.get_type_hints(action.Args)
+
+
 def build_args(action: type[Action], raw: Mapping[str, Any]) -> Any:
     """Rendered raw values → the action's Args dataclass, each value checked against its type."""
     check_arg_names(action, raw)
-    hints = typing.get_type_hints(action.Args)
+    hints = _hints(action)
     values = {name: _coerce(action.name, name, value, hints[name]) for name, value in raw.items()}
     try:
         return action.Args(**values)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.actions.base import Action, Plan, Run, TaskContext
-from labctl.remote import ShellScript
+from labctl.remote import Command, ShellScript
 from labctl.templating import split_words
 
 
@@ -29,8 +29,8 @@ class CommandArgs:
             raise ValueError("command: give exactly one of 'cmd' or 'argv'")
 
 
-def _guard(ctx: TaskContext, creates: str | None, removes: str | None) -> str | None:
-    """Why the command need not run, or None. One round trip for both checks."""
+def _guard_script(creates: str | None, removes: str | None) -> ShellScript | None:
+    """One read for both checks (None when there is nothing to check)."""
     if not creates and not removes:
         return None
     tests = []
@@ -38,12 +38,25 @@ def _guard(ctx: TaskContext, creates: str | None, removes: str | None) -> str | 
         tests.append(f"if [ -e {shlex.quote(creates)} ]; then echo creates; fi")
     if removes:
         tests.append(f"if [ ! -e {shlex.quote(removes)} ]; then echo removes; fi")
-    found = ctx.conn.run(ShellScript("; ".join(tests)), check=True).stdout.split()
+    return ShellScript("; ".join(tests))
+
+
+def _guard(ctx: TaskContext, creates: str | None, removes: str | None) -> str | None:
+    """Why the command need not run, or None."""
+    script = _guard_script(creates, removes)
+    if script is None:
+        return None
+    found = ctx.conn.run(script, check=True).stdout.split()
     if "creates" in found:
         return f"{creates} exists"
     if "removes" in found:
         return f"{removes} does not exist"
     return None
+
+
+def _reads(creates: str | None, removes: str | None) -> list[Command]:
+    script = _guard_script(creates, removes)
+    return [] if script is None else [script]
 
 
 def _in_dir(chdir: str | None, text: str) -> str:
@@ -66,6 +79,9 @@ class CommandAction(Action):
         if not words:
             raise ValueError("command: empty command")
         return {**{k: v for k, v in raw.items() if k != "cmd"}, "argv": words}
+
+    def reads(self, args: CommandArgs) -> list[Command]:
+        return _reads(args.creates, args.removes)
 
     def plan(self, ctx: TaskContext, args: CommandArgs) -> Plan:
         skipped = _guard(ctx, args.creates, args.removes)
@@ -90,6 +106,9 @@ class ShellAction(Action):
     name = "shell"
     Args = ShellArgs
     free_form = "cmd"
+
+    def reads(self, args: ShellArgs) -> list[Command]:
+        return _reads(args.creates, args.removes)
 
     def plan(self, ctx: TaskContext, args: ShellArgs) -> Plan:
         skipped = _guard(ctx, args.creates, args.removes)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.actions.base import Action, Plan, Run, Step, TaskContext, Upload, chown_spec
-from labctl.remote import ShellScript
+from labctl.remote import Command, ShellScript
 from labctl.templating import render_file
 
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
@@ -35,7 +35,9 @@ def parse_path_state(text: str) -> PathState:
     lines = text.strip().splitlines()
     if not lines or lines[0] == "absent":
         return PathState("absent")
-    kind_text, mode, owner, group = lines[0].split("|")
+    kind_text, mode_text, owner_text, group_text = lines[0].split("|")
+    # empty when not read (`_stat_script` without attributes)
+    mode, owner, group = mode_text or None, owner_text or None, group_text or None
     kind = {
         "regular file": "file",
         "regular empty file": "file",
@@ -46,12 +48,26 @@ def parse_path_state(text: str) -> PathState:
     return PathState(kind, mode, owner, group, digest)
 
 
-def _stat_script(path: str) -> ShellScript:
+def _stat_script(path: str, attributes: bool = True) -> ShellScript:
+    """What is at `path`: its type, mode, owner and group (`stat`), and a file's sha256.
+    Without `attributes` (a task that sets no mode, owner or group) the type comes from the
+    shell's own tests, and mode, owner and group stay empty: one process fewer per file."""
     p = shlex.quote(path)
+    kind = f"stat -c '%F|%a|%U|%G' {p}"
+    if not attributes:
+        kind = (
+            f"if [ -L {p} ]; then echo 'symbolic link|||'; "
+            f"elif [ -f {p} ]; then echo 'regular file|||'; "
+            f"elif [ -d {p} ]; then echo 'directory|||'; else echo 'other|||'; fi"
+        )
     return ShellScript(
-        f"if [ -e {p} ] || [ -L {p} ]; then stat -c '%F|%a|%U|%G' {p}; "
+        f"if [ -e {p} ] || [ -L {p} ]; then {kind}; "
         f"if [ -f {p} ] && [ ! -L {p} ]; then sha256sum {p}; fi; else echo absent; fi"
     )
+
+
+def _wants_attributes(args: FileArgs | CopyArgs | TemplateArgs) -> bool:
+    return args.mode is not None or args.owner is not None or args.group is not None
 
 
 def normalize_mode(mode: Any) -> str | None:
@@ -106,9 +122,13 @@ class FileAction(Action):
     name = "file"
     Args = FileArgs
 
+    def reads(self, args: FileArgs) -> list[Command]:
+        return [_stat_script(args.path, _wants_attributes(args))]
+
     def plan(self, ctx: TaskContext, args: FileArgs) -> Plan:
         mode = normalize_mode(args.mode)
-        state = parse_path_state(ctx.conn.run(_stat_script(args.path), check=True).stdout)
+        read = _stat_script(args.path, _wants_attributes(args))
+        state = parse_path_state(ctx.conn.run(read, check=True).stdout)
         out = {"path": args.path, "state": state.kind}
         if args.state == "absent":
             if state.kind == "absent":
@@ -138,7 +158,8 @@ def content_plan(
     """Plan for a file whose whole content is known on the controller."""
     _require_absolute(dest)
     mode = normalize_mode(mode)
-    state = parse_path_state(ctx.conn.run(_stat_script(dest), check=True).stdout)
+    read = _stat_script(dest, bool(mode or owner or group))
+    state = parse_path_state(ctx.conn.run(read, check=True).stdout)
     digest = hashlib.sha256(content).hexdigest()
     out = {"dest": dest, "checksum": digest}
     if state.kind not in ("absent", "file"):
@@ -187,6 +208,9 @@ class CopyAction(Action):
     name = "copy"
     Args = CopyArgs
 
+    def reads(self, args: CopyArgs) -> list[Command]:
+        return [_stat_script(args.dest, _wants_attributes(args))]
+
     def plan(self, ctx: TaskContext, args: CopyArgs) -> Plan:
         if args.content is not None:
             data = args.content.encode()
@@ -211,6 +235,9 @@ class TemplateArgs:
 class TemplateAction(Action):
     name = "template"
     Args = TemplateArgs
+
+    def reads(self, args: TemplateArgs) -> list[Command]:
+        return [_stat_script(args.dest, _wants_attributes(args))]
 
     def plan(self, ctx: TaskContext, args: TemplateArgs) -> Plan:
         text = render_file(ctx.find_file("templates", args.src), ctx.vars)

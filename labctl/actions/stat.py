@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.actions.base import Action, Plan, TaskContext
-from labctl.remote import ShellScript
+from labctl.remote import Command, ShellScript
 
 # Ansible's choices; each is a coreutils `<name>sum` program on the host.
 CHECKSUM_ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
@@ -149,6 +149,10 @@ def host_stat(
 class StatAction(Action):
     name = "stat"
     Args = StatArgs
+
+    def reads(self, args: StatArgs) -> list[Command]:
+        algorithm = args.checksum_algorithm if args.get_checksum else None
+        return [stat_script(args.path, args.follow, algorithm)]
 
     def plan(self, ctx: TaskContext, args: StatArgs) -> Plan:
         algorithm = args.checksum_algorithm if args.get_checksum else None

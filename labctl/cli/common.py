@@ -1,28 +1,35 @@
 """What every command module shares: errors as one line and an exit status, the console,
-the inventory, the exit status of a step run on many hosts, JSON out."""
+the inventory, the exit status of a step run on many hosts, JSON out.
+
+Every command module imports at its top only what its tasks' signatures and help need, and
+the rest inside the task, so `labctl --version` or `labctl play` imports nothing another
+command uses (issue 18; tests/unit/test_startup.py)."""
 
 from __future__ import annotations
 
 import functools
 import json
-import sqlite3
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke import Exit
-from rich.console import Console
 
 from labctl.errors import InputError, LabctlError
-from labctl.inventory import Inventory, load_inventory
 from labctl.paths import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_UNREACHABLE,
     PROJECT_DIR,
 )
-from labctl.remote import HostOutcome
 from labctl.settings import load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from labctl.inventory import Inventory
+    from labctl.remote import HostOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,19 +67,31 @@ def errors_as_exit(fn: F) -> F:
             raise Exit(f"labctl: {exc}", code=EXIT_FAILED) from exc
         except LabctlError as exc:
             raise Exit(f"labctl: {exc}", code=EXIT_ERROR) from exc
-        except sqlite3.DatabaseError as exc:  # a store damaged under a query
-            raise Exit(f"labctl: results store: {exc}", code=EXIT_ERROR) from exc
+        except Exception as exc:
+            if _is_store_error(exc):  # a store damaged under a query
+                raise Exit(f"labctl: results store: {exc}", code=EXIT_ERROR) from exc
+            raise
 
     return wrapper  # type: ignore[return-value]
 
 
+def _is_store_error(exc: Exception) -> bool:
+    """sqlite3's DatabaseError: only a command that imported sqlite3 can raise one."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError)
+
+
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def inventory(path: str | None, playbook: str | None = None) -> Inventory:
     """The inventory (default: the local lab's), with the group_vars/ and host_vars/ beside
     `playbook` when one is given (Ansible reads those too)."""
+    from labctl.inventory import load_inventory
+
     playbook_dir = Path(playbook).resolve().parent if playbook else None
     return load_inventory(path or default_inventory(), playbook_dir=playbook_dir)
 
@@ -100,8 +119,6 @@ def json_dumps(value: Any) -> str:
 def exit_for_hosts(outcomes: Sequence[HostOutcome[Any]]) -> None:
     """Each failed host's reason on stderr; exit 4 if one was unreachable, else 2 if one
     failed; nothing if all went well."""
-    import sys
-
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
         print(f"labctl: {o.error}", file=sys.stderr)

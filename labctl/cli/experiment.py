@@ -6,10 +6,9 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task, task
-from rich.console import Console
 
 from labctl.cli.common import (
     INVENTORY_HELP,
@@ -22,16 +21,6 @@ from labctl.cli.common import (
 )
 from labctl.cli.common import run_id as parse_run_id
 from labctl.errors import InputError
-from labctl.experiments import registry
-from labctl.experiments.base import (
-    Experiment,
-    RunContext,
-    make_options,
-    option_infos,
-    restore_run,
-)
-from labctl.nightly.leftovers import clean_leftovers, mark_crashed
-from labctl.nightly.lock import lab_locked
 from labctl.paths import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -39,9 +28,12 @@ from labctl.paths import (
     EXIT_UNREACHABLE,
     PROJECT_DIR,
 )
-from labctl.results.store import ResultsStore
-from labctl.views.progress import TrialProgress
-from labctl.views.run import show_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from labctl.experiments.base import Experiment
+    from labctl.results.store import ResultsStore
 
 COMMON_FLAGS: dict[str, tuple[Any, str]] = {
     "inventory": (None, INVENTORY_HELP),
@@ -59,6 +51,8 @@ def default_plot(run_id: int, experiment: str) -> Path:
 
 
 def experiment_task(cls: type[Experiment]) -> Task:
+    from labctl.experiments.base import option_infos
+
     infos = option_infos(cls.Options)
     clash = set(COMMON_FLAGS) & {i.name for i in infos}
     if clash:
@@ -92,12 +86,22 @@ def show_stored_run(
 ) -> None:
     """A stored run's summary, and its plot written to `plot` when one is given (a command
     that only reads writes nothing unasked), or its JSON."""
+    from labctl.views.run import show_run
+
     run = db.run(run_id)
     where = Path(plot) if plot else None
     show_run(con, experiment, run, db.trials(run.id), db.hosts(run.id), where, as_json)
 
 
 def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from labctl.experiments.base import RunContext, make_options
+    from labctl.nightly.leftovers import clean_leftovers, mark_crashed
+    from labctl.nightly.lock import lab_locked
+    from labctl.results.store import ResultsStore
+    from labctl.views.progress import TrialProgress
+
     common = {k: flags.pop(k) for k in COMMON_FLAGS}
     try:
         options = make_options(cls.Options, flags)
@@ -139,11 +143,15 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
 @task()
 def list_experiments(c: Context) -> None:
     """The experiments: `labctl experiment NAME --help` shows one's options."""
+    from labctl.experiments import registry
+
     for name, cls in registry().items():
         print(f"{name:12} {cls.help}")
 
 
 def collection() -> Collection:
+    from labctl.experiments import registry
+
     experiments = Collection("experiment")
     experiments.add_task(list_experiments, name="list", default=True)
     for cls in registry().values():
@@ -162,6 +170,10 @@ def collection() -> Collection:
 def restore(c: Context, run: str, inventory: str | None = None, store: str | None = None) -> None:
     """Put back what a run changed on its hosts (qdiscs, txqueuelen, sysctls, modules), as it
     found them; a second restore changes nothing. Experiments end with this by themselves."""
+    from labctl.experiments.base import restore_run
+    from labctl.nightly.lock import lab_locked
+    from labctl.results.store import ResultsStore
+
     run_id = parse_run_id(run)
     con = console()
     with ResultsStore(store_path(store), create=False) as db:

@@ -12,12 +12,7 @@ from labctl.cli.common import (
     inventory,
     json_dumps,
 )
-from labctl.errors import LabctlError
-from labctl.facts.host import gather_facts
-from labctl.facts.qdisc import qdisc_stats
-from labctl.remote import DEFAULT_POOL_SIZE, Connections
-from labctl.views.facts import facts_tables
-from labctl.views.qdisc import HostStats, render_table, to_json
+from labctl.defaults import DEFAULT_POOL_SIZE
 
 
 @task(
@@ -37,6 +32,9 @@ def facts(
     forks: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """Gather facts from every host over SSH: kernel, NICs, drivers, qdiscs, module support."""
+    from labctl.facts.host import gather_facts
+    from labctl.remote import Connections
+
     hosts = _inventory(inventory).select(limit)
     with Connections(hosts) as conns:
         outcomes = conns.run_on_hosts(gather_facts, pool_size=forks)
@@ -51,6 +49,8 @@ def facts(
         }
         print(json_dumps(doc))
     else:
+        from labctl.views.facts import facts_tables
+
         for table in facts_tables(outcomes):
             console().print(table)
     exit_for_hosts(outcomes)
@@ -68,6 +68,11 @@ def qdisc_show(
     c: Context, inventory: str | None = None, limit: str = "all", json: bool = False
 ) -> None:
     """Every interface's root qdisc with its counters: bytes, packets, drops, backlog."""
+    from labctl.errors import LabctlError
+    from labctl.facts.qdisc import qdisc_stats
+    from labctl.remote import Connections
+    from labctl.views.qdisc import HostStats, render_table, to_json
+
     hosts = _inventory(inventory).select(limit)
     with Connections(hosts) as conns:
         outcomes = conns.run_on_hosts(qdisc_stats)

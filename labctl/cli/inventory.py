@@ -7,8 +7,6 @@ from invoke import Context, task
 
 from labctl.cli.common import INVENTORY_DEFAULT, default_inventory, errors_as_exit
 from labctl.errors import InputError
-from labctl.inventory import load_inventory
-from labctl.inventory.listing import as_list, graph, host_vars, to_json
 
 
 @task(
@@ -32,6 +30,10 @@ def show(
     playbook_dir: str | None = None,
 ) -> None:
     """Show an inventory as labctl reads it: groups, hosts, merged variables."""
+    from labctl.inventory import load_inventory
+    from labctl.inventory.listing import as_list, host_vars, to_json
+    from labctl.inventory.listing import graph as graph_of
+
     given = {"--list": list_, "--graph": graph, "--host": host}
     chosen = [flag for flag, value in given.items() if value]
     if len(chosen) != 1:
@@ -41,9 +43,6 @@ def show(
     if host:
         print(to_json(host_vars(inv, host)))
     elif graph:
-        print(_graph(inv, "all" if graph is True else graph))
+        print(graph_of(inv, "all" if graph is True else graph))
     else:
         print(to_json(as_list(inv)))
-
-
-_graph = graph  # the task's own `graph` flag shadows the function's name

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit, task
 
 from labctl.cli.common import INVENTORY_HELP, console, errors_as_exit, inventory, json_dumps
 from labctl.errors import InputError
-from labctl.labs.netns import LocalLab
-from labctl.labs.netns_spec import LabSpec
-from labctl.labs.steps import no_steps
-from labctl.labs.vm import VmLab
-from labctl.labs.vm_spec import VmLabSpec, is_vm_inventory
 from labctl.paths import EXIT_ERROR
-from labctl.views.lab import LabProgress, changes_line, netns_status_table, vm_status_table
+
+if TYPE_CHECKING:
+    from labctl.labs.netns import LocalLab
+    from labctl.labs.vm import VmLab
+    from labctl.views.lab import LabProgress
 
 
 def _lab(
@@ -26,9 +27,14 @@ def _lab(
 ) -> LocalLab | VmLab:
     """The inventory's lab: the namespace lab, or a VM lab (`labctl_lab_kind: vm`); `live`
     shows a VM lab's image build and boots as they go."""
+    from labctl.labs.netns import LocalLab
+    from labctl.labs.netns_spec import LabSpec
+    from labctl.labs.steps import no_steps
+    from labctl.labs.vm import VmLab
+    from labctl.labs.vm_spec import VmLabSpec, is_vm_inventory
+
     inv = inventory(inventory_path)
-    con = live.console if live is not None else console()  # one console: lines above it
-    say = (lambda msg: con.print(f"  {msg}")) if progress else None
+    say = _say(live) if progress else None
     if is_vm_inventory(inv):
         if hosts:
             raise InputError(f"{inv.path}: a VM lab: use --vms N, not --hosts")
@@ -44,6 +50,12 @@ def _lab(
     return LocalLab(spec, progress=say)
 
 
+def _say(live: LabProgress | None) -> Callable[[str], None]:
+    """Progress lines, on the live display's console when there is one (lines above it)."""
+    con = live.console if live is not None else console()
+    return lambda msg: con.print(f"  {msg}")
+
+
 @task(
     help={
         "inventory": INVENTORY_HELP,
@@ -56,6 +68,9 @@ def _lab(
 @errors_as_exit
 def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -> None:
     """Bring the lab up: namespaces, or QEMU VMs for a VM lab (idempotent)."""
+    from labctl.labs.vm import VmLab
+    from labctl.views.lab import LabProgress, changes_line
+
     con = console()
     with LabProgress(con) as live:
         lab = _lab(inventory, hosts, vms=vms, live=live)
@@ -95,6 +110,8 @@ def up(c: Context, inventory: str | None = None, hosts: int = 0, vms: int = 0) -
 @errors_as_exit
 def down(c: Context, inventory: str | None = None, purge: bool = False) -> None:
     """Take the lab down: exactly the namespaces, links and sshd or QEMU PIDs `up` made."""
+    from labctl.views.lab import changes_line
+
     lab = _lab(inventory, 0)
     report = lab.down(purge=purge)
     what = changes_line(report.changes) or "nothing was up"
@@ -105,10 +122,14 @@ def down(c: Context, inventory: str | None = None, purge: bool = False) -> None:
 @errors_as_exit
 def status(c: Context, inventory: str | None = None, json: bool = False) -> None:
     """Show the lab's hosts: namespace and sshd PID, or VM's QEMU PID, memory; SSH port."""
+    from labctl.labs.vm import VmLab
+
     lab = _lab(inventory, 0, progress=False)
     if json:
         print(json_dumps([dataclasses.asdict(r) for r in lab.status()]))
         return
+    from labctl.views.lab import netns_status_table, vm_status_table
+
     if isinstance(lab, VmLab):
         vm_rows = lab.status()
         console().print(vm_status_table(lab.spec.name, lab.spec.link_port, vm_rows))

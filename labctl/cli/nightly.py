@@ -24,18 +24,7 @@ from labctl.cli.common import (
     store_path,
 )
 from labctl.errors import LabctlError
-from labctl.experiments import find
-from labctl.experiments.base import Interrupted
-from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
-from labctl.nightly.suite import load_suite
 from labctl.paths import DEFAULT_SUITE, NIGHTLY_FAILED, PROJECT_DIR
-from labctl.results.stamps import run_stamps
-from labctl.results.store import ResultsStore
-from labctl.views.html import NightlyReport, trend_runs, write_html
-from labctl.views.junit import junit_xml
-from labctl.views.progress import SweepsProgress
-from labctl.views.raw_trials import store_export
-from labctl.views.verdicts import regression_line, verdict_table
 
 
 @task(
@@ -61,6 +50,8 @@ def nightly(
     baseline: str = "",
 ) -> None:
     """Run a suite under the lab lock, compare with its history: exit 0, 1 regression, 2 failed."""
+    from labctl.experiments.base import Interrupted
+
     try:
         code = _nightly(inventory, suite, store_path(store), html, junit, quiet, baseline)
     except Interrupted as exc:
@@ -84,6 +75,17 @@ def _nightly(
     quiet: bool,
     baseline: str,
 ) -> int:
+    from labctl.experiments import find
+    from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
+    from labctl.nightly.suite import load_suite
+    from labctl.results.stamps import run_stamps
+    from labctl.results.store import ResultsStore
+    from labctl.views.html import NightlyReport, trend_runs, write_html
+    from labctl.views.junit import junit_xml
+    from labctl.views.progress import SweepsProgress
+    from labctl.views.raw_trials import store_export
+    from labctl.views.verdicts import regression_line, verdict_table
+
     suite = load_suite(project_file(suite_path))
     pinned = [run_id(x) for x in str(baseline).split(",") if x.strip()]
     inv = inventory(inventory_path)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, task
 
 from labctl.cli.common import INVENTORY_HELP, errors_as_exit, inventory, store_path
+from labctl.defaults import DEFAULT_POOL_SIZE
 from labctl.errors import InputError
-from labctl.inventory import Inventory
 from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
-from labctl.play.load import load_playbook
-from labctl.play.run import PlaybookRun, QuietReporter, RunOptions, run_playbook
-from labctl.remote import DEFAULT_POOL_SIZE
-from labctl.results.store import ResultsStore
-from labctl.yamlfile import load_yaml
+
+if TYPE_CHECKING:
+    from labctl.inventory import Inventory
+    from labctl.play.run import PlaybookRun, RunOptions
 
 
 def find_playbook(name: str) -> str:
@@ -31,6 +30,8 @@ def find_playbook(name: str) -> str:
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
     """`-e key=value` (a string), `-e '{"key": 1}'` (JSON, typed values) or `-e @vars.yml`
     (a YAML or JSON file of variables), as ansible-playbook takes them."""
+    from labctl.yamlfile import load_yaml
+
     extra: dict[str, Any] = {}
     for item in items:
         if item.startswith("@"):
@@ -69,7 +70,13 @@ PLAY_HELP = {
 
 @task(
     iterable=["extra"],
-    help={**PLAY_HELP, "playbook": "playbook file, or its name under playbooks/"},
+    help={
+        **PLAY_HELP,
+        "playbook": "playbook file, or its name under playbooks/",
+        "read-ahead": "send the reads of coming tasks in one round trip per host "
+        "(--no-read-ahead: task by task, for hosts that change each other's state; "
+        "docs/speed.md)",
+    },
 )
 @errors_as_exit
 def play(
@@ -83,10 +90,12 @@ def play(
     extra: list[str] | None = None,
     json: bool = False,
     forks: int = DEFAULT_POOL_SIZE,
+    read_ahead: bool = True,
 ) -> None:
     """Run a playbook on the inventory's hosts (Ansible-style; --check changes nothing)."""
     book = find_playbook(playbook)
-    run_play(book, _inventory(inventory, book), check, diff, limit, tags, extra, json, forks)
+    inv = _inventory(inventory, book)
+    run_play(book, inv, check, diff, limit, tags, extra, json, forks, read_ahead)
 
 
 @task(
@@ -125,8 +134,10 @@ def run_play(
     extra: list[str] | None,
     as_json: bool,
     forks: int,
+    read_ahead: bool = True,
 ) -> None:
-    from labctl.views.play import TerminalReporter, run_as_json
+    from labctl.play.load import load_playbook
+    from labctl.play.run import QuietReporter, RunOptions, run_playbook
 
     book = load_playbook(playbook)
     options = RunOptions(
@@ -137,11 +148,16 @@ def run_play(
         extra_vars=parse_extra_vars(extra or []),
         forks=forks,
         log_dir=default_log_dir(),
+        read_ahead=read_ahead,
     )
     if as_json:
+        from labctl.views.play_json import run_as_json
+
         run = run_playbook(book, inv, options, QuietReporter())
         print(run_as_json(run))
     else:
+        from labctl.views.play import TerminalReporter
+
         reporter = TerminalReporter(show_diff=diff, check=check)
         run = run_playbook(book, inv, options, reporter)
         reporter.recap(run)
@@ -157,6 +173,8 @@ def _record_undo(playbook: str, inv: Inventory, run: PlaybookRun, options: RunOp
     undo = run.undo_by_host()
     if not undo:
         return
+    from labctl.results.store import ResultsStore
+
     with ResultsStore(store_path(None)) as db:
         params = {"playbook": playbook, "tags": sorted(options.tags), "limit": options.limit}
         run_id = db.start_run(f"play:{Path(playbook).name}", params, inv.path, None)

@@ -74,6 +74,17 @@ def route(argv: list[str], tree: Collection) -> list[str]:
     return argv
 
 
+def needs_experiments(argv: Sequence[str]) -> bool:
+    """Whether this command line may need the experiments' tasks. Not when it asks for the
+    version only, or when its first word is a task and no word names an experiment: invoke
+    parses only the tasks named. Any core option but the version may list every task
+    (`--list`, `--help`, `--complete`), and so does a command line with no task at all."""
+    words = argv[1:]
+    if not words or any(word.startswith("experiment") for word in words):
+        return True
+    return words[0] not in ("-V", "--version") and words[0].startswith("-")
+
+
 def _help_asked(argv: Sequence[str], contexts: Any) -> str | None:
     """The task whose help `argv` asks for (`play --help`, `report 3 -h`), if it does."""
     if not any(word in HELP_FLAGS for word in argv):

@@ -6,23 +6,16 @@ from invoke import Context, task
 
 from labctl.cli.common import STORE_HELP, console, errors_as_exit, output_path, store_path
 from labctl.cli.common import run_id as _run_id
+from labctl.defaults import RULE_HISTORY, RULE_THRESHOLD
 from labctl.errors import InputError
-from labctl.experiments import spec_of
-from labctl.results.history import compare_run
-from labctl.results.regress import Rule, overall
-from labctl.results.stamps import run_stamps
-from labctl.results.store import ResultsStore
-from labctl.views.html import NightlyReport, trend_runs, write_html
-from labctl.views.raw_trials import store_export
-from labctl.views.verdicts import verdict_table
 
 
 @task(
     help={
         "store": STORE_HELP,
         "html": "where to write the page (default: run-<RUN>.html in the output dir)",
-        "history": f"compare with the last N comparable runs (default {Rule().history})",
-        "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
+        "history": f"compare with the last N comparable runs (default {RULE_HISTORY})",
+        "threshold": f"a change counts beyond this fraction (default {RULE_THRESHOLD:g})",
     }
 )
 @errors_as_exit
@@ -31,11 +24,20 @@ def report(
     run: str,
     store: str | None = None,
     html: str | None = None,
-    history: int = Rule().history,
-    threshold: float = Rule().threshold,
+    history: int = RULE_HISTORY,
+    threshold: float = RULE_THRESHOLD,
 ) -> None:
     """Write one run's HTML report (its raw trials beside it): headline, main plot, verdicts,
     trends against its history, provenance."""
+    from labctl.experiments import spec_of
+    from labctl.results.history import compare_run
+    from labctl.results.regress import Rule, overall
+    from labctl.results.stamps import run_stamps
+    from labctl.results.store import ResultsStore
+    from labctl.views.html import NightlyReport, trend_runs, write_html
+    from labctl.views.raw_trials import store_export
+    from labctl.views.verdicts import verdict_table
+
     run_id = _run_id(run)
     with ResultsStore(store_path(store), create=False) as db:
         spec = spec_of(db.run(run_id).experiment)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from invoke import Argument, Collection, Context, Exit, task
-from rich import box
-from rich.table import Table
 
 from labctl.cli.common import (
     STORE_HELP,
@@ -23,21 +20,9 @@ from labctl.cli.common import (
 from labctl.cli.common import run_id as _run_id
 from labctl.cli.experiment import show_stored_run
 from labctl.cli.program import LabctlTask
+from labctl.defaults import EXPORT_FORMATS, RULE_ALPHA, RULE_THRESHOLD
 from labctl.errors import InputError, LabctlError
-from labctl.experiments import registry, spec_of
 from labctl.paths import EXIT_FAILED, NIGHTLY_REGRESSION
-from labctl.results.export import (
-    FORMATS,
-    export_run,
-    export_runs,
-    parse_run_list,
-    runs_since,
-)
-from labctl.results.history import compare_pair
-from labctl.results.regress import Rule, overall
-from labctl.results.store import ResultsStore
-from labctl.views.junit import junit_xml
-from labctl.views.verdicts import comparison_json, verdict_table
 
 # `results.compare` as a CI gate speaks nightly's language: 1 a regression and nothing else;
 # anything that stops the comparison (bad input, a damaged store) is 2 (labctl/paths.py).
@@ -48,6 +33,11 @@ EXIT_REGRESSION = NIGHTLY_REGRESSION
 @errors_as_exit
 def results_list(c: Context, store: str | None = None, json: bool = False) -> None:
     """List the stored runs, newest first."""
+    from rich import box
+    from rich.table import Table
+
+    from labctl.results.store import ResultsStore
+
     with ResultsStore(store_path(store), create=False) as db:
         runs = db.runs()
     if json:
@@ -75,6 +65,9 @@ def results_show(
     c: Context, run: str, store: str | None = None, plot: str | None = None, json: bool = False
 ) -> None:
     """Show one stored run: summary per configuration, validity, plot."""
+    from labctl.experiments import registry
+    from labctl.results.store import ResultsStore
+
     run_id = _run_id(run)
     with ResultsStore(store_path(store), create=False) as db:
         stored = db.run(run_id)
@@ -92,8 +85,8 @@ def results_show(
 @task(
     help={
         "store": STORE_HELP,
-        "threshold": f"a change counts beyond this fraction (default {Rule().threshold:g})",
-        "alpha": f"significance level of the Mann-Whitney test (default {Rule().alpha:g})",
+        "threshold": f"a change counts beyond this fraction (default {RULE_THRESHOLD:g})",
+        "alpha": f"significance level of the Mann-Whitney test (default {RULE_ALPHA:g})",
         "json": "print the verdicts as JSON (nothing else on standard output)",
         "junit": "also write the verdicts as JUnit XML here (a regression is a failure)",
     }
@@ -104,8 +97,8 @@ def results_compare(
     a: str,
     b: str,
     store: str | None = None,
-    threshold: float = Rule().threshold,
-    alpha: float = Rule().alpha,
+    threshold: float = RULE_THRESHOLD,
+    alpha: float = RULE_ALPHA,
     json: bool = False,
     junit: str = "",
 ) -> None:
@@ -113,6 +106,15 @@ def results_compare(
     smallest change the two runs' trials can resolve, and whether their sizes can reach
     alpha at all. Exit 0 no regression, 1 a regression, 2 the comparison could not be made
     (a CI gate; docs/results.md)."""
+    import sqlite3
+
+    from labctl.experiments import spec_of
+    from labctl.results.history import compare_pair
+    from labctl.results.regress import Rule, overall
+    from labctl.results.store import ResultsStore
+    from labctl.views.junit import junit_xml
+    from labctl.views.verdicts import comparison_json, verdict_table
+
     rule = Rule(threshold=float(threshold), alpha=float(alpha))
     problem = rule.check()
     if problem:
@@ -156,6 +158,8 @@ def _write(path: str, text: str) -> None:
 def results_accept(c: Context, run: str, store: str | None = None, note: str = "") -> None:
     """Start a new history at RUN on purpose, after an intended change: later runs of its
     experiment (and suite entry) are judged against RUN and the runs after it only."""
+    from labctl.results.store import ResultsStore
+
     run_id = _run_id(run)
     with ResultsStore(store_path(store), create=False) as db:
         stored = db.run(run_id)
@@ -210,7 +214,7 @@ class _ExportTask(LabctlTask):
         "run": "one run id (see results.list); or choose with --runs or --since",
         "runs": "run ids: 3,5,8 or 3-8",
         "since": "every run started on or after this ISO date (2026-12-01, UTC)",
-        "format": f"{', '.join(FORMATS)} (default: json for one RUN, else jsonl); csv and "
+        "format": f"{', '.join(EXPORT_FORMATS)} (default: json for one RUN, else jsonl); csv and "
         "jsonl are one row per trial and metric, json one run's whole document",
         "store": STORE_HELP,
         "output": "write here instead of standard output",
@@ -228,12 +232,16 @@ def results_export(
 ) -> None:
     """Stored trials as a table, one row per trial and metric with a column per parameter,
     for pandas or a spreadsheet; or one run's whole JSON document (docs/results.md)."""
+    from labctl.experiments import spec_of
+    from labctl.results.export import export_run, export_runs, parse_run_list, runs_since
+    from labctl.results.store import ResultsStore
+
     chosen = [x for x in (run, runs, since) if x]
     if len(chosen) != 1:
         raise InputError("results.export: give one of RUN, --runs or --since")
     fmt = format or ("json" if run else "jsonl")
-    if fmt not in FORMATS:
-        raise InputError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"unknown export format {fmt!r}: choose {', '.join(EXPORT_FORMATS)}")
     with ResultsStore(store_path(store), create=False) as db:
         if run:
             text = export_run(db, _run_id(run), fmt, spec_of)

@@ -20,17 +20,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from labctl.actions.base import ActionResult, TaskContext, run_action
-from labctl.actions.process import ProcessAction
-from labctl.actions.undo import PutBack, put_back
 from labctl.errors import LabctlError
-from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric
 from labctl.paths import HOST_EXPERIMENT_RUN_DIR, PROJECT_DIR
-from labctl.remote import Connections, HostConnection
-from labctl.results.store import ResultsStore, TrialRecord
+
+if TYPE_CHECKING:
+    from labctl.actions.base import ActionResult
+    from labctl.actions.undo import PutBack
+    from labctl.inventory import Host, Inventory
+    from labctl.remote import Connections, HostConnection
+    from labctl.results.store import ResultsStore, TrialRecord
 
 # The experiments' own pidfiles and outputs, apart from the `process` action's default
 # run_dir: a run that finds something here under the lab lock knows a dead run left it.
@@ -119,6 +120,8 @@ def trial_record(
     outputs: Sequence[tuple[str, str, str, str]] = (),
 ) -> TrialRecord:
     """A trial as stored: its place in the sweep, and its time from `started` until now."""
+    from labctl.results.store import TrialRecord
+
     return TrialRecord(
         seq=spec.seq,
         kind=kind,
@@ -299,6 +302,9 @@ def background(
 ) -> ActionResult:
     """A workload started in the background (its stdout and stderr into `out`.out and
     `out`.err; exec keeps the PID the pidfile has) or stopped, by pidfile PID, in RUN_DIR."""
+    from labctl.actions.base import TaskContext, run_action
+    from labctl.actions.process import ProcessAction
+
     args: dict[str, Any] = {
         "name": name,
         "state": state,
@@ -324,6 +330,8 @@ class Restored:
 def restore_run(store: ResultsStore, conns: Connections, run_id: int) -> Restored:
     """Put back what run `run_id` changed on its hosts (what its actions recorded), every
     host at once. Idempotent: a second call changes nothing."""
+    from labctl.actions.undo import put_back
+
     by_host: dict[str, list[dict[str, Any]]] = {}
     for host, entry in store.undo_entries(run_id):
         by_host.setdefault(host, []).append(entry)

@@ -27,9 +27,8 @@ import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.actions.process import probe_process
 from labctl.experiments.base import (
     RUN_DIR,
     Experiment,
@@ -53,12 +52,14 @@ from labctl.experiments.pktgen_tool import (
     parse_pktgen,
     pktgen_argv,
 )
-from labctl.facts.host import HostFacts, gather_all
-from labctl.inventory import Host, Inventory
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.paths import HOST_BIN_DIR
-from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results.store import TrialRecord
+
+if TYPE_CHECKING:
+    from labctl.facts.host import HostFacts
+    from labctl.inventory import Host, Inventory
+    from labctl.remote import Connections, HostConnection
+    from labctl.results.store import TrialRecord
 
 PKTGEN_PATH = f"{HOST_BIN_DIR}/pkt-gen"  # where provisioning links the pkt-gen it installed
 MODES = ("native", "generic")
@@ -280,6 +281,8 @@ class PktgenTrials:
     def _check(self) -> dict[str, str]:
         """Once per run: can each host run pkt-gen at all? (module support, /dev/netmap,
         pkt-gen, the experiment interface)"""
+        from labctl.remote import ShellScript
+
         if self._checked is not None:
             return self._checked
         checked: dict[str, str] = {}
@@ -328,6 +331,8 @@ class PktgenTrials:
         return "; ".join(reasons)
 
     def _counters(self, host: str) -> dict[str, int]:
+        from labctl.remote import ShellScript
+
         iface = self.interface(host) or ""
         d = shlex.quote(f"/sys/class/net/{iface}/statistics")
         script = " ".join(f'printf "{c}=%s\\n" "$(cat {d}/{c} 2>/dev/null)";' for c in COUNTERS)
@@ -335,6 +340,8 @@ class PktgenTrials:
 
     def _set_admode(self, mode: str) -> None:
         """netmap's mode on both hosts, written where it is not that mode already."""
+        from labctl.remote import ShellScript
+
         if self._admode_now == mode:
             return
         for host in (self.sender, self.receiver):
@@ -380,6 +387,8 @@ class PktgenTrials:
 
     def _wait_for_exit(self, conn: HostConnection, role: str, seconds: float) -> None:
         """Until pkt-gen `role` has exited by itself, `seconds` at most."""
+        from labctl.actions.process import probe_process
+
         deadline = time.monotonic() + seconds
         name = self._name(role)
         while time.monotonic() < deadline:  # bounded by the deadline
@@ -484,6 +493,8 @@ class PktgenTrials:
         self._admode_now = None
 
         def put_back(conn: HostConnection) -> None:
+            from labctl.remote import ShellScript
+
             for role in ("tx", "rx"):
                 self._process(conn, role, None, "stopped")
                 conn.run(["rm", "-f", f"{self._out(role)}.out", f"{self._out(role)}.err"])
@@ -550,6 +561,9 @@ class Pktgen(Experiment):
         return pktgen_notes(hosts, trials)
 
     def run(self, ctx: RunContext, options: PktgenOptions) -> SweepOutcome:
+        from labctl.facts.host import gather_all
+        from labctl.remote import Connections
+
         receiver, sender = server_and_client(ctx.inventory, ctx.server, ctx.clients)
         with Connections([receiver, sender]) as conns:
             facts = gather_all(conns)

@@ -13,11 +13,8 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.actions.base import TaskContext, run_action
-from labctl.actions.process import ProcessAction
-from labctl.actions.qdisc import QdiscAction
 from labctl.errors import HostUnreachable, LabctlError
 from labctl.experiments.base import (
     RUN_DIR,
@@ -34,11 +31,13 @@ from labctl.experiments.base import (
     server_and_client,
     trial_record,
 )
-from labctl.facts.host import gather_all
-from labctl.facts.qdisc import QdiscStat, qdisc_stats
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
-from labctl.remote import Connections, HostConnection
-from labctl.results.store import ResultsStore, TrialRecord
+
+if TYPE_CHECKING:
+    from labctl.actions.base import TaskContext
+    from labctl.facts.qdisc import QdiscStat
+    from labctl.remote import Connections, HostConnection
+    from labctl.results.store import ResultsStore, TrialRecord
 
 # Each kind with the arguments that make it a fair fifo of about 100 packets.
 QDISCS: dict[str, dict[str, Any]] = {
@@ -187,10 +186,15 @@ class QdiscSweep:
         self.store = store
 
     def _ctx(self, conn: HostConnection) -> TaskContext:
+        from labctl.actions.base import TaskContext
+
         return TaskContext(conn, {}, self.base_dir)
 
     def set_qdisc(self, name: str) -> str | None:
         """Put the wanted root qdisc on the interface under test; why not, if it cannot."""
+        from labctl.actions.base import run_action
+        from labctl.actions.qdisc import QdiscAction
+
         args = {"interfaces": [self.path.interface], **QDISCS[name]}
         host = self.path.qdisc_host
         try:
@@ -204,10 +208,15 @@ class QdiscSweep:
         return result.msg if result.failed else None
 
     def stat(self) -> QdiscStat | None:
+        from labctl.facts.qdisc import qdisc_stats
+
         stats = qdisc_stats(self.conns[self.path.qdisc_host])
         return next((s for s in stats if s.interface == self.path.interface), None)
 
     def _server(self, state: str) -> None:
+        from labctl.actions.base import run_action
+        from labctl.actions.process import ProcessAction
+
         args: dict[str, Any] = {
             "name": f"iperf3-{self.run_id}",
             "state": state,
@@ -229,6 +238,8 @@ class QdiscSweep:
             raise ExperimentError(f"{receiver}: iperf3 server {state}: {result.msg}")
 
     def run_trial(self, spec: TrialSpec) -> TrialRecord:
+        from labctl.results.store import TrialRecord
+
         opts, path = self.options, self.path
         name, proto = str(spec.params["qdisc"]), str(spec.params["proto"])
         started = time.time()
@@ -333,6 +344,9 @@ class Qdisc(Experiment):
     Options = QdiscOptions
 
     def run(self, ctx: RunContext, options: QdiscOptions) -> SweepOutcome:
+        from labctl.facts.host import gather_all
+        from labctl.remote import Connections
+
         inventory = ctx.inventory
         receiver_host, sender_host = server_and_client(inventory, ctx.server, ctx.clients)
         hosts = [receiver_host, sender_host]

@@ -16,11 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.actions.base import ActionResult, TaskContext, run_action
-from labctl.actions.command import CommandAction
-from labctl.actions.source import SourceAction, directory_digest
 from labctl.experiments.base import (
     RUN_DIR,
     Experiment,
@@ -50,11 +47,14 @@ from labctl.experiments.reuseport_verdict import (
     parse_nstat,
     trial_metrics,
 )
-from labctl.facts.host import HostFacts, gather_all
 from labctl.metrics import ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.paths import HOST_DIR
-from labctl.remote import Connections, HostConnection, ShellScript
-from labctl.results.store import TrialRecord
+
+if TYPE_CHECKING:
+    from labctl.actions.base import ActionResult
+    from labctl.facts.host import HostFacts
+    from labctl.remote import Connections, HostConnection, ShellScript
+    from labctl.results.store import TrialRecord
 
 MODES = ("shared", "reuseport", "reuseport-cbpf")
 WORK = HOST_DIR
@@ -109,6 +109,8 @@ _CARRIERS = (
 
 
 def _state_script(port: int) -> ShellScript:
+    from labctl.remote import ShellScript
+
     sysctls = " ".join(f"/proc/sys/{k}" for k in SYSCTLS)
     return ShellScript(
         "nstat -asz 2>/dev/null; echo @@; head -1 /proc/stat; echo @@; "
@@ -118,6 +120,8 @@ def _state_script(port: int) -> ShellScript:
 
 
 def read_carriers(conn: HostConnection) -> dict[str, int]:
+    from labctl.remote import ShellScript
+
     return parse_carriers(conn.run(ShellScript(_CARRIERS), check=True, timeout=30).stdout)
 
 
@@ -169,11 +173,17 @@ class ReuseportSweep:
     def build(self) -> None:
         """Workloads are compiled on the hosts that run them (docs/architecture.md: Python
         drives, C measures)."""
+        from labctl.actions.source import directory_digest
+
         digest = directory_digest(self.workloads_dir).removeprefix("sha256:")[:12]
         self.bin_dir = f"{WORK}/build/workloads-{digest}"
         hosts = [self.server, *self.clients]
 
         def build_on(conn: HostConnection) -> None:
+            from labctl.actions.base import TaskContext, run_action
+            from labctl.actions.command import CommandAction
+            from labctl.actions.source import SourceAction
+
             ctx = TaskContext(conn, {}, self.workloads_dir.parent)
             for action, args in (
                 (SourceAction(), {"src": str(self.workloads_dir), "dest": f"{WORK}/workloads"}),
@@ -367,6 +377,8 @@ class ReuseportSweep:
         then remove the run's output files (the store has what they held)."""
 
         def stop(conn: HostConnection) -> None:
+            from labctl.remote import ShellScript
+
             for role in ("server", "client"):
                 self._process(conn, role, None, "", "stopped")
             conn.run(ShellScript(f"rm -f {shlex.quote(RUN_DIR)}/{self.run_id}-*"))
@@ -418,6 +430,9 @@ class Reuseport(Experiment):
 
     def run(self, ctx: RunContext, options: ReuseportOptions) -> SweepOutcome:
         """Select the hosts, record their facts, build the workloads, run the sweep."""
+        from labctl.facts.host import gather_all
+        from labctl.remote import Connections
+
         inventory = ctx.inventory
         server = server_host(inventory, ctx.server)
         clients = client_hosts(inventory, ctx.clients, server)

@@ -8,15 +8,14 @@ Check mode plans every task from the real state of each host and changes nothing
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labctl.errors import HostUnreachable, InputError, LabctlError
-from labctl.facts.host import gather_facts
 from labctl.inventory import Host, Inventory
+from labctl.play import readahead
 from labctl.play.model import Block, Include, Item, Play, Playbook, Task
 from labctl.play.names import check_names
 from labctl.play.outcome import (
@@ -28,6 +27,13 @@ from labctl.play.outcome import (
     Status,
     TaskHostResult,
 )
+from labctl.play.selection import (
+    SPECIAL_TAGS,
+    batches,
+    group_members,
+    select_hosts,
+    task_selected,
+)
 from labctl.play.step import NO_LOG, StepOptions, StepOutcome, run_step
 from labctl.play.variables import HostState, HostVars, PlayContext, task_variables
 from labctl.remote import DEFAULT_POOL_SIZE, Connections, HostConnection
@@ -35,6 +41,7 @@ from labctl.templating import evaluate, render_value
 
 __all__ = [
     "HostLogs",
+    "batches",
     "PlaybookRun",
     "QuietReporter",
     "Reporter",
@@ -55,28 +62,8 @@ class RunOptions:
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     forks: int = DEFAULT_POOL_SIZE
     log_dir: Path | None = None  # a failed step's whole output goes to <log_dir>/<run>/<host>.log
-
-
-def select_hosts(inventory: Inventory, pattern: str, limit: str | None) -> list[Host]:
-    hosts = inventory.select(pattern)
-    if limit is not None:  # `--limit ''` is an empty pattern (refused), not "no limit"
-        allowed = {h.name for h in inventory.select(limit)}
-        hosts = [h for h in hosts if h.name in allowed]
-    return hosts
-
-
-SPECIAL_TAGS = frozenset({"always", "never", "all", "tagged", "untagged"})
-
-
-def task_selected(task_tags: frozenset[str], wanted: frozenset[str]) -> bool:
-    """Ansible's rule: with no --tags every task runs but those tagged `never`; with --tags,
-    a task runs when it has one of them, or `always` (and is not `never`)."""
-    if "never" in task_tags:
-        return bool(task_tags & wanted)
-    if not wanted or "always" in task_tags or task_tags & wanted or "all" in wanted:
-        return True
-    own = task_tags - {"always"}
-    return ("tagged" in wanted and bool(own)) or ("untagged" in wanted and not own)
+    # Send the reads of several coming tasks in one round trip per host (readahead.py).
+    read_ahead: bool = True
 
 
 def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> list[list[Host]]:
@@ -91,27 +78,6 @@ def prepare(playbook: Playbook, inventory: Inventory, options: RunOptions) -> li
     hosts_by_play = [select_hosts(inventory, p.hosts, options.limit) for p in playbook.plays]
     check_names(playbook, hosts_by_play, options.extra_vars)
     return hosts_by_play
-
-
-def group_members(inventory: Inventory) -> dict[str, list[str]]:
-    """Every group's hosts, children included, in inventory order."""
-    return {
-        g: [h.name for h in inventory.hosts.values() if g in h.groups] for g in inventory.groups
-    }
-
-
-def batches(names: list[str], serial: tuple[int | str, ...]) -> list[list[str]]:
-    """`serial: [1, 2, "50%"]`: batch sizes in turn, the last repeated (Ansible's)."""
-    if not serial:
-        return [names] if names else []
-    out, start, i = [], 0, 0
-    while start < len(names):
-        size = serial[min(i, len(serial) - 1)]
-        if isinstance(size, str):
-            size = max(1, math.floor(len(names) * int(size.rstrip("%").strip()) / 100))
-        out.append(names[start : start + size])
-        start, i = start + size, i + 1
-    return out
 
 
 def run_playbook(
@@ -159,6 +125,8 @@ class _PlayRunner:
     fatal: bool = False
     end_play: bool = False
     batch_failed: set[str] = field(default_factory=set)
+    # Each host's reads taken ahead: the window of tasks they cover (readahead.py).
+    windows: dict[str, readahead.HostWindow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.logs = HostLogs(self.options.log_dir)
@@ -211,6 +179,8 @@ class _PlayRunner:
         need = [n for n in self._live(batch) if self.states[n].facts is None]
         if not self.play.gather_facts or not need:
             return
+        from labctl.facts.host import gather_facts  # only a play that gathers them
+
         self.reporter.task_start(self.play, "Gathering Facts", need)
         try:
             got_all = self.conns.run_on_hosts(
@@ -240,7 +210,7 @@ class _PlayRunner:
     ) -> set[str]:
         """Run `items` on `names`; the hosts that failed (and were not rescued)."""
         failed: set[str] = set()
-        for item in items:
+        for index, item in enumerate(items):
             live = [n for n in self._live(names) if n not in failed]
             if not live or self.fatal:
                 break
@@ -249,8 +219,54 @@ class _PlayRunner:
             elif isinstance(item, Include):
                 failed |= self._include(item, live, rescuable, extra)
             else:
+                self._read_ahead(items, index, live, extra)
                 failed |= self._task(item, live, rescuable, extra)
         return failed
+
+    def _read_ahead(
+        self,
+        items: tuple[Item, ...],
+        index: int,
+        names: list[str],
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Tell each host's connection the reads of this task and the tasks after it that
+        it may take in one round trip (labctl/play/readahead.py)."""
+        task = items[index]
+        assert isinstance(task, Task)
+        if not self.options.read_ahead or readahead.ends_window(task):
+            for name in names:
+                self.conns[name].forget()
+            return
+        for name in names:
+            known = self.windows.get(name)
+            if known is None or not known.covers(items, extra, index):
+                known = self._window(items, index, name, extra)
+                self.windows[name] = known
+            self.conns[name].expect(known.reads.get(index, []), known.after(index))
+
+    def _window(
+        self,
+        items: tuple[Item, ...],
+        index: int,
+        name: str,
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> readahead.HostWindow:
+        indexes = readahead.window(items, index, lambda t: self._selected(t.tags))
+        found = readahead.HostWindow(items, extra, index, indexes[-1] if indexes else index)
+        state = self.states[name]
+        bare: dict[str, Any] | None = None  # a task with no vars of its own sees these
+        for i in indexes:
+            task = items[i]
+            assert isinstance(task, Task)
+            if task.vars or task.defaults or task.params:
+                variables = {**task_variables(state, task, self.ctx), **extra.get(name, {})}
+            else:
+                if bare is None:
+                    bare = {**task_variables(state, None, self.ctx), **extra.get(name, {})}
+                variables = bare
+            found.reads[i] = readahead.task_reads(task, variables)
+        return found
 
     def _block(
         self,

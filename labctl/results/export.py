@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from labctl.defaults import EXPORT_FORMATS
 from labctl.errors import InputError
 from labctl.metrics import ExperimentSpec
 from labctl.results.store import ResultsStore, RunSummary, TrialRecord
 
-FORMATS = ("json", "csv", "jsonl")
 TIDY_FORMATS = ("csv", "jsonl")
 
 # The columns every row has, in order; each parameter's column comes after `reason`, each
@@ -203,8 +203,8 @@ def export_runs(
 def export_run(store: ResultsStore, run_id: int, fmt: str, spec_of: SpecOf | None = None) -> str:
     """One run: "json" its whole document (the run, its hosts' facts, its trials), "csv" or
     "jsonl" its tidy table (export_runs)."""
-    if fmt not in FORMATS:
-        raise InputError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"unknown export format {fmt!r}: choose {', '.join(EXPORT_FORMATS)}")
     return (
         _json(store, run_id)
         if fmt == "json"

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from labctl.defaults import RULE_ALPHA, RULE_HISTORY, RULE_THRESHOLD
 from labctl.metrics import Direction, ExperimentSpec
 from labctl.results.noise import RunNoise, run_noise
 from labctl.results.power import Power, assess
@@ -225,11 +226,12 @@ def provenance_changes(
 
 @dataclass(frozen=True)
 class Rule:
-    """How tonight is judged: the one place these defaults are spelled (docs/nightly.md)."""
+    """How tonight is judged (docs/nightly.md); the defaults the command line names are
+    spelled in labctl/defaults.py."""
 
-    history: int = 10  # compare with the last N comparable runs
-    threshold: float = 0.10  # a change counts beyond this fraction of the history's median...
-    alpha: float = 0.05  # ...when Mann-Whitney on the trials gives p below this...
+    history: int = RULE_HISTORY  # compare with the last N comparable runs
+    threshold: float = RULE_THRESHOLD  # a change counts beyond this fraction of the median...
+    alpha: float = RULE_ALPHA  # ...when Mann-Whitney on the trials gives p below this...
     noise_alpha: float = 0.005  # ...and tonight is outside the run-to-run noise at this level
 
     def check(self) -> str | None:

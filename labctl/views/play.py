@@ -1,14 +1,12 @@
 """How a playbook run looks: a line per task and host as Ansible prints them; while a task
 runs, on a terminal, a live line of the hosts it still runs on, each with its current step and
-time (views/running.py); a recap table per host at the end; or every result as JSON."""
+time (views/running.py); a recap table per host at the end. (Every result as JSON, with no
+rich: views/play_json.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import threading
 import time
-from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -128,12 +126,3 @@ class TerminalReporter:
                 str(r.ignored),
             )
         self.console.print(table)
-
-
-def run_as_json(run: PlaybookRun) -> str:
-    doc: dict[str, Any] = {
-        "results": [dataclasses.asdict(r) for r in run.results],
-        "recap": {h: dataclasses.asdict(r) for h, r in run.recap.items()},
-        "exit_status": run.exit_status,
-    }
-    return json.dumps(doc, indent=2, default=str)

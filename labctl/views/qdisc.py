@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
-
-from rich import box
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from labctl.facts.qdisc import QdiscStat
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 HostStats = Sequence[QdiscStat] | BaseException  # a host's stats, or why it has none
 
 
 def render_table(results_by_host: Mapping[str, HostStats]) -> Table:
     """One row per host and interface; a host that failed gets one row with its reason."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="root qdiscs", collapse_padding=True)
     for col in ("host", "iface", "qdisc", "options"):
         table.add_column(col, no_wrap=col != "options")

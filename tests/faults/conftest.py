@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import NamespaceLab, session_lab, unique_spec
+from tests.support import is_session_shell
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,8 @@ def programs(lab: NamespaceLab) -> dict[str, list[str]]:
                     continue
                 if os.readlink(f"/proc/{entry.name}/exe") == "/usr/sbin/sshd":
                     continue  # the host's sshd and its sessions
+                if is_session_shell(entry.name):
+                    continue  # a live session's shell (labctl's or the harness's)
                 stat = Path(f"/proc/{entry.name}/stat").read_text()
                 if stat.rsplit(") ", 1)[1][0] == "Z":
                     continue

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import labctl_argv
+from tests.support import is_session_shell, labctl_argv
 
 from .conftest import NamespaceLab
 
@@ -40,7 +40,8 @@ def experiment(
 
 
 def lab_programs(lab: NamespaceLab) -> list[str]:
-    """Command lines of everything running in the lab's namespaces except its sshd."""
+    """Command lines of everything running in the lab's namespaces except its sshd (and the
+    shells of live SSH sessions)."""
     progs = []
     for host in ("srv1", "cli1", "cli2"):
         pids = subprocess.run(
@@ -48,8 +49,8 @@ def lab_programs(lab: NamespaceLab) -> list[str]:
         ).stdout.split()
         for pid in pids:
             try:
-                if os.readlink(f"/proc/{pid}/exe") == "/usr/sbin/sshd":
-                    continue
+                if os.readlink(f"/proc/{pid}/exe") == "/usr/sbin/sshd" or is_session_shell(pid):
+                    continue  # the host's sshd, its sessions and their shells
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
                 if state != "Z":
                     progs.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode())

@@ -138,6 +138,7 @@ def test_play_takes_ansible_short_flags() -> None:
         "diff": True,
         "forks": 3,
         "json": False,
+        "read_ahead": True,
     }
     assert verbosity == 2
 

@@ -104,6 +104,9 @@ def test_a_value_that_cannot_render_yet_is_kept_until_it_is_used() -> None:
 def test_control_tasks_return_what_ansibles_do() -> None:
     assert run_control("debug", {"var": "nope"}, {}).output == {"nope": NOT_DEFINED}
     assert run_control("debug", {"msg": "hi {{ x }}"}, {"x": 1}).output == {"msg": "hi 1"}
+    # a message that is a value is registered as that value (Ansible's), shown as text
+    shaped = run_control("debug", {"msg": {"k": "{{ x }}"}}, {"x": 1})
+    assert (shaped.registered()["msg"], shaped.msg) == ({"k": 1}, "{'k': 1}")
     facts = run_control("set_fact", {"a": "{{ x + 1 }}", "cacheable": True}, {"x": 1})
     assert facts.output == {"ansible_facts": {"a": 2}}
     failed = run_control("assert", {"that": ["x == 1", "x > 5"], "fail_msg": "no"}, {"x": 1})

@@ -232,6 +232,7 @@ def test_an_actions_sub_step_reaches_the_reporter_while_it_runs(
 
     class FakeConnections(Connections):
         def __init__(self, hosts: Iterable[Host], connect_timeout: float = 0.0) -> None:
+            super().__init__([])
             self._by_name = {h.name: _FakeHost(h, ran) for h in hosts}
 
     monkeypatch.setattr(play_run, "Connections", FakeConnections)

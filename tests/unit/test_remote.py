@@ -32,3 +32,27 @@ def test_a_wait_is_bounded_by_the_clock_not_by_a_count_of_tries() -> None:
     assert time.monotonic() - started < 5
     ok = subprocess.run(["sh", "-c", wait_until_script("true", 2, "no")], timeout=30)
     assert ok.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [
+        ("uname -r", True),
+        (command_text(["printf", "%s", "a b; $(x)"]), True),
+        ("tc qdisc show dev lo", True),
+        ("echo a; echo b", False),
+        ("A=1 env", False),
+        ("cd /tmp", False),
+        ("exit 3", False),
+        ("[ -e /x ]", False),
+        ("ls *", False),
+        ("echo $HOME", False),
+        ("cat < /etc/hostname", False),
+        ("echo 'unclosed", False),
+        ("", False),
+    ],
+)
+def test_a_program_call_is_told_from_shell_text(text: str, program: bool) -> None:
+    from labctl.remote import is_program_call
+
+    assert is_program_call(text) is program

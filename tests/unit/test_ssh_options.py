@@ -314,7 +314,12 @@ def test_every_hop_checks_host_keys_strictly_against_the_hosts_known_hosts(
     known_hosts = tmp_path / "known_hosts"
     # a throwaway ed25519 public key, recorded for the first jump host
     key_b64 = "AAAAC3NzaC1lZDI1NTE5AAAAIAgRq21pNVu5/XN+w79x3yBLCZow6G6Tm2ws+IRa0IHC"
-    known_hosts.write_text(f"10.9.0.1 ssh-ed25519 {key_b64}\n")
+    known_hosts.write_text(
+        "".join(
+            f"{name} ssh-ed25519 {key_b64}\n"
+            for name in ("10.9.0.1", "[10.9.0.2]:2202", "10.9.0.20")
+        )
+    )
     host = make_host(
         "target",
         address="10.9.0.20",
@@ -330,9 +335,11 @@ def test_every_hop_checks_host_keys_strictly_against_the_hosts_known_hosts(
     # the target tunnels through the last hop, which tunnels through the first
     assert conn._conn.gateway is hops[1] and hops[1].gateway is hops[0]
     assert hops[0].gateway is None
-    for c in [*hops, conn._conn]:
+    # each hop's client knows its own host's key from that file, and refuses any other
+    names = ["10.9.0.1", "[10.9.0.2]:2202", "10.9.0.20"]
+    for c, name in zip([*hops, conn._conn], names, strict=True):
         assert isinstance(c.client._policy, paramiko.RejectPolicy)
-        assert c.client.get_host_keys().lookup("10.9.0.1") is not None
+        assert list(c.client.get_host_keys()) == [name]
         assert c.connect_kwargs["look_for_keys"] is False
         assert c.connect_kwargs["allow_agent"] is False
 
