@@ -9,6 +9,7 @@ Exit statuses have two vocabularies, because two kinds of caller read them:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # labctl's own data: playbooks/, workloads/, fixtures/, templates/, hosts/ (and roles/, if
@@ -61,3 +62,16 @@ def default_log_dir() -> Path:
         return Path(given)
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "labctl" / "logs"
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(text: str) -> bool:
+    """`scheme://...` (a results store on a server): never a path, never made absolute."""
+    return bool(_URL.match(text))
+
+
+def without_password(text: str) -> str:
+    """`postgresql://me:secret@db/x` as it may be shown: `postgresql://me:***@db/x`."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^@/]*@", r"\1***@", text)

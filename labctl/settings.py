@@ -7,12 +7,13 @@ Sources, the later winning (docs/cli.md):
 2. the user's file, `$XDG_CONFIG_HOME/labctl/labctl.toml` (`~/.config/labctl/labctl.toml`);
 3. the project's file, `labctl.toml` in the current directory or the nearest parent holding
    one (as git finds its repository): a lab's checkout of its own experiments keeps its store;
-4. `LABCTL_INVENTORY`, `LABCTL_STORE`, `LABCTL_OUTPUT_DIR`;
+4. `LABCTL_INVENTORY`, `LABCTL_STORE`, `LABCTL_OUTPUT_DIR`, `LABCTL_LAB`;
 5. the command's flag (`-i`, `--store`, ...), which the command line applies itself.
 
 A relative path in a file is relative to that file's directory, so a project's store is the
 same from any of its subdirectories; a relative path in a variable is made absolute at once,
-against the directory labctl was started in. A bad file is one line naming it (and the line).
+against the directory labctl was started in. A store given as a URL (postgresql://...) and
+the lab's name are taken as they are. A bad file is one line naming it (and the line).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.errors import InputError
-from labctl.paths import LOCAL_INVENTORY
+from labctl.paths import LOCAL_INVENTORY, is_url
 
 CONFIG_NAME = "labctl.toml"
 ENV_PREFIX = "LABCTL_"
@@ -33,9 +34,11 @@ ENV_PREFIX = "LABCTL_"
 # Every setting, with what it is (the text `labctl config` shows).
 KEYS: Mapping[str, str] = {
     "inventory": "the inventory used when a command gets no -i",
-    "store": "the results store: a sqlite file",
+    "store": "the results store: a sqlite file, or postgresql://user@host/db (docs/results.md)",
     "output_dir": "where plots, reports and exports go when no path is given",
+    "lab": "the lab's name, stored with each run (empty: the inventory file's name)",
 }
+NOT_PATHS = frozenset({"lab"})  # taken as written, never resolved against a directory
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Settings:
     inventory: Setting
     store: Setting
     output_dir: Setting
+    lab: Setting
 
     def items(self) -> list[tuple[str, Setting]]:
         return [(key, getattr(self, key)) for key in KEYS]
@@ -81,7 +85,14 @@ def defaults(env: Mapping[str, str], home: Path) -> dict[str, Setting]:
         "inventory": Setting(str(LOCAL_INVENTORY), "default"),
         "store": Setting(str(data / "labctl.db"), "default"),
         "output_dir": Setting(str(data), "default"),
+        "lab": Setting("", "default"),
     }
+
+
+def _resolved(key: str, value: str, base: Path) -> str:
+    if key in NOT_PATHS or (key == "store" and is_url(value)):
+        return value.strip()
+    return str((base / Path(value).expanduser()).resolve())
 
 
 def _line_of(text: str, key: str) -> int:
@@ -107,9 +118,9 @@ def read_config_file(path: Path) -> dict[str, Setting]:
         if key not in KEYS:
             raise InputError(f"{where}: unknown setting {key!r} (known: {', '.join(KEYS)})")
         if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{where}: {key} must be a non-empty string (a path)")
-        resolved = (path.parent / Path(value).expanduser()).resolve()
-        found[key] = Setting(str(resolved), where)
+            what = "a name" if key in NOT_PATHS else "a path"
+            raise InputError(f"{where}: {key} must be a non-empty string ({what})")
+        found[key] = Setting(_resolved(key, value, path.parent), where)
     return found
 
 
@@ -119,7 +130,7 @@ def read_env(env: Mapping[str, str], cwd: Path) -> dict[str, Setting]:
         name = ENV_PREFIX + key.upper()
         value = env.get(name, "")
         if value.strip():
-            found[key] = Setting(str((cwd / Path(value).expanduser()).resolve()), name)
+            found[key] = Setting(_resolved(key, value, cwd), name)
     return found
 
 

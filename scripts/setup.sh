@@ -14,7 +14,8 @@ packages=(openssh-server openssh-client iproute2 ethtool util-linux procps kmod
           linux-headers-amd64 build-essential bc flex bison libelf-dev  # module builds
           linux-source  # full kernel sources: netmap's patched drivers are built from them
           qemu-system-x86 qemu-utils mmdebstrap e2fsprogs  # the VM lab (docs/labs.md)
-          chromium)  # the nightly HTML report is checked in a real browser
+          chromium  # the nightly HTML report is checked in a real browser
+          postgresql)  # the results store's PostgreSQL backend is tested against a real server
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,10 +4,16 @@ outcomes, printed at the end of the run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.pgserver import PgServer
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +59,44 @@ def record(request: pytest.FixtureRequest) -> Iterator[list[FaultRow]]:
     rows: list[FaultRow] = []
     yield rows
     request.config.stash[TABLE].extend(rows)
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+# The results store's PostgreSQL backend is tested against a real server (tests/pgserver.py),
+# started at the first test that needs it and stopped at the end of the session, also when
+# tests fail. CI sets LABCTL_TEST_POSTGRES=required: there, no server is a failure, not a skip.
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    from tests.pgserver import PgServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("LABCTL_TEST_POSTGRES") == "required":
+            pytest.fail("PostgreSQL is not installed (scripts/setup.sh installs it)")
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    server = PgServer.start(bindir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A results store that does not exist yet: a sqlite file, or an empty PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "labctl.db")
+    return str(request.getfixturevalue("pg_url"))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from labctl.inventory import Inventory
     from labctl.remote import HostOutcome
+    from labctl.results.store import ResultsStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +38,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # How each default is named in the help: its value lives in one place, labctl/settings.py.
 INVENTORY_DEFAULT = "(default: the local lab's; `labctl config` shows it)"
 INVENTORY_HELP = f"inventory file {INVENTORY_DEFAULT}"
-STORE_HELP = "results store (default: under ~/.local/share/labctl; `labctl config` shows it)"
+STORE_HELP = (
+    "results store: a sqlite file or postgresql://user@host/db "
+    "(default: under ~/.local/share/labctl; `labctl config` shows it)"
+)
 
 
 def default_inventory() -> str:
@@ -49,6 +53,14 @@ def default_inventory() -> str:
 def store_path(given: str | None) -> str:
     """The results store: the flag's, else the settings' (never the working directory's)."""
     return given or load_settings().store.value
+
+
+def open_store(given: str | None, create: bool = True) -> ResultsStore:
+    """The results store (`--store`, else the settings'), writing runs as the settings' lab."""
+    from labctl.results.store import ResultsStore
+
+    settings = load_settings()
+    return ResultsStore(given or settings.store.value, create=create, lab=settings.lab.value)
 
 
 def output_path(given: str | None, name: str) -> Path:
@@ -76,9 +88,12 @@ def errors_as_exit(fn: F) -> F:
 
 
 def _is_store_error(exc: Exception) -> bool:
-    """sqlite3's DatabaseError: only a command that imported sqlite3 can raise one."""
-    sqlite3 = sys.modules.get("sqlite3")
-    return sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError)
+    """A database error the store did not turn into one line: only a command that imported
+    the store can raise one."""
+    sqlite3, sqlalchemy_exc = sys.modules.get("sqlite3"), sys.modules.get("sqlalchemy.exc")
+    return (sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError)) or (
+        sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
+    )
 
 
 def console() -> Console:

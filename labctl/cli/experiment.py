@@ -16,8 +16,8 @@ from labctl.cli.common import (
     console,
     errors_as_exit,
     inventory,
+    open_store,
     output_path,
-    store_path,
 )
 from labctl.cli.common import run_id as parse_run_id
 from labctl.errors import InputError
@@ -99,7 +99,6 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     from labctl.experiments.base import RunContext, make_options
     from labctl.nightly.leftovers import clean_leftovers, mark_crashed
     from labctl.nightly.lock import lab_locked
-    from labctl.results.store import ResultsStore
     from labctl.views.progress import TrialProgress
 
     common = {k: flags.pop(k) for k in COMMON_FLAGS}
@@ -114,7 +113,7 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     # Notes on the way (a lock taken over, leftovers stopped) keep --json's stdout JSON.
     say = Console(stderr=True, highlight=False).print if common["json"] else con.print
     locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=say)
-    with locked as lock, ResultsStore(store_path(common["store"])) as db:
+    with locked as lock, open_store(common["store"]) as db:
         # What a labctl killed mid-run (SIGKILL skips every cleanup) left: its run, marked
         # crashed with its finished trials kept, and its workloads on the hosts, stopped.
         for note in mark_crashed(db):
@@ -172,11 +171,10 @@ def restore(c: Context, run: str, inventory: str | None = None, store: str | Non
     found them; a second restore changes nothing. Experiments end with this by themselves."""
     from labctl.experiments.base import restore_run
     from labctl.nightly.lock import lab_locked
-    from labctl.results.store import ResultsStore
 
     run_id = parse_run_id(run)
     con = console()
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         db.run(run_id)  # an unknown run is an error
         hosts_named = sorted({host for host, _ in db.undo_entries(run_id)})
         if not hosts_named:

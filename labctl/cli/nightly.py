@@ -18,10 +18,10 @@ from labctl.cli.common import (
     STORE_HELP,
     console,
     inventory,
+    open_store,
     output_path,
     project_file,
     run_id,
-    store_path,
 )
 from labctl.errors import LabctlError
 from labctl.paths import DEFAULT_SUITE, NIGHTLY_FAILED, PROJECT_DIR
@@ -53,7 +53,7 @@ def nightly(
     from labctl.experiments.base import Interrupted
 
     try:
-        code = _nightly(inventory, suite, store_path(store), html, junit, quiet, baseline)
+        code = _nightly(inventory, suite, store, html, junit, quiet, baseline)
     except Interrupted as exc:
         raise Exit(f"labctl: nightly interrupted by {exc}", code=NIGHTLY_FAILED) from exc
     except LabctlError as exc:  # bad input, a refused lock, an unreachable lab: cron sees 2
@@ -69,7 +69,7 @@ def nightly(
 def _nightly(
     inventory_path: str | None,
     suite_path: str,
-    store: str,
+    store: str | None,
     html: str | None,
     junit: str | None,
     quiet: bool,
@@ -79,7 +79,6 @@ def _nightly(
     from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
     from labctl.nightly.suite import load_suite
     from labctl.results.stamps import run_stamps
-    from labctl.results.store import ResultsStore
     from labctl.views.html import NightlyReport, trend_runs, write_html
     from labctl.views.junit import junit_xml
     from labctl.views.progress import SweepsProgress
@@ -118,7 +117,7 @@ def _nightly(
             outcome.junit = path
 
     sweeps = SweepsProgress(con, quiet)
-    with ResultsStore(store) as db, sweeps:
+    with open_store(store) as db, sweeps:
         outcome = run_nightly(
             suite,
             inv,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, task
 
-from labctl.cli.common import INVENTORY_HELP, errors_as_exit, inventory, store_path
+from labctl.cli.common import INVENTORY_HELP, errors_as_exit, inventory, open_store
 from labctl.defaults import DEFAULT_POOL_SIZE
 from labctl.errors import InputError
 from labctl.paths import PLAYBOOKS, PROVISION_PLAYBOOK, default_log_dir
@@ -173,9 +173,8 @@ def _record_undo(playbook: str, inv: Inventory, run: PlaybookRun, options: RunOp
     undo = run.undo_by_host()
     if not undo:
         return
-    from labctl.results.store import ResultsStore
 
-    with ResultsStore(store_path(None)) as db:
+    with open_store(None) as db:
         params = {"playbook": playbook, "tags": sorted(options.tags), "limit": options.limit}
         run_id = db.start_run(f"play:{Path(playbook).name}", params, inv.path, None)
         for host, entries in undo.items():

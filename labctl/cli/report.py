@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from labctl.cli.common import STORE_HELP, console, errors_as_exit, output_path, store_path
+from labctl.cli.common import STORE_HELP, console, errors_as_exit, open_store, output_path
 from labctl.cli.common import run_id as _run_id
 from labctl.defaults import RULE_HISTORY, RULE_THRESHOLD
 from labctl.errors import InputError
@@ -33,13 +33,12 @@ def report(
     from labctl.results.history import compare_run
     from labctl.results.regress import Rule, overall
     from labctl.results.stamps import run_stamps
-    from labctl.results.store import ResultsStore
     from labctl.views.html import NightlyReport, trend_runs, write_html
     from labctl.views.raw_trials import store_export
     from labctl.views.verdicts import verdict_table
 
     run_id = _run_id(run)
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         spec = spec_of(db.run(run_id).experiment)
         rule = Rule(history=int(history), threshold=float(threshold))
         problem = rule.check()

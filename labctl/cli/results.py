@@ -1,4 +1,4 @@
-"""`labctl results.list/show/compare/export/accept`: the stored runs."""
+"""`labctl results.list/show/compare/export/accept/copy`: the stored runs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from labctl.cli.common import (
     console,
     errors_as_exit,
     json_dumps,
-    store_path,
+    open_store,
 )
 from labctl.cli.common import run_id as _run_id
 from labctl.cli.experiment import show_stored_run
@@ -36,19 +36,17 @@ def results_list(c: Context, store: str | None = None, json: bool = False) -> No
     from rich import box
     from rich.table import Table
 
-    from labctl.results.store import ResultsStore
-
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         runs = db.runs()
     if json:
         print(json_dumps([dataclasses.asdict(r) for r in runs]))
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("run", "experiment", "started", "status", "trials", "valid"):
+    for col in ("run", "experiment", "lab", "started", "status", "trials", "valid"):
         table.add_column(col)
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
-        table.add_row(str(r.id), r.experiment, when, r.status, str(r.trials), str(r.valid))
+        table.add_row(str(r.id), r.experiment, r.lab, when, r.status, str(r.trials), str(r.valid))
     console().print(table)
 
 
@@ -66,10 +64,9 @@ def results_show(
 ) -> None:
     """Show one stored run: summary per configuration, validity, plot."""
     from labctl.experiments import registry
-    from labctl.results.store import ResultsStore
 
     run_id = _run_id(run)
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         stored = db.run(run_id)
         cls = registry().get(stored.experiment)
         if cls is None and stored.experiment.startswith("play:"):
@@ -111,7 +108,6 @@ def results_compare(
     from labctl.experiments import spec_of
     from labctl.results.history import compare_pair
     from labctl.results.regress import Rule, overall
-    from labctl.results.store import ResultsStore
     from labctl.views.junit import junit_xml
     from labctl.views.verdicts import comparison_json, verdict_table
 
@@ -120,7 +116,7 @@ def results_compare(
     if problem:
         raise InputError(problem)
     try:
-        with ResultsStore(store_path(store), create=False) as db:
+        with open_store(store, create=False) as db:
             run_a, run_b = _run_id(a), _run_id(b)
             spec = spec_of(db.run(run_b).experiment)
             pair = compare_pair(db, run_a, run_b, spec, rule)
@@ -158,10 +154,9 @@ def _write(path: str, text: str) -> None:
 def results_accept(c: Context, run: str, store: str | None = None, note: str = "") -> None:
     """Start a new history at RUN on purpose, after an intended change: later runs of its
     experiment (and suite entry) are judged against RUN and the runs after it only."""
-    from labctl.results.store import ResultsStore
 
     run_id = _run_id(run)
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         stored = db.run(run_id)
         added = db.accept_run(run_id, note)
     entry = f" (suite entry {stored.label})" if stored.label else ""
@@ -234,7 +229,6 @@ def results_export(
     for pandas or a spreadsheet; or one run's whole JSON document (docs/results.md)."""
     from labctl.experiments import spec_of
     from labctl.results.export import export_run, export_runs, parse_run_list, runs_since
-    from labctl.results.store import ResultsStore
 
     chosen = [x for x in (run, runs, since) if x]
     if len(chosen) != 1:
@@ -242,7 +236,7 @@ def results_export(
     fmt = format or ("json" if run else "jsonl")
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}: choose {', '.join(EXPORT_FORMATS)}")
-    with ResultsStore(store_path(store), create=False) as db:
+    with open_store(store, create=False) as db:
         if run:
             text = export_run(db, _run_id(run), fmt, spec_of)
         elif fmt == "json":
@@ -258,6 +252,41 @@ def results_export(
         sys.stdout.write(text)
 
 
+@task(
+    help={
+        "from": "the store to copy from: a sqlite file or postgresql://... (required)",
+        "to": "the store to copy into (required; created if it is a new sqlite file or an "
+        "empty database)",
+    }
+)
+@errors_as_exit
+def results_copy(c: Context, from_: str = "", to: str = "") -> None:
+    """Copy every finished run (trials, hosts, nightly runs) a store lacks into it; a run it
+    already has is skipped, so copying again adds only what is new (docs/results.md)."""
+    from labctl.results.copy import copy_store
+
+    if not from_ or not to:
+        raise InputError("results.copy: give both --from STORE and --to STORE")
+    with open_store(from_, create=False) as source, open_store(to) as target:
+        if source.path == target.path:
+            raise InputError(f"results.copy: --from and --to are the same store ({source.path})")
+        tty = sys.stderr.isatty()
+
+        def progress(done: int, total: int) -> None:
+            if tty and (done % 20 == 0 or done == total):
+                print(f"\rlabctl: {done}/{total} runs", end="", file=sys.stderr, flush=True)
+
+        outcome = copy_store(source, target, progress)
+        if tty:
+            print(file=sys.stderr)
+    print(
+        f"copied {outcome.runs} run(s) ({outcome.trials} trials) and {outcome.nightly} "
+        f"nightly run(s) from {source.path} to {target.path}; {outcome.present} run(s) "
+        f"were there already"
+        + (f"; {outcome.running} still running, not copied" if outcome.running else "")
+    )
+
+
 def collection() -> Collection:
     results = Collection("results")
     results.add_task(results_list, name="list")
@@ -265,4 +294,5 @@ def collection() -> Collection:
     results.add_task(results_compare, name="compare")
     results.add_task(results_export, name="export")
     results.add_task(results_accept, name="accept")
+    results.add_task(results_copy, name="copy")
     return results

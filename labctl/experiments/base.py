@@ -183,6 +183,8 @@ def run_sweep(
     on_trial: SweepProgress | None = None,
 ) -> SweepOutcome:
     """Run the trials in order, storing each; always clean the hosts at the end."""
+    from labctl.results.records import StoreError
+
     done: list[TrialRecord] = []
     status, note = "finished", ""
     if on_trial:
@@ -199,6 +201,9 @@ def run_sweep(
                     on_trial(spec, record)
     except Interrupted as exc:
         status, note = "interrupted", f"stopped by {exc}"
+    except StoreError as exc:  # nowhere to keep trials: stop, clean the hosts, say why
+        status, note = "failed", str(exc)
+        raise
     except LabctlError as exc:
         status, note = "failed", str(exc)
     except BaseException as exc:  # a bug: still clean the hosts and say the run failed

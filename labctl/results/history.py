@@ -2,7 +2,8 @@
 
 The store says what ran; labctl.results.regress says what is comparable and what changed. A run's
 history is the last N finished runs of the same experiment whose fingerprint matches (and,
-for a nightly, of the same suite entry), each with at least one valid trial.
+for a nightly, of the same suite entry), each with at least one valid trial, from whichever
+lab wrote them into the store: the note names each one's lab when they are not all this run's.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ from typing import Any
 
 from labctl.errors import InputError
 from labctl.metrics import Direction, ExperimentSpec
-from labctl.results.ratios import with_ratios
-from labctl.results.regress import (
+from labctl.results.fingerprint import (
     Fingerprint,
-    MetricVerdict,
-    Rule,
-    compare,
-    config_key,
     fingerprint,
     fingerprint_changes,
     provenance_changes,
 )
+from labctl.results.ratios import with_ratios
+from labctl.results.regress import MetricVerdict, Rule, compare, config_key
 from labctl.results.store import ResultsStore, RunSummary, TrialRecord
 from labctl.stats import summarize
 
@@ -136,8 +134,9 @@ def compare_run(
             + ", no valid trial, or before an accepted run"
         )
     if base:
+        other_labs = any(r.lab != run.lab for r in base)  # a shared store: say where each ran
         note = f"compared with run{'s' if len(base) > 1 else ''} " + ", ".join(
-            str(r.id) for r in base
+            f"{r.id} ({r.lab})" if other_labs else str(r.id) for r in base
         )
         if baseline is not None:
             note += f" (pinned baseline: run {baseline})"

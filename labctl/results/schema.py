@@ -1,78 +1,114 @@
-"""The results store's tables (sqlite); labctl.results.store creates and migrates them."""
+"""The results store's tables, one definition for both backends (SQLAlchemy Core).
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,              -- running, finished, interrupted, failed
-    labctl_version TEXT NOT NULL,
-    params TEXT NOT NULL,              -- JSON
-    inventory TEXT NOT NULL,
-    seed INTEGER,
-    note TEXT,
-    controller TEXT,                   -- procs.controller_id of the labctl that ran it
-    fingerprint TEXT,                  -- regress.fingerprint digest: what must match to compare
-    label TEXT                         -- the suite entry a nightly ran it for
-);
-CREATE TABLE IF NOT EXISTS run_hosts (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    role TEXT NOT NULL,
-    facts TEXT NOT NULL,               -- JSON, as `labctl facts --json` shows a host
-    PRIMARY KEY (run_id, host)
-);
-CREATE TABLE IF NOT EXISTS trials (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,                -- e.g. accept, pktgen
-    warmup INTEGER NOT NULL,
-    params TEXT NOT NULL,              -- JSON
-    started REAL NOT NULL,
-    duration REAL NOT NULL,
-    valid INTEGER NOT NULL,
-    reason TEXT NOT NULL,              -- why not valid, or why skipped
-    state TEXT NOT NULL                -- JSON: sysctls, counters before/after
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    trial_id INTEGER NOT NULL REFERENCES trials(id),
-    name TEXT NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (trial_id, name)
-);
-CREATE TABLE IF NOT EXISTS nightly (
-    id INTEGER PRIMARY KEY,
-    suite TEXT NOT NULL,               -- the suite's name
-    suite_file TEXT NOT NULL,
-    inventory TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,              -- running, ok, regression, failed, crashed
-    controller TEXT NOT NULL,          -- procs.controller_id of the labctl that ran it
-    runs TEXT NOT NULL DEFAULT '{}',   -- JSON: suite entry name -> run id
-    summary TEXT NOT NULL DEFAULT '{}' -- JSON: verdict counts, notes
-);
-CREATE TABLE IF NOT EXISTS undo (       -- what puts back what a run changed on its hosts
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    target TEXT NOT NULL,              -- e.g. "qdisc eth0": the first change's undo is kept
-    seq INTEGER NOT NULL,              -- the order the run made its changes in
-    action TEXT NOT NULL,
-    args TEXT NOT NULL,                -- JSON
-    PRIMARY KEY (run_id, host, target)
-);
-CREATE TABLE IF NOT EXISTS accepted (   -- `labctl results.accept`: a history starts here
-    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
-    at REAL NOT NULL,
-    note TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    trial_id INTEGER NOT NULL REFERENCES trials(id),
-    host TEXT NOT NULL,
-    role TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    text TEXT NOT NULL
-);
+labctl.results.migrations creates and migrates them (Alembic); this module is what the
+store's queries are written against. Column types are the ones the first sqlite stores
+used, so a store written by an older labctl is read as it is: times are Unix seconds
+(REAL), flags are 0/1, params, facts and states are JSON text.
 """
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("experiment", sa.Text, nullable=False),
+    sa.Column("started", sa.Double, nullable=False),
+    sa.Column("finished", sa.Double),
+    sa.Column("status", sa.Text, nullable=False),  # running, finished, interrupted, failed, crashed
+    sa.Column("labctl_version", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("inventory", sa.Text, nullable=False),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("note", sa.Text),
+    sa.Column("controller", sa.Text),  # procs.controller_id of the labctl that ran it
+    sa.Column("fingerprint", sa.Text),  # regress.fingerprint digest: what must match to compare
+    sa.Column("label", sa.Text),  # the suite entry a nightly ran it for
+    sa.Column("uid", sa.Text),  # the run's identity across stores (results.copy)
+    sa.Column("lab", sa.Text),  # the lab it ran on
+    sa.Column("heartbeat", sa.Double),  # last sign of life of its labctl (Unix seconds)
+)
+
+run_hosts = sa.Table(
+    "run_hosts",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("host", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("facts", sa.Text, nullable=False),  # JSON, as `labctl facts --json` shows a host
+)
+
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # e.g. accept, pktgen
+    sa.Column("warmup", sa.Integer, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("started", sa.Double, nullable=False),
+    sa.Column("duration", sa.Double, nullable=False),
+    sa.Column("valid", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # why not valid, or why skipped
+    sa.Column("state", sa.Text, nullable=False),  # JSON: sysctls, counters before/after
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double, nullable=False),
+)
+
+nightly = sa.Table(
+    "nightly",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("suite", sa.Text, nullable=False),  # the suite's name
+    sa.Column("suite_file", sa.Text, nullable=False),
+    sa.Column("inventory", sa.Text, nullable=False),
+    sa.Column("started", sa.Double, nullable=False),
+    sa.Column("finished", sa.Double),
+    sa.Column("status", sa.Text, nullable=False),  # running, ok, regression, failed, crashed
+    sa.Column("controller", sa.Text, nullable=False),
+    sa.Column("runs", sa.Text, nullable=False, server_default="{}"),  # entry name -> run id
+    sa.Column("summary", sa.Text, nullable=False, server_default="{}"),  # verdict counts
+    sa.Column("uid", sa.Text),
+    sa.Column("lab", sa.Text),
+    sa.Column("heartbeat", sa.Double),
+)
+
+undo = sa.Table(  # what puts back what a run changed on its hosts
+    "undo",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("host", sa.Text, primary_key=True),
+    sa.Column("target", sa.Text, primary_key=True),  # "qdisc eth0": the first change's undo
+    sa.Column("seq", sa.Integer, nullable=False),  # the order the run made its changes in
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("args", sa.Text, nullable=False),  # JSON
+)
+
+accepted = sa.Table(  # `labctl results.accept`: a history starts here
+    "accepted",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+outputs = sa.Table(
+    "outputs",
+    metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.id"), nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)

@@ -1,6 +1,6 @@
-"""What each stored run ran on and with, as a trend plot marks it: its hosts' kernel releases
-and the labctl version that ran it (both recorded when the run started: `runs.labctl_version`,
-each host's facts in `run_hosts`). Read-only."""
+"""What each stored run ran on and with, as a trend plot marks it: its lab, its hosts' kernel
+releases and the labctl version that ran it (recorded when the run started: `runs.lab`,
+`runs.labctl_version`, each host's facts in `run_hosts`). Read-only."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from labctl.results.store import ResultsStore
 class RunStamp:
     kernel: str  # "6.1.0-26-amd64", or "6.1.0-26-amd64 / 6.5.0-1" when the hosts differ
     labctl_version: str  # "" when not recorded
+    lab: str = ""  # the lab it ran on (a shared store holds several)
 
 
 def run_stamps(store: ResultsStore, run_ids: Iterable[int]) -> dict[int, RunStamp]:
@@ -28,5 +29,5 @@ def run_stamps(store: ResultsStore, run_ids: Iterable[int]) -> dict[int, RunStam
                 if facts.get("kernel_release")
             }
         )
-        out[run_id] = RunStamp(" / ".join(releases), run.labctl_version or "")
+        out[run_id] = RunStamp(" / ".join(releases), run.labctl_version or "", run.lab)
     return out

@@ -92,15 +92,19 @@ def trend_charts(
 
 
 def stamp_marks(points: Sequence[HistoryPoint], stamps: Mapping[int, RunStamp]) -> list[Mark]:
-    """Where the kernel or labctl version differs from the last run (by date) that recorded
-    one; a run that recorded none (an older labctl) is no change."""
+    """Where the lab, kernel or labctl version differs from the last run (by date) that
+    recorded one; a run that recorded none (an older labctl) is no change."""
     runs = sorted({(p.started, p.run_id) for p in points})
     marks: list[Mark] = []
-    kernel = labctl = ""  # the last recorded values
+    kernel = labctl = lab = ""  # the last recorded values
     for started, run_id in runs:
         stamp = stamps.get(run_id)
         if stamp is None:
             continue
+        if stamp.lab:
+            if lab and stamp.lab != lab:
+                marks.append(Mark(started, run_id, f"lab {stamp.lab}"))
+            lab = stamp.lab
         if stamp.kernel:
             if kernel and stamp.kernel != kernel:
                 marks.append(Mark(started, run_id, f"kernel {stamp.kernel}"))

@@ -223,7 +223,7 @@ def test_the_stores_filesystem_fills_mid_sweep(
     before = programs(lab)
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
     try:
         store = mount / "r.db"
         args = ("--duration", "0.5", "--repeat", "40", "--workers", "1", "--modes", "shared")
@@ -239,7 +239,7 @@ def test_the_stores_filesystem_fills_mid_sweep(
     orphans = no_orphans(lab, before)
     record.append(
         FaultRow(
-            "the store's filesystem full mid-sweep (160 KiB tmpfs)",
+            "the store's filesystem full mid-sweep (256 KiB tmpfs)",
             f"sweep stops, {kept[0][0]} trials kept, hosts cleaned", str(rc), reason[:90], orphans,
         )
     )  # fmt: skip

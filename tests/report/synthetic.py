@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labctl.experiments.reuseport import Reuseport
+from labctl.results.fingerprint import fingerprint, provenance_changes
 from labctl.results.history import HistoryPoint, RunComparison
-from labctl.results.regress import compare, config_key, fingerprint, provenance_changes
+from labctl.results.regress import compare, config_key
 from labctl.results.stamps import RunStamp
 from labctl.results.store import RunSummary, TrialRecord
 from labctl.views.html import NightlyReport

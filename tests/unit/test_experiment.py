@@ -18,7 +18,7 @@ from labctl.experiments.reuseport_verdict import (
     parse_nstat,
 )
 from labctl.experiments.summary import summarize_kind
-from labctl.results.store import ResultsStore, TrialRecord
+from labctl.results.store import ResultsStore, StoreError, TrialRecord
 
 
 def test_trials_are_interleaved_repeated_and_shuffled_with_one_warmup() -> None:
@@ -131,7 +131,7 @@ def test_store_round_trip_and_one_transaction_per_trial(tmp_path: Path) -> None:
                 (("srv1", "server", "stdout", "{}"),),
             ),
         )
-        with pytest.raises(sqlite3.IntegrityError):  # a bad trial leaves nothing behind
+        with pytest.raises(StoreError, match="NOT NULL"):  # a bad trial leaves nothing behind
             store.add_trial(
                 run,
                 TrialRecord(

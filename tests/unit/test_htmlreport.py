@@ -425,6 +425,13 @@ def test_kernel_and_labctl_changes_are_marked_where_they_change() -> None:
     }
     marks = stamp_marks(pts, stamps)
     assert [(m.run_id, m.label) for m in marks] == [(3, "labctl 0.9"), (4, "kernel 6.5")]
+    # a store several labs share: where the lab changes is marked too (issue 19)
+    labs = {
+        n: dataclasses.replace(s, lab="lab-b" if n == 3 else "lab-a") for n, s in stamps.items()
+    }
+    assert [(m.run_id, m.label) for m in stamp_marks(pts, labs)] == [
+        (3, "lab lab-b"), (3, "labctl 0.9"), (4, "lab lab-a"), (4, "kernel 6.5"),
+    ]  # fmt: skip
     text = render_html(nightly_report())
     assert "changed: labctl 0.9.0" in text  # the synthetic history's upgrade, on each plot
 
@@ -436,7 +443,7 @@ def test_run_stamps_read_the_stored_kernel_and_version(tmp_path: Path) -> None:
         other = db.start_run("reuseport", run_params(), "inv", 1)
         db.add_hosts(other, {"srv1": ("server", {"kernel_release": "6.5"}), "cli1": ("client", {})})
         stamps = run_stamps(db, [run_id, other, run_id])
-    assert stamps[run_id] == RunStamp("6.1.0-26-amd64", __version__)
+    assert stamps[run_id] == RunStamp("6.1.0-26-amd64", __version__, "inv")
     assert stamps[other].kernel == "6.5"
 
 

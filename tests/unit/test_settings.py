@@ -134,3 +134,28 @@ def test_show_writes_no_plot_unless_asked(tmp_path: Path) -> None:
         "results.show", "1", "--store", str(db), "--plot", str(tmp_path / "p.png"), cwd=tmp_path
     )
     assert code == 0 and (tmp_path / "p.png").is_file()
+
+
+def test_a_store_url_and_the_lab_name_are_taken_as_written(tmp_path: Path) -> None:
+    """issue 19: `postgresql://...` is never made a path (it once left a folder named
+    `postgresql:` in the working directory)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "labctl.toml").write_text(
+        'store = "postgresql://me@db.example:5432/labctl"\nlab = "lab-b"\n'
+    )
+    got = load_settings(cwd=project / "sub", env={}, home=tmp_path)
+    assert got.store.value == "postgresql://me@db.example:5432/labctl"
+    assert (got.lab.value, got.lab.source) == ("lab-b", f"{project / 'labctl.toml'}:2")
+    env = {"LABCTL_STORE": "postgresql://me:pw@db/x", "LABCTL_LAB": "lab c"}
+    got = load_settings(cwd=tmp_path, env=env, home=tmp_path)
+    assert (got.store.value, got.lab.value) == ("postgresql://me:pw@db/x", "lab c")
+    assert load_settings(cwd=tmp_path, env={}, home=tmp_path).lab.value == ""
+
+
+def test_config_never_shows_a_password(tmp_path: Path) -> None:
+    env = {"LABCTL_STORE": "postgresql://me:s3cret@db/x"}
+    for flag in ([], ["--json"]):
+        code, out, err = labctl("config", *flag, cwd=tmp_path, env=env)
+        assert code == 0, err
+        assert "s3cret" not in out and "postgresql://me:***@db/x" in out
