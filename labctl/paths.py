@@ -29,6 +29,7 @@ def _project_dir() -> Path:
 
 PROJECT_DIR = _project_dir()
 PLAYBOOKS = PROJECT_DIR / "playbooks"
+EXPERIMENT_FILES = PROJECT_DIR / "experiments"  # experiments declared in YAML (issue 20)
 PROVISION_PLAYBOOK = PLAYBOOKS / "provision.yml"
 ROLES = PROJECT_DIR / "roles"  # a role a playbook names is looked for here last
 # The project's own templates (the nightly HTML report); a playbook's `template` tasks look

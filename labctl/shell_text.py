@@ -96,6 +96,17 @@ _SHELL_WORDS = frozenset(
         "source",
         ".",
         ":",
+        # builtins that also exist as programs, with other semantics: `kill -TERM -PGID`
+        # (sh's kill signals a process group; procps' reads -PGID as an option), echo's
+        # escapes, ...: these keep going through sh, as they always did
+        "kill",
+        "echo",
+        "printf",
+        "test",
+        "[",
+        "pwd",
+        "true",
+        "false",
     ]
 )
 

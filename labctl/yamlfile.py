@@ -172,7 +172,11 @@ def compose(text: str, path: str, error: type[InputError] = InputError) -> Node 
 
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; every fault in it becomes one InputError line with file and line."""
-    text = read_text(path)
+    return load_yaml_text(read_text(path), path)
+
+
+def load_yaml_text(text: str, path: str | Path) -> Any:
+    """Parse YAML text that came from `path` (a file as it was, e.g. stored with a run)."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()

@@ -3,10 +3,13 @@ command line as a user runs it, and SIGTERM turned into a clean teardown."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TEST_LABS = Path("/tmp/labctl-test-labs")  # outside pytest's rotated temp dirs, on purpose
 
@@ -65,3 +68,17 @@ def is_session_shell(pid: int | str) -> bool:
         return cmdline == b"sh\0" and os.readlink(f"/proc/{ppid}/exe") == "/usr/sbin/sshd"
     except (OSError, IndexError):
         return False
+
+
+@contextlib.contextmanager
+def store_sql(url: str) -> Iterator[Any]:
+    """Plain SQL on a results store, whichever backend it is (a path or a postgresql:// URL):
+    the tests read and poke rows with it."""
+    from labctl.results.backend import locate, make_engine
+
+    engine = make_engine(locate(url))
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()

@@ -110,6 +110,7 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
     experiment = cls()
     con = console()
     hosts = experiment.hosts(inv, common["server"], common["clients"])
+    experiment.preflight(inv, options)
     # Notes on the way (a lock taken over, leftovers stopped) keep --json's stdout JSON.
     say = Console(stderr=True, highlight=False).print if common["json"] else con.print
     locked = lab_locked(hosts, f"experiment {cls.name()}", on_message=say)
@@ -139,6 +140,47 @@ def run_experiment(cls: type[Experiment], flags: dict[str, Any]) -> None:
         raise Exit(code=EXIT_ERROR if outcome.status == "failed" else EXIT_INTERRUPTED)
 
 
+@task(
+    help={
+        "file": "the experiment file (YAML; docs/experiment-files.md)",
+        "extra": "a parameter's value for this run: -e qdisc=fq_codel, -e qdisc=pfifo,fq "
+        "(sweeps both), -e repeat=5; repeatable",
+        **{
+            name: text
+            for name, (_, text) in COMMON_FLAGS.items()
+            if name not in ("server", "clients")
+        },
+    },
+    iterable=["extra"],
+)
+@errors_as_exit
+def run_file(
+    c: Context,
+    file: str,
+    extra: list[str] | None = None,
+    inventory: str | None = None,
+    seed: int = -1,
+    store: str | None = None,
+    plot: str | None = None,
+    json: bool = False,
+) -> None:
+    """Run an experiment declared in a YAML file: checked whole before any host is touched,
+    then run as the built-in ones are (interleaved trials, provenance, the results store)."""
+    from labctl.experiments.file_run import experiment_class
+    from labctl.experiments.file_spec import load_experiment_file
+
+    cls = experiment_class(load_experiment_file(file))
+    flags: dict[str, Any] = {}
+    for item in extra or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"-e {item!r}: give param=value")
+        flags[name.strip()] = value
+    common = {"inventory": inventory, "server": None, "clients": "clients", "seed": seed,
+              "store": store, "plot": plot, "json": json}  # fmt: skip
+    run_experiment(cls, {**flags, **common})
+
+
 @task()
 def list_experiments(c: Context) -> None:
     """The experiments: `labctl experiment NAME --help` shows one's options."""
@@ -153,6 +195,7 @@ def collection() -> Collection:
 
     experiments = Collection("experiment")
     experiments.add_task(list_experiments, name="list", default=True)
+    experiments.add_task(run_file, name="run")
     for cls in registry().values():
         experiments.add_task(experiment_task(cls), name=cls.name())
     return experiments

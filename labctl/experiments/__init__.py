@@ -1,6 +1,7 @@
 """Experiments, found rather than listed: every module of this package that defines a subclass
 of `base.Experiment` is one, and so is each module named in `LABCTL_EXPERIMENT_MODULES`
-(comma-separated, importable: an experiment of your own, kept outside labctl). The command
+(comma-separated, importable: an experiment of your own, kept outside labctl), and so is each
+experiment file in the project's `experiments/` (YAML, issue 20; file_spec.py). The command
 line, suites, summaries, the regression check and the report all go through `find` and
 `registry`; none of them names an experiment (docs/architecture.md).
 """
@@ -12,13 +13,15 @@ import importlib
 import inspect
 import os
 import pkgutil
+from pathlib import Path
 
 from labctl.errors import InputError
 from labctl.experiments.base import Experiment
 from labctl.metrics import ExperimentSpec
+from labctl.paths import EXPERIMENT_FILES
 
 ENV_MODULES = "LABCTL_EXPERIMENT_MODULES"
-_NOT_EXPERIMENTS = frozenset({"base", "summary"})
+_NOT_EXPERIMENTS = frozenset({"base", "summary", "file_spec", "file_run"})
 
 
 @functools.cache
@@ -48,10 +51,28 @@ def _discover(extra_modules: tuple[str, ...]) -> dict[str, type[Experiment]]:
     return dict(sorted(found.items()))
 
 
+@functools.cache
+def _files(directory: str) -> dict[str, type[Experiment]]:
+    from labctl.experiments.file_run import experiment_class
+    from labctl.experiments.file_spec import load_experiment_file
+
+    found: dict[str, type[Experiment]] = {}
+    for path in sorted(Path(directory).glob("*.yml")):
+        cls = experiment_class(load_experiment_file(path, check=False))
+        found[cls.name()] = cls
+    return found
+
+
 def registry() -> dict[str, type[Experiment]]:
-    """Every experiment by name."""
+    """Every experiment by name: labctl's own modules, LABCTL_EXPERIMENT_MODULES, and the
+    experiment files shipped in `experiments/`."""
     extra = os.environ.get(ENV_MODULES, "")
-    return _discover(tuple(m.strip() for m in extra.split(",") if m.strip()))
+    found = dict(_discover(tuple(m.strip() for m in extra.split(",") if m.strip())))
+    for name, cls in _files(str(EXPERIMENT_FILES)).items():
+        if name in found:
+            raise InputError(f"two experiments are called {name!r}: {cls.file.path}")  # type: ignore[attr-defined]
+        found[name] = cls
+    return dict(sorted(found.items()))
 
 
 def find(name: str) -> type[Experiment]:

@@ -406,6 +406,9 @@ class Experiment(ABC):
         """The hosts a run uses (and must lock)."""
         return experiment_hosts(inventory, server, clients)
 
+    def preflight(self, inventory: Inventory, options: Any) -> None:  # noqa: B027
+        """Checks of what the run will do, before any host is touched (InputError)."""
+
     @abstractmethod
     def run(self, ctx: RunContext, options: Any) -> SweepOutcome:
         """Select the hosts, record their facts, run the sweep, store every trial."""

@@ -21,7 +21,15 @@ from labctl.play.roles import read_roles
 from labctl.play.tasks import TaskReader, flush_handlers, vars_mapping
 from labctl.yamlfile import LineList, LineMap, line_of, load_yaml
 
-__all__ = ["Play", "Playbook", "PlaybookError", "Task", "check_names", "load_playbook"]
+__all__ = [
+    "Play",
+    "Playbook",
+    "PlaybookError",
+    "Task",
+    "check_names",
+    "load_playbook",
+    "playbook_of",
+]
 
 PLAY_KEYS = {
     "name",
@@ -50,6 +58,13 @@ IMPORT_PLAYBOOK = ("import_playbook", "ansible.builtin.import_playbook")
 def load_playbook(path: str | Path) -> Playbook:
     path = str(path)
     return Playbook(path, tuple(_Loader(Path(path).resolve().parent).plays(path, ())))
+
+
+def playbook_of(path: str, plays: list[LineMap]) -> Playbook:
+    """Plays read from part of another file (an experiment file's setup), checked as a
+    playbook's are, errors naming that file and its lines."""
+    loader = _Loader(Path(path).resolve().parent)
+    return Playbook(path, tuple(loader._play(path, raw) for raw in plays))
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Export of a real sqlite results store: the whole-run JSON, and the tidy table (CSV and JSON
-lines) read back by the csv and json modules, and by pandas where it is installed."""
+"""Export of a real results store, on both backends (`store_url`: a sqlite file and a PostgreSQL
+database): the whole-run JSON, and the tidy table (CSV and JSON lines) read back by the csv and
+json modules, and by pandas where it is installed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +30,8 @@ from tests.unit.test_regress import accept, lab_facts, run_params
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ResultsStore]:
-    with ResultsStore(tmp_path / "labctl.db") as s:
+def store(store_url: str) -> Iterator[ResultsStore]:
+    with ResultsStore(store_url) as s:
         yield s
 
 

@@ -38,7 +38,10 @@ def test_a_wait_is_bounded_by_the_clock_not_by_a_count_of_tries() -> None:
     ("text", "program"),
     [
         ("uname -r", True),
-        (command_text(["printf", "%s", "a b; $(x)"]), True),
+        (command_text(["cat", "--", "a b; $(x)"]), True),
+        (command_text(["printf", "%s", "a b; $(x)"]), False),  # a builtin: sh's, as before
+        ("kill -TERM -4242", False),  # sh's kill signals the group; procps' would not
+        ("echo done", False),
         ("tc qdisc show dev lo", True),
         ("echo a; echo b", False),
         ("A=1 env", False),

@@ -1,4 +1,5 @@
-"""The store's history side: runs a dead labctl left, old stores, comparable runs."""
+"""The store's history side: runs a dead labctl left, old stores, comparable runs. On both
+backends (`store_url`: a sqlite file and a PostgreSQL database), but for the old sqlite store."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from labctl.procs import controller_id
 from labctl.results.store import ResultsStore, TrialRecord
+from tests.support import store_sql as raw
 
 
 def trial(seq: int, value: float) -> TrialRecord:
@@ -31,17 +35,23 @@ def dead_controller() -> str:
 
 
 def test_runs_left_running_by_a_dead_labctl_become_crashed_and_keep_their_trials(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    with ResultsStore(tmp_path / "r.db") as db:
+    with ResultsStore(store_url) as db:
         mine = db.start_run("reuseport", {}, "inv", 1)
         orphan = db.start_run("reuseport", {}, "inv", 1)
         db.add_trial(orphan, trial(1, 100.0))
         night = db.start_nightly("n", "suite.yml", "inv")
-    with sqlite3.connect(tmp_path / "r.db") as raw:
-        raw.execute("UPDATE runs SET controller = ? WHERE id = ?", (dead_controller(), orphan))
-        raw.execute("UPDATE nightly SET controller = ? WHERE id = ?", (dead_controller(), night))
-    with ResultsStore(tmp_path / "r.db") as db:
+    with raw(store_url) as conn, conn.begin():
+        conn.execute(
+            sa.text("UPDATE runs SET controller = :c WHERE id = :i"),
+            {"c": dead_controller(), "i": orphan},
+        )
+        conn.execute(
+            sa.text("UPDATE nightly SET controller = :c WHERE id = :i"),
+            {"c": dead_controller(), "i": night},
+        )
+    with ResultsStore(store_url) as db:
         assert db.mark_crashed_runs() == [orphan]
         assert db.run(orphan).status == "crashed"
         assert db.run(mine).status == "running"  # this process is alive: its run is not touched
@@ -50,6 +60,7 @@ def test_runs_left_running_by_a_dead_labctl_become_crashed_and_keep_their_trials
         assert db.mark_crashed_runs() == []
 
 
+# sqlite only: the old store under test is a sqlite file, from before PostgreSQL was one.
 def test_a_store_from_before_the_history_columns_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as raw:
@@ -72,9 +83,9 @@ def test_a_store_from_before_the_history_columns_is_migrated(tmp_path: Path) -> 
 
 
 def test_history_is_older_finished_runs_of_the_same_experiment_newest_first(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    with ResultsStore(tmp_path / "r.db") as db:
+    with ResultsStore(store_url) as db:
         ids = [db.start_run(e, {}, "inv", 1) for e in ("reuseport", "qdisc", "reuseport")]
         for run_id in ids:
             db.finish_run(run_id, "finished")

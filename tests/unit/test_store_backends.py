@@ -9,20 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from labctl.errors import InputError
-from labctl.results.backend import locate, make_engine
+from labctl.results.backend import locate
 from labctl.results.copy import copy_store
 from labctl.results.liveness import SILENT_AFTER
 from labctl.results.migrate import HEAD, MIGRATIONS
 from labctl.results.store import ResultsStore, StoreError, TrialRecord
 from tests.support import ROOT as REPO
+from tests.support import store_sql as raw
 
 WRITER = [sys.executable, "-m", "tests.store_writer"]
 
@@ -41,16 +40,6 @@ def trial(seq: int, value: float = 100.0, **params: object) -> TrialRecord:
         {"sysctls": {"somaxconn": "4096"}},
         (("srv1", "server", "stdout", f"out {seq}"),),
     )
-
-
-@contextmanager
-def raw(url: str) -> Iterator[sa.Connection]:
-    engine = make_engine(locate(url))
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def writer(url: str, trials: int, *more: str) -> subprocess.Popen[str]:
