@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(openssh-server openssh-client iproute2 ethtool util-linux procps kmod
-          gcc make libc6-dev git python3 python3-venv iperf3
+          gcc make libc6-dev git python3 python3-venv iperf3 sockperf
           linux-headers-amd64 build-essential bc flex bison libelf-dev  # module builds
           linux-source  # full kernel sources: netmap's patched drivers are built from them
           qemu-system-x86 qemu-utils mmdebstrap e2fsprogs  # the VM lab (docs/labs.md)

@@ -186,8 +186,10 @@ def list_experiments(c: Context) -> None:
     """The experiments: `labctl experiment NAME --help` shows one's options."""
     from labctl.experiments import registry
 
-    for name, cls in registry().items():
-        print(f"{name:12} {cls.help}")
+    found = registry()
+    width = max(map(len, found), default=0)
+    for name, cls in found.items():
+        print(f"{name:{width}}  {cls.help}")
 
 
 def collection() -> Collection:

@@ -75,7 +75,6 @@ def _nightly(
     quiet: bool,
     baseline: str,
 ) -> int:
-    from labctl.experiments import find
     from labctl.nightly.run import NightlyOutcome, pinned_baselines, run_nightly
     from labctl.nightly.suite import load_suite
     from labctl.results.stamps import run_stamps
@@ -125,7 +124,7 @@ def _nightly(
             project_dir=PROJECT_DIR,
             baselines=pinned_baselines(suite, db, pinned),
             say=say,
-            on_trial=lambda entry: sweeps.new(find(entry.experiment)()),
+            on_trial=lambda entry: sweeps.new(entry.experiment_type()()),
             finish=finish,
         )
     for name, comparison in outcome.comparisons:

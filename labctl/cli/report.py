@@ -29,7 +29,7 @@ def report(
 ) -> None:
     """Write one run's HTML report (its raw trials beside it): headline, main plot, verdicts,
     trends against its history, provenance."""
-    from labctl.experiments import spec_of
+    from labctl.experiments import spec_of_run
     from labctl.results.history import compare_run
     from labctl.results.regress import Rule, overall
     from labctl.results.stamps import run_stamps
@@ -39,7 +39,8 @@ def report(
 
     run_id = _run_id(run)
     with open_store(store, create=False) as db:
-        spec = spec_of(db.run(run_id).experiment)
+        stored = db.run(run_id)
+        spec = spec_of_run(stored.experiment, stored.params)
         rule = Rule(history=int(history), threshold=float(threshold))
         problem = rule.check()
         if problem:

@@ -63,12 +63,12 @@ def results_show(
     c: Context, run: str, store: str | None = None, plot: str | None = None, json: bool = False
 ) -> None:
     """Show one stored run: summary per configuration, validity, plot."""
-    from labctl.experiments import registry
+    from labctl.experiments import class_of_run
 
     run_id = _run_id(run)
     with open_store(store, create=False) as db:
         stored = db.run(run_id)
-        cls = registry().get(stored.experiment)
+        cls = class_of_run(stored.experiment, stored.params)
         if cls is None and stored.experiment.startswith("play:"):
             raise InputError(
                 f"run {run_id} is a playbook run ({stored.experiment[5:]}): no trials to show; "
@@ -105,7 +105,7 @@ def results_compare(
     (a CI gate; docs/results.md)."""
     import sqlite3
 
-    from labctl.experiments import spec_of
+    from labctl.experiments import spec_of_run
     from labctl.results.history import compare_pair
     from labctl.results.regress import Rule, overall
     from labctl.views.junit import junit_xml
@@ -118,7 +118,8 @@ def results_compare(
     try:
         with open_store(store, create=False) as db:
             run_a, run_b = _run_id(a), _run_id(b)
-            spec = spec_of(db.run(run_b).experiment)
+            stored = db.run(run_b)
+            spec = spec_of_run(stored.experiment, stored.params)
             pair = compare_pair(db, run_a, run_b, spec, rule)
     except InputError:
         raise

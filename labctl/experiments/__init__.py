@@ -13,7 +13,9 @@ import importlib
 import inspect
 import os
 import pkgutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from labctl.errors import InputError
 from labctl.experiments.base import Experiment
@@ -21,7 +23,7 @@ from labctl.metrics import ExperimentSpec
 from labctl.paths import EXPERIMENT_FILES
 
 ENV_MODULES = "LABCTL_EXPERIMENT_MODULES"
-_NOT_EXPERIMENTS = frozenset({"base", "summary", "file_spec", "file_run"})
+_NOT_EXPERIMENTS = frozenset({"base", "summary", "file_spec", "file_run", "file_metrics"})
 
 
 @functools.cache
@@ -85,4 +87,26 @@ def find(name: str) -> type[Experiment]:
 def spec_of(name: str) -> ExperimentSpec | None:
     """The spec of a stored run's experiment; None for one no longer known."""
     found = registry().get(name)
+    return found.spec if found is not None else None
+
+
+def class_of_run(experiment: str, params: Mapping[str, Any]) -> type[Experiment] | None:
+    """The experiment of a stored run: a registered one, or the experiment file the run
+    stored its text of (a file kept anywhere); None when neither is known."""
+    found = registry().get(experiment)
+    text = params.get("file_text")
+    if found is None and isinstance(text, str):
+        from labctl.experiments.file_run import experiment_class
+        from labctl.experiments.file_spec import load_experiment_file
+
+        try:
+            spec = load_experiment_file(str(params.get("file") or experiment), text, check=False)
+        except InputError:
+            return None
+        found = experiment_class(spec)
+    return found
+
+
+def spec_of_run(experiment: str, params: Mapping[str, Any]) -> ExperimentSpec | None:
+    found = class_of_run(experiment, params)
     return found.spec if found is not None else None

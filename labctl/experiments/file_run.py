@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -36,14 +35,16 @@ from labctl.experiments.base import (
     run_sweep,
     trial_record,
 )
-from labctl.experiments.file_spec import ExperimentFile, MetricRead, Process
+from labctl.experiments.file_metrics import combine, read_counter, read_metric
+from labctl.experiments.file_spec import ExperimentFile, Process
+from labctl.paths import PROJECT_DIR
 from labctl.shell_text import ShellScript, quote
 from labctl.templating import TemplateError, evaluate, render_value
 from labctl.yamlfile import LineList, LineMap
 
 if TYPE_CHECKING:
     from labctl.inventory import Host, Inventory
-    from labctl.remote import CommandResult, Connections, HostOutcome
+    from labctl.remote import CommandResult, Connections, HostConnection, HostOutcome
     from labctl.results.store import TrialRecord
 
 MEASURE_GRACE = 30.0  # seconds a measure command may run past the trial's duration
@@ -89,36 +90,6 @@ def experiment_class(spec: ExperimentFile) -> type[Experiment]:
     )
 
 
-def read_metric(read: MetricRead, output: str) -> float:
-    """One metric from a measure command's output; ValueError says why it read nothing."""
-    if read.json is not None:
-        try:
-            value: Any = json.loads(output)
-        except ValueError as exc:
-            raise ValueError(
-                f"{read.name}: the output of {read.role} is not JSON ({exc})"
-            ) from None
-        for part in re.findall(r"[^.\[\]]+|\[\d+\]", read.json):
-            try:
-                value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-            except (KeyError, IndexError, TypeError):
-                raise ValueError(
-                    f"{read.name}: no {read.json} in the output of {read.role}"
-                ) from None
-    else:
-        assert read.regex is not None
-        found = re.search(read.regex, output, re.MULTILINE)
-        if found is None:
-            raise ValueError(
-                f"{read.name}: {read.regex!r} matched nothing in the output of {read.role}"
-            )
-        value = found.group(1)
-    try:
-        return float(value) * read.scale
-    except (TypeError, ValueError):
-        raise ValueError(f"{read.name}: {value!r} is not a number") from None
-
-
 def ready_script(process: Process, port: str | None, pidfile: str, out: str) -> ShellScript:
     """Poll (bounded) until the started process listens on `port` or its log shows
     `ready_log`; fail at once if it has exited."""
@@ -128,15 +99,22 @@ def ready_script(process: Process, port: str | None, pidfile: str, out: str) -> 
     else:
         logs = f"{quote(out + '.out')} {quote(out + '.err')}"
         test = f"grep -Eq -- {quote(process.ready_log or '')} {logs} 2>/dev/null"
+    # the process action's pidfile is JSON: {"pid": N, "start": ...}
+    pid = f"pid=$(sed -n 's/.*\"pid\": *\\([0-9][0-9]*\\).*/\\1/p' {quote(pidfile)})"
     return ShellScript(
+        f'{pid}; [ -n "$pid" ] || exit 3; '
         f"i=0; while [ $i -lt {rounds} ]; do {test} && exit 0; "
-        f'kill -0 "$(cat {quote(pidfile)} 2>/dev/null)" 2>/dev/null || exit 3; '
+        f'kill -0 "$pid" 2>/dev/null || exit 3; '
         "sleep 0.05; i=$((i+1)); done; exit 2"
     )
 
 
 def variables(
-    spec: ExperimentFile, options: Any, roles: Mapping[str, list[Host]], trial: TrialSpec
+    spec: ExperimentFile,
+    options: Any,
+    roles: Mapping[str, list[Host]],
+    trial: TrialSpec,
+    project_dir: Path,
 ) -> dict[str, Any]:
     """What a trial's commands, conditions and tasks read."""
     fixed = {k: getattr(options, k) for k in spec.params if k not in spec.swept}
@@ -146,6 +124,7 @@ def variables(
         "duration": options.duration,
         "trial": trial.seq,
         "seq": trial.seq,
+        "labctl_workloads": str(project_dir / "workloads"),  # labctl's C workloads' sources
         "hosts": {
             role: {"name": hs[0].name, "address": hs[0].address, "all": [h.name for h in hs]}
             for role, hs in roles.items()
@@ -211,7 +190,8 @@ class FileExperiment(Experiment):
         """The setup and teardown tasks and every variable they read, before any host."""
         roles = self.role_hosts(inventory)
         first = TrialSpec(0, {k: getattr(options, k)[0] for k in self.file.swept})
-        check_plays(self.file, inventory, roles, variables(self.file, options, roles, first))
+        values = variables(self.file, options, roles, first, PROJECT_DIR)
+        check_plays(self.file, inventory, roles, values)
 
     def run(self, ctx: RunContext, options: Any) -> SweepOutcome:
         from labctl.facts.host import gather_all
@@ -255,7 +235,7 @@ class FileSweep:
         self.started: list[tuple[str, str]] = []  # (host, process name) to stop
 
     def variables(self, trial: TrialSpec) -> dict[str, Any]:
-        return variables(self.spec, self.options, self.roles, trial)
+        return variables(self.spec, self.options, self.roles, trial, self.ctx.project_dir)
 
     def _play(self, key: str, plays: Mapping[str, LineList], variables: Mapping[str, Any]) -> None:
         """Tasks per role, as a playbook run; what they change goes into the store's undo. A
@@ -291,7 +271,7 @@ class FileSweep:
         from labctl.experiments.base import RUN_DIR
 
         for host in self.roles[process.role]:
-            name = f"{self.spec.name}-{process.role}-{self.run_id}"
+            name = f"{self.spec.name}-{process.role}-{host.name}-{self.run_id}"
             out = f"{RUN_DIR}/{name}"
             conn = self.conns[host.name]
             result = background(
@@ -346,13 +326,14 @@ class FileSweep:
             return trial_record(
                 trial, self.spec.name, params, started, False, f"skipped: {exc}", {}, {}, ()
             )
+        outputs: list[tuple[str, str, str, str]] = []
+        texts: dict[str, list[str]] = {}  # role -> each host's measure output
+        errors: list[str] = []
+        before = self._counters(variables, errors)
         try:
             for process in self.spec.processes:
                 if process.start:
                     self._start(process, variables)
-            outputs: list[tuple[str, str, str, str]] = []
-            texts: dict[str, str] = {}
-            errors: list[str] = []
             for process in self.spec.processes:
                 if not process.measure:
                     continue
@@ -367,13 +348,22 @@ class FileSweep:
                     if not res.ok:
                         why = f"exited {res.exit_status}: {res.first_error_line()}"
                         errors.append(f"{outcome.host}: {process.role} {why}")
-                    texts.setdefault(process.role, res.stdout)
+                    texts.setdefault(process.role, []).append(res.stdout)
+            after = self._counters(variables, errors)
         finally:
             problems = self._stop_all()
         metrics: dict[str, float] = {}
         for read in self.spec.metrics:
             try:
-                metrics[read.name] = read_metric(read, texts.get(read.role, ""))
+                if read.counter is not None:
+                    values = [
+                        (after[read.name][h] - before[read.name][h]) * read.scale
+                        for h in before.get(read.name, {})
+                        if h in after.get(read.name, {})
+                    ]
+                else:
+                    values = [read_metric(read, text) for text in texts.get(read.role, [""])]
+                metrics[read.name] = combine(read.combine, values, read.name)
             except ValueError as exc:
                 errors.append(str(exc))
         valid, reason = not errors, "; ".join(errors)
@@ -393,6 +383,29 @@ class FileSweep:
         return trial_record(
             trial, self.spec.name, params, started, valid, reason, metrics, {}, tuple(outputs)
         )
+
+    def _counters(
+        self, variables: Mapping[str, Any], errors: list[str]
+    ) -> dict[str, dict[str, float]]:
+        """metric -> host -> its counter now, for every counter metric (read on all hosts at
+        once); a counter that cannot be read is an error of the trial."""
+        reads = [r for r in self.spec.metrics if r.counter is not None]
+        if not reads:
+            return {}
+        names = sorted({h.name for r in reads for h in self.roles[r.role]})
+
+        def read_all(conn: HostConnection) -> dict[str, float]:
+            mine = [r for r in reads if conn.host.name in {h.name for h in self.roles[r.role]}]
+            return {r.name: read_counter(conn, r, variables) for r in mine}
+
+        out: dict[str, dict[str, float]] = {}
+        for outcome in self.conns.run_on_hosts(read_all, names=names):
+            if outcome.error is not None or outcome.value is None:
+                errors.append(f"{outcome.host}: reading counters: {outcome.error}")
+                continue
+            for name, value in outcome.value.items():
+                out.setdefault(name, {})[outcome.host] = value
+        return out
 
     def cleanup(self) -> None:
         """No process left running; the teardown tasks; what setup changed put back."""

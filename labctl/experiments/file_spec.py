@@ -24,14 +24,17 @@ TOP_KEYS = {
     "processes", "metrics", "validity", "plot",
 }  # fmt: skip
 PROCESS_KEYS = {"start", "ready", "measure", "ready_timeout"}
-METRIC_KEYS = {"from", "json", "regex", "scale", "unit", "better", "label"}
+METRIC_KEYS = {"from", "json", "regex", "counter", "combine", "scale", "unit", "better", "label"}
+COMBINE = ("sum", "mean", "max", "min", "first")  # a role's hosts' values, into one
+# counter: source -> the keys it takes (each a template)
+COUNTER_SOURCES = {"nstat": ("name",), "ethtool": ("dev", "stat"), "tc": ("dev", "field")}
 PLOT_KEYS = {"x", "y", "series", "x_label"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ROLE_PATTERN = re.compile(r"^(?P<pattern>[^\[\]]+?)(?:\[(?P<index>\d+)\])?$")
 _JSON_PATH = re.compile(r"^[A-Za-z0-9_-]+(?:\[\d+\])*(?:\.[A-Za-z0-9_-]+(?:\[\d+\])*)*$")
 # What every command and condition may read besides the params (file_run renders with them).
-RUN_NAMES = frozenset({"hosts", "duration", "trial", "seq"})
+RUN_NAMES = frozenset({"hosts", "duration", "trial", "seq", "labctl_workloads"})
 DEFAULT_READY_TIMEOUT = 10.0
 
 
@@ -59,14 +62,22 @@ class Process:
 
 
 @dataclass(frozen=True)
+class Counter:
+    source: str  # nstat, ethtool or tc
+    args: Mapping[str, str]  # nstat: name; ethtool: dev, stat; tc: dev, field (templates)
+
+
+@dataclass(frozen=True)
 class MetricRead:
     name: str
-    role: str  # whose measure output it is read from
+    role: str  # whose measure output (or counters) it is read from
     json: str | None  # a dotted path with [i] indexes
     regex: str | None  # its first group is the number
     scale: float
     metric: Metric
     line: int = 0
+    counter: Counter | None = None  # read before and after the trial: the difference
+    combine: str = "sum"  # how the role's hosts' values make one (measure: "first" too)
 
 
 @dataclass(frozen=True)
@@ -219,7 +230,30 @@ def _regex(text: str, path: str, line: int | None, what: str) -> re.Pattern[str]
         raise _err(f"{what}: not a regular expression: {exc}", path, line) from exc
 
 
-def _metrics(doc: LineMap, processes: tuple[Process, ...], path: str) -> tuple[MetricRead, ...]:
+def _counter(entry: LineMap, path: str, what: str, roles: set[str]) -> Counter:
+    line = line_of(entry, "counter")
+    if entry.get("from") not in roles:
+        raise _err(f"{what}: `from:` names the role whose hosts' counters are read", path, line)
+    raw = _mapping(entry["counter"], path, line, f"{what}.counter")
+    if len(raw) != 1 or next(iter(raw)) not in COUNTER_SOURCES:
+        raise _err(
+            f"{what}.counter: one of {{nstat: TcpExtListenDrops}}, "
+            "{ethtool: {dev: eth0, stat: rx_missed_errors}}, {tc: {dev: eth0, field: drops}}",
+            path,
+            line,
+        )
+    source, value = next(iter(raw.items()))
+    keys = COUNTER_SOURCES[source]
+    if source == "nstat" and isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise _err(f"{what}.counter.{source}: give {', '.join(keys)}", path, line)
+    return Counter(source, {k: str(v) for k, v in value.items()})
+
+
+def _metrics(
+    doc: LineMap, processes: tuple[Process, ...], roles: set[str], path: str
+) -> tuple[MetricRead, ...]:
     raw = _mapping(
         doc.get("metrics"), path, line_of(doc, "metrics") or 1, "metrics (name: how to read it)"
     )
@@ -235,17 +269,19 @@ def _metrics(doc: LineMap, processes: tuple[Process, ...], path: str) -> tuple[M
         entry = _mapping(entry, path, line, what)
         _known(entry, METRIC_KEYS, path, what)
         role = entry.get("from")
-        if role not in measuring:
+        sources = [k for k in ("json", "regex", "counter") if k in entry]
+        if len(sources) != 1:
+            raise _err(
+                f"{what}: give one of json (a path in the output), regex or counter", path, line
+            )
+        counter = _counter(entry, path, what, roles) if "counter" in entry else None
+        if counter is None and role not in measuring:
             have = ", ".join(sorted(measuring)) or "none: no process has `measure`"
             raise _err(
                 f"{what} reads nothing: `from: {role}` is not a role with a measure command "
                 f"({have})",
                 path,
                 line_of(entry, "from") or line,
-            )
-        if ("json" in entry) == ("regex" in entry):
-            raise _err(
-                f"{what}: give json (a path in the output) or regex, one of them", path, line
             )
         json_path = regex = None
         if "json" in entry:
@@ -256,7 +292,7 @@ def _metrics(doc: LineMap, processes: tuple[Process, ...], path: str) -> tuple[M
                     path,
                     line_of(entry, "json"),
                 )
-        else:
+        elif "regex" in entry:
             regex = str(entry["regex"])
             if _regex(regex, path, line_of(entry, "regex"), f"{what}.regex").groups < 1:
                 raise _err(
@@ -264,6 +300,11 @@ def _metrics(doc: LineMap, processes: tuple[Process, ...], path: str) -> tuple[M
                     path,
                     line_of(entry, "regex"),
                 )
+        combine = entry.get("combine", "sum" if counter is not None else "first")
+        if combine not in COMBINE:
+            raise _err(
+                f"{what}.combine: one of {', '.join(COMBINE)}", path, line_of(entry, "combine")
+            )
         better = entry.get("better", "higher")
         if better not in DIRECTIONS:
             raise _err(
@@ -274,7 +315,11 @@ def _metrics(doc: LineMap, processes: tuple[Process, ...], path: str) -> tuple[M
         metric = Metric(
             str(name), str(entry.get("label", name)), unit, _direction(better), watched=True
         )
-        out.append(MetricRead(str(name), str(role), json_path, regex, scale, metric, line or 0))
+        out.append(
+            MetricRead(
+                str(name), str(role), json_path, regex, scale, metric, line or 0, counter, combine
+            )
+        )
     return tuple(out)
 
 
@@ -358,6 +403,9 @@ def _check_names(spec: ExperimentFile) -> None:
             line = process.lines.get(key, process.line)
             for word in words:
                 _names_known(word, known, spec.path, line, f"processes.{process.role}.{key}")
+    for read in spec.metrics:
+        for value in read.counter.args.values() if read.counter else ():
+            _names_known(value, known, spec.path, read.line, f"metrics.{read.name}.counter")
     metric_names = {m.name for m in spec.metrics}
     for rule in spec.validity:
         _names_known(
@@ -425,7 +473,7 @@ def load_experiment_file(
     if not isinstance(warmup, bool):
         raise _err("warmup: true or false", path, line_of(doc, "warmup"))
     processes = _processes(doc, role_names, path)
-    metrics = _metrics(doc, processes, path)
+    metrics = _metrics(doc, processes, role_names, path)
     spec = ExperimentFile(
         path=path,
         text=text,

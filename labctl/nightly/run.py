@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import InputError, LabctlError
-from labctl.experiments import find
 from labctl.experiments.base import (
     Interrupted,
     RunContext,
@@ -68,7 +67,7 @@ def run_experiment(
     on_trial: Any = None,
 ) -> SweepOutcome:
     """One suite entry, as `labctl experiment` would run it."""
-    experiment = find(entry.experiment)()
+    experiment = entry.experiment_type()()
     ctx = RunContext(
         inventory,
         store,
@@ -144,9 +143,10 @@ def run_nightly(
     if not hosts:
         raise LabctlError(f"suite {suite.name}: pattern {suite.hosts!r} selects no host")
     for entry in suite.experiments:  # never measure on a host the run has not locked
+        entry.experiment_type()().preflight(inventory, entry.options())  # before any host
         outside = [
             h.name
-            for h in find(entry.experiment)().hosts(inventory, entry.server, entry.clients)
+            for h in entry.experiment_type()().hosts(inventory, entry.server, entry.clients)
             if h.name not in hosts
         ]
         if outside:
@@ -256,7 +256,7 @@ def _body(
         comparison = compare_run(
             store,
             result.run_id,
-            find(entry.experiment).spec,
+            entry.experiment_type().spec,
             label=entry.name,
             metrics=entry.metrics or None,
             rule=suite.rule,

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from labctl.errors import InputError
 from labctl.experiments import registry
-from labctl.experiments.base import make_options, option_infos
+from labctl.experiments.base import Experiment, make_options, option_infos
 from labctl.metrics import DIRECTIONS, Direction
 from labctl.paths import PROVISION_PLAYBOOK
 from labctl.play.load import load_playbook
@@ -34,10 +34,15 @@ class SuiteExperiment:
     metrics: Mapping[str, Direction] = field(default_factory=dict)  # metric -> higher|lower
     line: int | None = None
     baseline: int | None = None  # a pinned run: tonight is judged against it and those before
+    # the experiment itself: a registered one, or an experiment file the suite names
+    kind: type[Experiment] | None = field(default=None, compare=False)
+
+    def experiment_type(self) -> type[Experiment]:
+        return self.kind if self.kind is not None else registry()[self.experiment]
 
     def options(self) -> Any:
         """The experiment's options object (raises ValueError on a bad value)."""
-        return make_options(registry()[self.experiment].Options, self.params)
+        return make_options(self.experiment_type().Options, self.params)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,20 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
     seen.add(name)
     what = f"experiment {name}"
     experiment = _typed(entry, "experiment", str, path, what)
-    known = registry()
+    known = dict(registry())
+    kind = None
+    if experiment.endswith((".yml", ".yaml")):  # an experiment file, beside the suite
+        from labctl.experiments.file_run import experiment_class
+        from labctl.experiments.file_spec import load_experiment_file
+
+        found = Path(path).resolve().parent / experiment
+        if not found.is_file():
+            raise InputError(
+                f"{what}: no experiment file {experiment!r}", path, line_of(entry, "experiment")
+            )
+        kind = experiment_class(load_experiment_file(found))
+        experiment = kind.name()
+        known[experiment] = kind
     if experiment not in known:
         raise InputError(
             f"{what}: unknown experiment {experiment!r} (known: {', '.join(known)})",
@@ -142,6 +160,7 @@ def _experiment(entry: Any, path: str, index: int, seen: set[str]) -> SuiteExper
         metrics={str(k): cast(Direction, v) for k, v in metrics.items()},
         line=entry.line,
         baseline=baseline,
+        kind=kind,
     )
     try:
         result.options()

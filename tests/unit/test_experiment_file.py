@@ -11,7 +11,8 @@ import pytest
 
 from labctl.experiments import registry
 from labctl.experiments.base import make_options, option_infos
-from labctl.experiments.file_run import experiment_class, read_metric
+from labctl.experiments.file_metrics import combine, read_metric
+from labctl.experiments.file_run import experiment_class
 from labctl.experiments.file_spec import ExperimentFileError, load_experiment_file
 from labctl.paths import EXPERIMENT_FILES
 from tests.support import run_labctl
@@ -88,6 +89,9 @@ def test_the_shipped_examples_load_and_are_registered() -> None:
         ('{log: "ready"}', '{log: "(ready"}', 12, "not a regular expression"),
         ("    regex: 'rate ([0-9]+)'", "    json: 'a..b'", 18, "metrics.rate.json: a path like"),
         ("  client:\n    measure", "  clients:\n    measure", 13, "no role 'clients' in hosts"),
+        ("    regex: 'rate ([0-9]+)'", "    counter: {netstat: X}", 18, "counter: one of"),
+        ("    regex: 'rate ([0-9]+)'", "    counter: {tc: {dev: eth0}}", 18, "give dev, field"),
+        ("    unit: pkt/s", "    unit: pkt/s\n    combine: median", 20, "combine: one of sum"),
     ],
 )
 def test_a_mistake_is_one_line_with_file_and_line(
@@ -115,9 +119,18 @@ def test_a_broken_file_fails_before_any_host_is_touched(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == (
         f"labctl: {path}:14: processes.client.measure: undefined variable 'mdoe' "
-        "(defined: mode, size; and duration, hosts, seq, trial)"
+        "(defined: mode, size; and duration, hosts, labctl_workloads, seq, trial)"
     )
     assert time.monotonic() - started < 10  # no connection was tried (192.0.2.x: TEST-NET)
+
+
+def test_a_roles_hosts_values_combine_into_one() -> None:
+    assert [combine(how, [3.0, 1.0, 2.0], "m") for how in ("sum", "mean", "max", "min")] == [
+        6.0, 2.0, 3.0, 1.0,
+    ]  # fmt: skip
+    assert combine("first", [3.0, 1.0], "m") == 3.0
+    with pytest.raises(ValueError, match="m: no host gave a value"):
+        combine("sum", [], "m")
 
 
 def test_metrics_are_read_from_json_or_a_regex_scaled(tmp_path: Path) -> None:
@@ -161,3 +174,36 @@ def test_setup_tasks_are_checked_as_a_playbook_before_any_host(
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"labctl: {path}{error}"), proc.stderr
     assert "unreachable" not in proc.stderr
+
+
+def test_the_readiness_poll_reads_the_process_actions_pidfile(tmp_path: Path) -> None:
+    """Run by sh here, as a host runs it: ready once the log shows the line, 3 at once when
+    the process is gone, 2 when the time is up."""
+    import subprocess
+
+    from labctl.experiments.file_run import ready_script
+    from labctl.experiments.file_spec import Process
+
+    out, pidfile = str(tmp_path / "srv"), str(tmp_path / "srv.pid")
+    Path(out + ".err").write_text("starting\n")
+    Path(out + ".out").write_text("")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+
+        def poll(pid: int, timeout: float = 0.3) -> int:
+            Path(pidfile).write_text(f'{{"pid": {pid}, "start": 123}}')
+            process = Process("server", ("x",), None, "listening on", timeout)
+            script = ready_script(process, None, pidfile, out).text
+            return subprocess.run(["sh", "-c", script], timeout=30).returncode
+
+        assert poll(sleeper.pid) == 2  # alive, not ready in time
+        Path(out + ".err").write_text("starting\nlistening on 5000\n")
+        assert poll(sleeper.pid) == 0
+        Path(out + ".err").write_text("starting\n")
+        sleeper.kill()
+        sleeper.wait()
+        assert poll(sleeper.pid) == 3  # gone: no waiting the whole timeout
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()

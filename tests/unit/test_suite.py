@@ -154,3 +154,28 @@ def test_bad_suites_say_file_and_line(tmp_path: Path, text: str, line: int, word
         load_suite(path)
     assert str(err.value).startswith(f"{path}:{line}: "), str(err.value)
     assert words in str(err.value)
+
+
+def test_an_entry_names_an_experiment_file_beside_the_suite(tmp_path: Path) -> None:
+    """issue 20: `experiment: mine.yml`, checked with the suite, its params as options."""
+    shipped = PROJECT / "experiments" / "sockperf-latency.yml"
+    (tmp_path / "mine.yml").write_text(shipped.read_text())
+    suite = load_suite(
+        write(
+            tmp_path,
+            "experiments:\n"
+            "  - name: latency\n"
+            "    experiment: mine.yml\n"
+            "    params: {msg_size: [64], repeat: 2}\n"
+            "    metrics: {latency_p99_us: lower}\n",
+        )
+    )
+    (entry,) = suite.experiments
+    assert entry.experiment == "sockperf-latency"
+    assert entry.experiment_type().spec.metric("latency_p99_us") is not None
+    assert (entry.options().msg_size, entry.options().repeat) == ((64,), 2)
+    with pytest.raises(InputError, match=r"suite.yml:3: experiment latency: no experiment file"):
+        load_suite(write(tmp_path, "experiments:\n  - name: latency\n    experiment: nope.yml\n"))
+    (tmp_path / "mine.yml").write_text(shipped.read_text().replace("{{ port }}", "{{ prot }}"))
+    with pytest.raises(InputError, match=r"mine.yml:\d+: processes.server.start: undefined"):
+        load_suite(write(tmp_path, "experiments:\n  - name: l\n    experiment: mine.yml\n"))
