@@ -32,7 +32,7 @@ from labctl.shell_text import ShellScript as ShellScript  # callers import it fr
 from labctl.shell_text import wait_until_script as wait_until_script  # likewise
 from labctl.ssh_dial import KnownHosts, dial, fabric_connection, one_line
 from labctl.ssh_options import SshEndpoint, resolve
-from labctl.ssh_session import SessionLost, ShellSession
+from labctl.ssh_session import SessionBusy, SessionLost, ShellSession
 
 # Every command and its outcome, for -v/-vv (labctl/views/verbose.py shows them).
 log = logging.getLogger("labctl.remote")
@@ -311,7 +311,12 @@ class HostConnection:
                     if self._session is not None:
                         self._session.close()
                     self._session = ShellSession(self._conn.transport, self._connect_timeout)
-                got = self._session.run(wire, deadline)
+                try:
+                    got = self._session.run(wire, deadline)
+                except SessionBusy:  # still running what an interrupted caller left: a new one
+                    self._session.close()
+                    self._session = ShellSession(self._conn.transport, self._connect_timeout)
+                    got = self._session.run(wire, deadline)
                 return got.exit_status, got.stdout, got.stderr
             finally:
                 self._session_lock.release()

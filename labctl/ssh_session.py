@@ -28,11 +28,20 @@ class SessionLost(Exception):
     """The shell or its channel ended before the command's section was complete."""
 
 
+class SessionBusy(SessionLost):
+    """A command whose caller left is still running in the shell after PENDING_WAIT: this
+    session is given up (nothing was sent to it); a new one runs the next command."""
+
+
+PENDING_WAIT = 10.0  # seconds the next command waits for a command whose caller left
+
+
 class ShellSession:
     def __init__(self, transport: paramiko.Transport, open_timeout: float) -> None:
         self._chan = transport.open_session(timeout=open_timeout)
         self._chan.exec_command("exec sh")
         self._wake = self._chan.fileno()  # readable when either stream has data, or at close
+        self._pending: str | None = None  # the nonce of a command whose caller left mid-way
 
     @property
     def alive(self) -> bool:
@@ -43,13 +52,37 @@ class ShellSession:
 
     def run(self, wire: str, deadline: float | None) -> batch.Section:
         """Run shell text `wire`; raises TimeoutError past `deadline` (time.monotonic), and
-        SessionLost if the session ends first (the session is then unusable)."""
+        SessionLost if the session ends first (the session is then unusable).
+
+        A caller that left mid-command (Ctrl-C, SIGTERM, a timeout) left that command running
+        in the shell: its answer is read and dropped first, so this command's answer is its
+        own and it runs after that one, as it was sent (a stop after an interrupted start
+        finds the pidfile the start wrote)."""
+        if self._pending is not None:
+            # Long enough for a start or a stop to finish (what ordering is for); a long
+            # wait or measurement is not waited for: a new session runs the next command.
+            wait = time.monotonic() + PENDING_WAIT
+            try:
+                self._read(self._pending, wait if deadline is None else min(deadline, wait))
+            except TimeoutError:
+                raise SessionBusy("an interrupted command is still running") from None
+            self._pending = None
         self._drain()  # what a stray background writer left: not this command's output
         nonce = batch.new_nonce()
         try:
             self._chan.sendall((batch.script([wire], nonce) + "\n").encode())
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise SessionLost(str(exc) or type(exc).__name__) from exc
+        self._pending = nonce
+        out, err = self._read(nonce, deadline)
+        self._pending = None
+        sections = batch.parse(out.text(), err.text(), nonce, 1)
+        if not sections:
+            raise SessionLost("unreadable answer")
+        return sections[0]
+
+    def _read(self, nonce: str, deadline: float | None) -> tuple[_Stream, _Stream]:
+        """Both streams up to the section marker of `nonce`."""
         tail = ("\n" + nonce + " ").encode()
         out, err = _Stream(tail), _Stream(tail)
         while not (out.done and err.done):
@@ -68,10 +101,7 @@ class ShellSession:
             if left <= 0:
                 raise TimeoutError
             select.select([self._wake], [], [], min(left, 1.0))
-        sections = batch.parse(out.text(), err.text(), nonce, 1)
-        if not sections:
-            raise SessionLost("unreadable answer")
-        return sections[0]
+        return out, err
 
     def _drain(self) -> None:
         while self._chan.recv_ready():

@@ -127,8 +127,11 @@ def test_the_servers_master_killed_mid_trial(
         pidfile = f"{RUN_DIR}/rp-server-1.pid"
 
         def server_serving() -> bool:
+            # Mid-trial: the master and 2 workers up and a client connecting. The clients
+            # start only once labctl has seen the server start and listen, so the kill can
+            # no longer land inside the start's own check (labctl is fast enough for that).
             out = srv.run(["sh", "-c", f"cat {pidfile} 2>/dev/null"]).stdout
-            return '"pid"' in out and servers(lab) >= 3  # master + 2 workers
+            return '"pid"' in out and servers(lab) >= 3 and running(lab, "cli1", "conn_client") >= 1
 
         wait_until("the first trial's server", server_serving)
         master = json.loads(srv.run(["cat", pidfile]).stdout)["pid"]

@@ -132,3 +132,50 @@ def test_an_upload_writes_exactly_the_bytes_and_leaves_no_temp_file(
         assert conn.run(["test", "-e", "/tmp/pwned"]).exit_status == 1
     finally:
         conn.run(["rm", "-f", dest])
+
+
+def test_a_command_whose_caller_left_is_finished_before_the_next_one(lab: NamespaceLab) -> None:
+    """Ctrl-C or SIGTERM mid-command leaves it running in the shell: the next command runs
+    after it (a stop after an interrupted start finds what the start wrote) and gets back
+    only its own answer."""
+    import time
+
+    from labctl.ssh_session import ShellSession
+
+    conn = lab.host("cli1")
+    conn.open()
+    session = ShellSession(conn._conn.transport, 10)  # the shell a HostConnection keeps
+    try:
+        marker = "/tmp/labctl-test-session-order"
+        first = f"rm -f {marker}; sleep 0.5; echo started > {marker}; echo first-output"
+        with pytest.raises(TimeoutError):
+            session.run(first, time.monotonic() + 0.1)  # the caller leaves mid-command
+        got = session.run(f"cat {marker}; rm -f {marker}", time.monotonic() + 10)
+        assert (got.exit_status, got.stdout, got.stderr) == (0, "started\n", "")
+        assert session.run("echo next", None).stdout == "next\n"
+    finally:
+        session.close()
+
+
+def test_a_long_command_whose_caller_left_gives_the_session_up(
+    lab: NamespaceLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wait or a measurement left running is not waited for past PENDING_WAIT: the session
+    says so before sending anything, and the connection runs the command on a new one."""
+    import time
+
+    from labctl import ssh_session
+
+    monkeypatch.setattr(ssh_session, "PENDING_WAIT", 0.3)
+    conn = lab.host("cli1")
+    conn.open()
+    session = ssh_session.ShellSession(conn._conn.transport, 10)
+    try:
+        with pytest.raises(TimeoutError):
+            session.run("sleep 5", time.monotonic() + 0.1)
+        started = time.monotonic()
+        with pytest.raises(ssh_session.SessionBusy):
+            session.run("echo never", time.monotonic() + 10)
+        assert time.monotonic() - started < 3
+    finally:
+        session.close()
