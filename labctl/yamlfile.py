@@ -197,3 +197,17 @@ def line_of(value: Any, key: str | None = None, default: int | None = None) -> i
     if key is not None and isinstance(value, LineMap):
         return value.key_lines.get(key, value.line)
     return getattr(value, "line", default)
+
+
+def refuse_unknown_keys(
+    doc: LineMap, allowed: set[str], path: str, what: str, error: type[InputError] = InputError
+) -> None:
+    """A key the file format does not have: one line, with the file, the key's line and the
+    keys it has."""
+    for key in doc:
+        if key not in allowed:
+            raise error(
+                f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})",
+                path,
+                line_of(doc, key),
+            )

@@ -233,6 +233,7 @@ class FileSweep:
         self.spec, self.ctx, self.conns, self.roles = spec, ctx, conns, roles
         self.options, self.run_id = options, run_id
         self.started: list[tuple[str, str]] = []  # (host, process name) to stop
+        self._books: dict[str, Any] = {}  # setup/teardown -> its playbook
 
     def variables(self, trial: TrialSpec) -> dict[str, Any]:
         return variables(self.spec, self.options, self.roles, trial, self.ctx.project_dir)
@@ -245,9 +246,13 @@ class FileSweep:
         from labctl.play.outcome import QuietReporter
         from labctl.play.run import RunOptions, run_playbook
 
-        book = role_playbook(self.spec.path, plays, self.roles)
+        if key not in self._books:  # read once per run, not once per trial
+            self._books[key] = role_playbook(self.spec.path, plays, self.roles)
         run = run_playbook(
-            book, self.ctx.inventory, RunOptions(extra_vars=dict(variables)), QuietReporter()
+            self._books[key],
+            self.ctx.inventory,
+            RunOptions(extra_vars=dict(variables)),
+            QuietReporter(),
         )
         for host, undo in run.undo_by_host().items():
             self.ctx.store.add_undo(self.run_id, host, [u.to_dict() for u in undo])

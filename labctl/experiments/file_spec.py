@@ -17,7 +17,14 @@ from typing import Any
 from labctl.errors import InputError
 from labctl.metrics import DIRECTIONS, Direction, ExperimentSpec, Metric, PlotSpec, TrialKind
 from labctl.templating import TemplateError, builtin_names, names_used, split_words
-from labctl.yamlfile import LineList, LineMap, line_of, load_yaml_text, read_text
+from labctl.yamlfile import (
+    LineList,
+    LineMap,
+    line_of,
+    load_yaml_text,
+    read_text,
+    refuse_unknown_keys,
+)
 
 TOP_KEYS = {
     "name", "help", "hosts", "params", "repeat", "warmup", "duration", "setup", "teardown",
@@ -122,13 +129,7 @@ def _err(message: str, path: str, line: int | None) -> ExperimentFileError:
 
 
 def _known(doc: LineMap, allowed: set[str], path: str, what: str) -> None:
-    for key in doc:
-        if key not in allowed:
-            raise _err(
-                f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})",
-                path,
-                line_of(doc, key),
-            )
+    refuse_unknown_keys(doc, allowed, path, what, ExperimentFileError)
 
 
 def _mapping(value: Any, path: str, line: int | None, what: str) -> LineMap:

@@ -18,7 +18,7 @@ from labctl.metrics import DIRECTIONS, Direction
 from labctl.paths import PROVISION_PLAYBOOK
 from labctl.play.load import load_playbook
 from labctl.results.regress import Rule
-from labctl.yamlfile import LineMap, line_of, load_yaml
+from labctl.yamlfile import LineMap, line_of, load_yaml, refuse_unknown_keys
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -57,13 +57,7 @@ class Suite:
 
 
 def _known(doc: LineMap, allowed: set[str], path: str, what: str) -> None:
-    for key in doc:
-        if key not in allowed:
-            raise InputError(
-                f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})",
-                path,
-                line_of(doc, key),
-            )
+    refuse_unknown_keys(doc, allowed, path, what)
 
 
 def _typed(doc: LineMap, key: str, kind: type | tuple[type, ...], path: str, what: str) -> Any:
